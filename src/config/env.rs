@@ -1,0 +1,111 @@
+//! Every environment variable reelay reads, in one place.
+//!
+//! The deploy stack (`infra/aws`) sets exactly these, and its tests parse this
+//! file so the two cannot drift. `reelay env` prints the same table.
+
+/// One variable the binary reads: its name and what it overrides.
+pub struct EnvVar {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// The bucket reelay works on: `s3://NAME` (S3 or R2) or a local folder path.
+pub const BUCKET: &str = "REELAY_BUCKET";
+/// SQS URL of the events queue: bucket notifications and CPU steps.
+pub const EVENTS_QUEUE_URL: &str = "REELAY_EVENTS_QUEUE_URL";
+/// SQS URL of the gpu queue: tasks for the GPU worker fleet.
+pub const GPU_QUEUE_URL: &str = "REELAY_GPU_QUEUE_URL";
+/// Path to `reelay.toml`.
+pub const CONFIG: &str = "REELAY_CONFIG";
+/// Local bucket folder for `reelay dev` and `reelay demo`.
+pub const ROOT: &str = "REELAY_ROOT";
+/// Inference device: `cpu`, `cuda` or `auto`.
+pub const DEVICE: &str = "REELAY_DEVICE";
+/// Steps run at once by one router or worker process.
+pub const CONCURRENCY: &str = "REELAY_CONCURRENCY";
+/// Device prices in USD per second, e.g. `t4=0.000164,cpu=0.0000262`.
+pub const PRICES: &str = "REELAY_PRICES";
+/// Folder that holds the model files named in `models/manifest.toml`.
+pub const MODELS_DIR: &str = "REELAY_MODELS_DIR";
+/// Path to `libonnxruntime.so`.
+pub const ORT_DYLIB_PATH: &str = "ORT_DYLIB_PATH";
+/// Path to the `ffmpeg` binary.
+pub const FFMPEG: &str = "REELAY_FFMPEG";
+/// TrueType font for captions and labels.
+pub const FONT: &str = "REELAY_FONT";
+/// Name written into audit records as the worker id.
+pub const WORKER_ID: &str = "REELAY_WORKER_ID";
+/// `json` for JSON log lines (the cloud default), `text` for people.
+pub const LOG_FORMAT: &str = "REELAY_LOG_FORMAT";
+/// `true` to address S3 path-style (moto, MinIO, some R2 setups).
+pub const S3_PATH_STYLE: &str = "REELAY_S3_PATH_STYLE";
+/// S3-compatible endpoint, e.g. `https://ACCOUNT.r2.cloudflarestorage.com`.
+pub const S3_ENDPOINT: &str = "REELAY_S3_ENDPOINT";
+
+/// The full table, for `reelay env` and for the deploy stack's tests.
+pub const ALL: &[EnvVar] = &[
+    EnvVar {
+        name: BUCKET,
+        help: "bucket: s3://NAME, or a local folder",
+    },
+    EnvVar {
+        name: EVENTS_QUEUE_URL,
+        help: "SQS URL of the events queue",
+    },
+    EnvVar {
+        name: GPU_QUEUE_URL,
+        help: "SQS URL of the gpu task queue",
+    },
+    EnvVar {
+        name: CONFIG,
+        help: "path to reelay.toml",
+    },
+    EnvVar {
+        name: ROOT,
+        help: "local bucket folder for dev and demo",
+    },
+    EnvVar {
+        name: DEVICE,
+        help: "inference device: cpu, cuda or auto",
+    },
+    EnvVar {
+        name: CONCURRENCY,
+        help: "steps run at once per process",
+    },
+    EnvVar {
+        name: PRICES,
+        help: "device prices, USD/s: t4=0.000164,cpu=0.0000262",
+    },
+    EnvVar {
+        name: MODELS_DIR,
+        help: "folder holding the model files",
+    },
+    EnvVar {
+        name: ORT_DYLIB_PATH,
+        help: "path to libonnxruntime.so",
+    },
+    EnvVar {
+        name: FFMPEG,
+        help: "path to the ffmpeg binary",
+    },
+    EnvVar {
+        name: FONT,
+        help: "TrueType font for captions and labels",
+    },
+    EnvVar {
+        name: WORKER_ID,
+        help: "worker id written into audit records",
+    },
+    EnvVar {
+        name: LOG_FORMAT,
+        help: "json or text",
+    },
+    EnvVar {
+        name: S3_PATH_STYLE,
+        help: "true for path-style S3 addressing",
+    },
+    EnvVar {
+        name: S3_ENDPOINT,
+        help: "S3-compatible endpoint (R2)",
+    },
+];

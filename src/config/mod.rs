@@ -1,0 +1,3 @@
+//! Configuration: `reelay.toml`, environment overrides, validation.
+
+pub mod env;

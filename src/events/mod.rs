@@ -1,0 +1,19 @@
+//! Upload notifications. Every shape a bucket can send becomes one
+//! [`ObjectCreated`].
+
+use serde::{Deserialize, Serialize};
+
+/// A new object in the bucket, whatever announced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectCreated {
+    pub bucket: String,
+    /// Decoded key (S3 sends it form-urlencoded).
+    pub key: String,
+    pub size: Option<u64>,
+    pub etag: Option<String>,
+    pub version: Option<String>,
+    /// S3's per-key ordering token; lets a consumer drop stale duplicates.
+    pub sequencer: Option<String>,
+    /// RFC 3339 event time, when the notification carried one.
+    pub time: Option<String>,
+}

@@ -1,0 +1,6 @@
+//! reelay: an event-driven video pipeline on object storage.
+
+pub mod config;
+pub mod events;
+pub mod ports;
+pub mod tasks;

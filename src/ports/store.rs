@@ -1,0 +1,134 @@
+//! Object storage as the core sees it: whole objects, user metadata, atomic
+//! puts, and a conditional put so the first writer of an output wins.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+/// User metadata, as S3 keeps it under `x-amz-meta-`: lower-case ASCII names
+/// to US-ASCII values.
+pub type Metadata = BTreeMap<String, String>;
+
+/// What a `head` or `list` tells about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Quoteless hex etag; task ids hash it, so it must change with content.
+    pub etag: String,
+    /// Seconds since the Unix epoch.
+    pub last_modified: i64,
+    pub content_type: Option<String>,
+    pub metadata: Metadata,
+}
+
+impl ObjectMeta {
+    /// `key@etag`, the form inputs take in task ids and audit records.
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.key, self.etag)
+    }
+}
+
+/// Whether a put may replace an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutCondition {
+    /// Always write.
+    Overwrite,
+    /// `If-None-Match: *`: write only if no object has the key.
+    IfAbsent,
+}
+
+/// Result of a put: written, or refused because the key already existed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Written(ObjectMeta),
+    AlreadyExists,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object `{key}` not found: upload it first, or fix the key that names it")]
+    NotFound { key: String },
+    #[error("key `{key}` is not allowed: {reason}")]
+    InvalidKey { key: String, reason: String },
+    #[error("metadata for `{key}` is not valid: {reason}")]
+    InvalidMetadata { key: String, reason: String },
+    #[error("storage I/O on `{key}`: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage backend on `{key}`: {message}")]
+    Backend { key: String, message: String },
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A bucket. Implemented by the local directory store and by S3/R2.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Human-readable bucket name for logs and audit output (`s3://b`, a path).
+    fn describe(&self) -> String;
+
+    /// Metadata of `key`, or `None` when it does not exist.
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>>;
+
+    /// Streams `key` into the file `dest` (created or truncated).
+    async fn get_to_file(&self, key: &str, dest: &Path) -> StoreResult<ObjectMeta>;
+
+    /// Whole small objects (manifests, claims, detections).
+    async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)>;
+
+    /// A path FFmpeg may read directly, when the store is on local disk; saves a copy.
+    fn local_path(&self, _key: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// Uploads a file atomically (multipart for large files where the backend has it).
+    async fn put_file(
+        &self,
+        key: &str,
+        src: &Path,
+        content_type: &str,
+        metadata: &Metadata,
+    ) -> StoreResult<ObjectMeta>;
+
+    /// Writes a small object, optionally only when absent.
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+        metadata: &Metadata,
+        condition: PutCondition,
+    ) -> StoreResult<PutOutcome>;
+
+    /// Every object whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
+
+    /// Removes `key`; absent keys are not an error.
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+}
+
+/// Content type from a key's extension, for puts and for S3 consoles.
+pub fn content_type_for(key: &str) -> &'static str {
+    let ext = key.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "mp4" | "m4v" => "video/mp4",
+        "mov" => "video/quicktime",
+        "mkv" => "video/x-matroska",
+        "webm" => "video/webm",
+        "json" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,49 @@
+//! Step kinds. Each module is one kind with a pure-ish contract: local input
+//! files and parameters in, one local output file and extra audit fields out.
+
+use crate::ports::Metadata;
+
+/// Whether retrying can help. Both are retried up to the queue's maximum
+/// receive count (the DLQ contract), but permanent ones are not logged as
+/// infrastructure trouble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Bad input: the same attempt will fail the same way.
+    Permanent,
+    /// Infrastructure: a later attempt may succeed.
+    Transient,
+}
+
+/// A step failure that names what was wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub class: ErrorClass,
+    /// The parameter or input at fault (`clips[1].end`, `input`), if any.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl TaskError {
+    pub fn permanent(field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        TaskError {
+            class: ErrorClass::Permanent,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        TaskError {
+            class: ErrorClass::Transient,
+            field: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a step hands back besides its output file.
+#[derive(Debug, Default, Clone)]
+pub struct StepOutput {
+    /// Extra audit fields, e.g. `reelay-mode: fast`.
+    pub metadata: Metadata,
+}
