@@ -1,6 +1,10 @@
 //! reelay: an event-driven video pipeline on object storage.
 
+pub mod adapters;
 pub mod config;
 pub mod events;
+pub mod keys;
+pub mod media;
+pub mod pipeline;
 pub mod ports;
 pub mod tasks;

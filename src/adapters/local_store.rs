@@ -1,0 +1,479 @@
+//! A folder as a bucket. The root folder is the bucket; a key is a path below
+//! it. Metadata lives in a JSON sidecar under `.reelay/meta/`, with the same
+//! field names S3 uses for user metadata. Writes are atomic (temp + rename).
+
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use async_trait::async_trait;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{self, LOCAL_RESERVED};
+use crate::ports::store::{
+    Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, StoreError, StoreResult,
+};
+
+/// The sidecar record; `size` and `mtime_ns` tell whether it still describes
+/// the file (a user may overwrite a file by hand).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sidecar {
+    etag: String,
+    size: u64,
+    mtime_ns: u128,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    metadata: Metadata,
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Opens (and creates) the bucket folder. The root is canonicalised once so
+    /// every later containment check compares real paths.
+    pub fn open(root: impl AsRef<Path>) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root.as_ref())?;
+        let root = std::fs::canonicalize(root.as_ref())?;
+        std::fs::create_dir_all(root.join(LOCAL_RESERVED).join("meta"))?;
+        std::fs::create_dir_all(root.join(LOCAL_RESERVED).join("tmp"))?;
+        Ok(LocalStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Maps a key to its file, refusing anything that could escape the root,
+    /// including through a symlinked folder.
+    pub fn path_for(&self, key: &str) -> StoreResult<PathBuf> {
+        keys::validate(key).map_err(|e| StoreError::InvalidKey { key: e.key, reason: e.reason })?;
+        if key == LOCAL_RESERVED || key.starts_with(&format!("{LOCAL_RESERVED}/")) {
+            return Err(StoreError::InvalidKey {
+                key: key.to_string(),
+                reason: format!("`{LOCAL_RESERVED}/` is reserved for reelay's own records"),
+            });
+        }
+        let path = self.root.join(key);
+        // Every existing ancestor must resolve inside the root.
+        let mut probe = path.clone();
+        loop {
+            if let Ok(real) = std::fs::canonicalize(&probe) {
+                if !real.starts_with(&self.root) {
+                    return Err(StoreError::InvalidKey {
+                        key: key.to_string(),
+                        reason: "it resolves outside the bucket folder through a symlink".into(),
+                    });
+                }
+                break;
+            }
+            if !probe.pop() {
+                break;
+            }
+        }
+        if path.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(StoreError::InvalidKey { key: key.into(), reason: "it contains `..`".into() });
+        }
+        Ok(path)
+    }
+
+    fn sidecar_path(&self, key: &str) -> PathBuf {
+        self.root.join(LOCAL_RESERVED).join("meta").join(format!("{key}.json"))
+    }
+
+    fn io(key: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io { key: key.to_string(), source }
+    }
+
+    fn head_sync(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let path = self.path_for(key)?;
+        let stat = match std::fs::metadata(&path) {
+            Ok(stat) if stat.is_file() => stat,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Self::io(key)(e)),
+        };
+        let mtime = stat.modified().map_err(Self::io(key))?;
+        let mtime_ns = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let sidecar_path = self.sidecar_path(key);
+        let cached = std::fs::read(&sidecar_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok())
+            .filter(|s| s.size == stat.len() && s.mtime_ns == mtime_ns);
+        let sidecar = match cached {
+            Some(s) => s,
+            None => {
+                // A file dropped by hand (or changed by hand): its etag is its MD5,
+                // as S3 gives for a single-part upload; its old metadata is void.
+                let sidecar = Sidecar {
+                    etag: md5_file(&path).map_err(Self::io(key))?,
+                    size: stat.len(),
+                    mtime_ns,
+                    content_type: None,
+                    metadata: Metadata::new(),
+                };
+                write_atomic(&self.root, &sidecar_path, &serde_json::to_vec(&sidecar).unwrap())
+                    .map_err(Self::io(key))?;
+                sidecar
+            }
+        };
+        Ok(Some(ObjectMeta {
+            key: key.to_string(),
+            size: sidecar.size,
+            etag: sidecar.etag,
+            last_modified: (mtime_ns / 1_000_000_000) as i64,
+            content_type: sidecar.content_type,
+            metadata: sidecar.metadata,
+        }))
+    }
+
+    fn put_sync(
+        &self,
+        key: &str,
+        src: Source<'_>,
+        content_type: &str,
+        metadata: &Metadata,
+        condition: PutCondition,
+    ) -> StoreResult<PutOutcome> {
+        validate_metadata(key, metadata)?;
+        let path = self.path_for(key)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(Self::io(key))?;
+            // Re-check: the folder we just created must not sit behind a symlink.
+            self.path_for(key)?;
+        }
+        let tmp = tempfile::NamedTempFile::new_in(self.root.join(LOCAL_RESERVED).join("tmp"))
+            .map_err(Self::io(key))?;
+        let mut hasher = Md5::new();
+        let mut size = 0u64;
+        {
+            let mut out = std::io::BufWriter::new(tmp.as_file());
+            let mut feed = |chunk: &[u8]| -> std::io::Result<()> {
+                hasher.update(chunk);
+                size += chunk.len() as u64;
+                out.write_all(chunk)
+            };
+            match src {
+                Source::Bytes(b) => feed(b).map_err(Self::io(key))?,
+                Source::File(p) => {
+                    let mut f = std::fs::File::open(p).map_err(Self::io(key))?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = f.read(&mut buf).map_err(Self::io(key))?;
+                        if n == 0 {
+                            break;
+                        }
+                        feed(&buf[..n]).map_err(Self::io(key))?;
+                    }
+                }
+            }
+            out.flush().map_err(Self::io(key))?;
+        }
+        tmp.as_file().sync_all().map_err(Self::io(key))?;
+        let etag = hex::encode(hasher.finalize());
+        // Publish: rename is atomic; for IfAbsent, a hard link fails if the key exists.
+        match condition {
+            PutCondition::Overwrite => {
+                tmp.persist(&path).map_err(|e| Self::io(key)(e.error))?;
+            }
+            PutCondition::IfAbsent => match std::fs::hard_link(tmp.path(), &path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(PutOutcome::AlreadyExists),
+                Err(e) => return Err(Self::io(key)(e)),
+            },
+        }
+        let stat = std::fs::metadata(&path).map_err(Self::io(key))?;
+        let mtime_ns = stat
+            .modified()
+            .map_err(Self::io(key))?
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let sidecar = Sidecar {
+            etag: etag.clone(),
+            size,
+            mtime_ns,
+            content_type: Some(content_type.to_string()),
+            metadata: metadata.clone(),
+        };
+        write_atomic(&self.root, &self.sidecar_path(key), &serde_json::to_vec(&sidecar).unwrap())
+            .map_err(Self::io(key))?;
+        Ok(PutOutcome::Written(ObjectMeta {
+            key: key.to_string(),
+            size,
+            etag,
+            last_modified: (mtime_ns / 1_000_000_000) as i64,
+            content_type: Some(content_type.to_string()),
+            metadata: metadata.clone(),
+        }))
+    }
+
+    fn list_sync(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let mut keys = Vec::new();
+        walk(&self.root, &self.root, &mut keys).map_err(Self::io(prefix))?;
+        keys.retain(|k| k.starts_with(prefix));
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(meta) = self.head_sync(&key)? {
+                out.push(meta);
+            }
+        }
+        Ok(out)
+    }
+}
+
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
+
+/// S3 keeps user metadata US-ASCII and within 2 KB; the local store enforces
+/// the same so that what works locally works on S3.
+pub fn validate_metadata(key: &str, metadata: &Metadata) -> StoreResult<()> {
+    let mut total = 0;
+    for (name, value) in metadata {
+        if !name.is_ascii() || !value.is_ascii() || name.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(StoreError::InvalidMetadata {
+                key: key.into(),
+                reason: format!("`{name}` must be lower-case US-ASCII with a US-ASCII value"),
+            });
+        }
+        total += name.len() + value.len();
+    }
+    if total > 2048 {
+        return Err(StoreError::InvalidMetadata {
+            key: key.into(),
+            reason: format!("{total} bytes is over S3's 2 KB limit on user metadata"),
+        });
+    }
+    Ok(())
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let file_type = entry.file_type()?;
+        let rel = path.strip_prefix(root).expect("walk stays under root");
+        if rel == Path::new(LOCAL_RESERVED) {
+            continue;
+        }
+        // Symlinks are never followed: they could lead out of the bucket.
+        if file_type.is_dir() {
+            walk(root, &path, out)?;
+        } else if file_type.is_file()
+            && let Some(key) = rel.to_str()
+            && keys::validate(key).is_ok()
+        {
+            out.push(key.to_string());
+        }
+    }
+    Ok(())
+}
+
+fn md5_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn write_atomic(root: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut tmp = tempfile::NamedTempFile::new_in(root.join(LOCAL_RESERVED).join("tmp"))?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let this = self.clone();
+        let key = key.to_string();
+        blocking(move || this.head_sync(&key)).await
+    }
+
+    async fn get_to_file(&self, key: &str, dest: &Path) -> StoreResult<ObjectMeta> {
+        let meta = self.head(key).await?.ok_or_else(|| StoreError::NotFound { key: key.into() })?;
+        let src = self.path_for(key)?;
+        tokio::fs::copy(&src, dest).await.map_err(Self::io(key))?;
+        Ok(meta)
+    }
+
+    async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)> {
+        let meta = self.head(key).await?.ok_or_else(|| StoreError::NotFound { key: key.into() })?;
+        let bytes = tokio::fs::read(self.path_for(key)?).await.map_err(Self::io(key))?;
+        Ok((bytes, meta))
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.path_for(key).ok()
+    }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        src: &Path,
+        content_type: &str,
+        metadata: &Metadata,
+    ) -> StoreResult<ObjectMeta> {
+        let this = self.clone();
+        let (key, src, ct, md) = (key.to_string(), src.to_path_buf(), content_type.to_string(), metadata.clone());
+        let outcome = blocking(move || {
+            this.put_sync(&key, Source::File(&src), &ct, &md, PutCondition::Overwrite)
+        })
+        .await?;
+        match outcome {
+            PutOutcome::Written(meta) => Ok(meta),
+            PutOutcome::AlreadyExists => unreachable!("overwrite never conflicts"),
+        }
+    }
+
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+        metadata: &Metadata,
+        condition: PutCondition,
+    ) -> StoreResult<PutOutcome> {
+        let this = self.clone();
+        let (key, bytes, ct, md) = (key.to_string(), bytes.to_vec(), content_type.to_string(), metadata.clone());
+        blocking(move || this.put_sync(&key, Source::Bytes(&bytes), &ct, &md, condition)).await
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let this = self.clone();
+        let prefix = prefix.to_string();
+        blocking(move || this.list_sync(&prefix)).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let path = self.path_for(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Self::io(key)(e)),
+        }
+        let _ = tokio::fs::remove_file(self.sidecar_path(key)).await;
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend {
+        key: String::new(),
+        message: format!("storage thread failed: {e}"),
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> Metadata {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[tokio::test]
+    async fn put_head_get_round_trip_with_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let md = meta(&[("reelay-task", "abc")]);
+        let out = store.put_bytes("work/j/a b.txt", b"hello", "text/plain", &md, PutCondition::Overwrite).await.unwrap();
+        let PutOutcome::Written(written) = out else { panic!() };
+        assert_eq!(written.etag, "5d41402abc4b2a76b9719d911017c592");
+        let head = store.head("work/j/a b.txt").await.unwrap().unwrap();
+        assert_eq!(head.metadata, md);
+        assert_eq!(head.size, 5);
+        let (bytes, _) = store.get_bytes("work/j/a b.txt").await.unwrap();
+        assert_eq!(bytes, b"hello");
+        assert!(store.head("missing").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn conditional_put_first_writer_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let md = Metadata::new();
+        assert!(matches!(store.put_bytes("k", b"1", "x", &md, PutCondition::IfAbsent).await.unwrap(), PutOutcome::Written(_)));
+        assert_eq!(store.put_bytes("k", b"2", "x", &md, PutCondition::IfAbsent).await.unwrap(), PutOutcome::AlreadyExists);
+        assert_eq!(store.get_bytes("k").await.unwrap().0, b"1");
+    }
+
+    #[tokio::test]
+    async fn hand_dropped_file_gets_md5_etag_and_changes_with_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("sources")).unwrap();
+        std::fs::write(dir.path().join("sources/a.mp4"), b"hello").unwrap();
+        let first = store.head("sources/a.mp4").await.unwrap().unwrap();
+        assert_eq!(first.etag, "5d41402abc4b2a76b9719d911017c592");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(dir.path().join("sources/a.mp4"), b"hello!").unwrap();
+        let second = store.head("sources/a.mp4").await.unwrap().unwrap();
+        assert_ne!(first.etag, second.etag);
+    }
+
+    #[tokio::test]
+    async fn keys_never_leave_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let md = Metadata::new();
+        for key in ["../escape", "/abs", "link/x", ".reelay/meta/x", "a/../../b"] {
+            assert!(store.put_bytes(key, b"x", "x", &md, PutCondition::Overwrite).await.is_err(), "{key}");
+        }
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        // Listing does not follow the symlink either.
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        assert!(store.list("").await.unwrap().iter().all(|m| !m.key.starts_with("link")));
+    }
+
+    #[tokio::test]
+    async fn list_is_sorted_and_prefix_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let md = Metadata::new();
+        for key in ["jobs/b.json", "jobs/a.json", "sources/x.mp4"] {
+            store.put_bytes(key, b"{}", "x", &md, PutCondition::Overwrite).await.unwrap();
+        }
+        let keys: Vec<_> = store.list("jobs/").await.unwrap().into_iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["jobs/a.json", "jobs/b.json"]);
+    }
+
+    #[test]
+    fn metadata_limits_match_s3() {
+        assert!(validate_metadata("k", &meta(&[("reelay-x", "é")])).is_err());
+        assert!(validate_metadata("k", &meta(&[("Upper", "x")])).is_err());
+        let big = "x".repeat(2100);
+        assert!(validate_metadata("k", &meta(&[("a", big.as_str())])).is_err());
+    }
+}

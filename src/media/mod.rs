@@ -1,0 +1,3 @@
+//! Placeholder: replaced by the media branch.
+pub mod profile;
+pub use profile::EncodeProfile;

@@ -1,0 +1,193 @@
+//! Job manifests, version 1: a JSON file in the bucket describing an export.
+//! The field names are a contract with users; unknown fields are rejected.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys;
+use crate::tasks::compile::{Transition, TransitionKind};
+
+/// Largest manifest reelay reads; anything bigger is not a job description.
+pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
+/// Most clips one job may have.
+pub const MAX_CLIPS: usize = 500;
+/// Longest caption, in characters.
+pub const MAX_CAPTION_CHARS: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobManifest {
+    /// Always 1 for this format.
+    pub version: u32,
+    /// Key of the source video in the bucket.
+    pub source: String,
+    /// Key the finished export is written to (conventionally under `exports/`).
+    pub output: String,
+    pub clips: Vec<Clip>,
+    /// Between clips; absent means a plain cut.
+    #[serde(default)]
+    pub transition: Option<Transition>,
+    /// Frame-exact re-encoded cuts (default) or fast keyframe-snapped copies.
+    #[serde(default = "default_accurate")]
+    pub accurate: bool,
+}
+
+fn default_accurate() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clip {
+    /// Seconds from the start of the source.
+    pub start: f64,
+    pub end: f64,
+    /// Text drawn over this clip in the export.
+    #[serde(default)]
+    pub caption: Option<String>,
+}
+
+/// A manifest problem: which object, which field, what is wrong, how to fix it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{object}: `{field}`: {problem}. Fix: {fix}")]
+pub struct ManifestError {
+    pub object: String,
+    pub field: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl JobManifest {
+    /// Parses and validates; `object` is the manifest's key, named in errors.
+    pub fn parse(object: &str, bytes: &[u8]) -> Result<JobManifest, ManifestError> {
+        let err = |field: &str, problem: String, fix: &str| ManifestError {
+            object: object.to_string(),
+            field: field.to_string(),
+            problem,
+            fix: fix.to_string(),
+        };
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(err("(file)", format!("the manifest is {} bytes, over the 1 MiB limit", bytes.len()), "describe the export in a smaller manifest"));
+        }
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Err(err("(file)", "the manifest is empty".into(), "write a JSON job: {\"version\": 1, \"source\": ..., \"output\": ..., \"clips\": [...]}"));
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let manifest: JobManifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.to_string();
+            let (field, fix) = if message.starts_with("unknown field") {
+                (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, clips[].start/end/caption, transition.kind/seconds, accurate)")
+            } else if message.starts_with("missing field") {
+                (path.clone(), "add the field")
+            } else if inner.is_syntax() || inner.is_eof() {
+                ("(file)".to_string(), "make the file valid JSON")
+            } else {
+                (path.clone(), "give the field a value of the right type")
+            };
+            let field = if field == "." || field.is_empty() { "(top level)".to_string() } else { field };
+            err(&field, message, fix)
+        })?;
+        manifest.validate(object)?;
+        Ok(manifest)
+    }
+
+    fn validate(&self, object: &str) -> Result<(), ManifestError> {
+        let err = |field: String, problem: String, fix: &str| ManifestError {
+            object: object.to_string(),
+            field,
+            problem,
+            fix: fix.to_string(),
+        };
+        if self.version != 1 {
+            return Err(err("version".into(), format!("version {} is not supported", self.version), "set \"version\": 1"));
+        }
+        for (field, key) in [("source", &self.source), ("output", &self.output)] {
+            keys::validate(key).map_err(|e| err(field.into(), e.to_string(), "use a relative key such as `sources/match.mp4`"))?;
+        }
+        if self.output == self.source {
+            return Err(err("output".into(), "the output is the source itself".into(), "write the export to its own key, e.g. under `exports/`"));
+        }
+        if self.clips.is_empty() {
+            return Err(err("clips".into(), "there are no clips".into(), "add at least one {\"start\": S, \"end\": E}"));
+        }
+        if self.clips.len() > MAX_CLIPS {
+            return Err(err("clips".into(), format!("{} clips is over the limit of {MAX_CLIPS}", self.clips.len()), "split the export into several jobs"));
+        }
+        for (i, clip) in self.clips.iter().enumerate() {
+            if !clip.start.is_finite() || clip.start < 0.0 {
+                return Err(err(format!("clips[{i}].start"), format!("{} is not a time in the source", clip.start), "use seconds from the start of the source, 0 or more"));
+            }
+            if !clip.end.is_finite() || clip.end <= clip.start {
+                return Err(err(format!("clips[{i}].end"), format!("end {} is not after start {}", clip.end, clip.start), "make end greater than start"));
+            }
+            if let Some(caption) = &clip.caption
+                && caption.chars().count() > MAX_CAPTION_CHARS
+            {
+                return Err(err(format!("clips[{i}].caption"), format!("the caption is longer than {MAX_CAPTION_CHARS} characters"), "shorten it"));
+            }
+        }
+        if let Some(t) = &self.transition {
+            if !t.seconds.is_finite() || t.seconds < 0.0 {
+                return Err(err("transition.seconds".into(), format!("{} is not a duration", t.seconds), "use seconds, 0 or more"));
+            }
+            if t.kind == TransitionKind::Fade && self.clips.len() > 1 {
+                let shortest = self.clips.iter().map(|c| c.end - c.start).fold(f64::INFINITY, f64::min);
+                if t.seconds >= shortest {
+                    return Err(err("transition.seconds".into(), format!("a {} s fade is not shorter than the shortest clip ({shortest:.3} s)", t.seconds), "use a shorter fade or longer clips"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"version": 1,
+       "source": "sources/match.mp4",
+       "output": "exports/highlights.mp4",
+       "clips": [{"start": 3.0, "end": 9.0}, {"start": 33.0, "end": 40.0, "caption": "Goal!"}],
+       "transition": {"kind": "fade", "seconds": 0.5},
+       "accurate": true}"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let m = JobManifest::parse("jobs/a.json", GOOD.as_bytes()).unwrap();
+        assert_eq!(m.clips.len(), 2);
+        assert_eq!(m.clips[1].caption.as_deref(), Some("Goal!"));
+        assert_eq!(m.transition.unwrap().kind, TransitionKind::Fade);
+    }
+
+    fn error_for(json: &str) -> ManifestError {
+        JobManifest::parse("jobs/bad.json", json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_path() {
+        let e = error_for(&GOOD.replace("\"caption\"", "\"captoin\""));
+        assert_eq!(e.field, "clips[1].captoin");
+        assert!(e.problem.contains("captoin"), "{e}");
+        assert!(e.to_string().starts_with("jobs/bad.json: `clips[1].captoin`"));
+    }
+
+    #[test]
+    fn end_before_start_is_named() {
+        let e = error_for(&GOOD.replace("\"end\": 9.0", "\"end\": 2.0"));
+        assert_eq!(e.field, "clips[0].end");
+        assert!(e.fix.contains("greater"));
+    }
+
+    #[test]
+    fn other_bad_fields() {
+        assert_eq!(error_for(&GOOD.replace("\"version\": 1", "\"version\": 2")).field, "version");
+        assert_eq!(error_for(&GOOD.replace("sources/match.mp4", "../etc/passwd")).field, "source");
+        assert_eq!(error_for(&GOOD.replace("\"start\": 3.0", "\"start\": \"3\"")).field, "clips[0].start");
+        assert_eq!(error_for(&GOOD.replace("\"seconds\": 0.5", "\"seconds\": 9")).field, "transition.seconds");
+        assert_eq!(error_for("{").field, "(file)");
+        assert_eq!(error_for("").field, "(file)");
+        assert_eq!(error_for(r#"{"version":1,"output":"exports/x.mp4","clips":[]}"#).field, "(top level)");
+    }
+}

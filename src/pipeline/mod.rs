@@ -1,0 +1,5 @@
+//! Rules, job manifests, tasks and the planner.
+
+pub mod manifest;
+pub mod planner;
+pub mod task;
