@@ -1,0 +1,325 @@
+//! The one planner. Whoever learns of a new object (the router for uploads,
+//! any worker after writing an output, `reconcile` for a backlog) calls
+//! [`plan`], which answers which steps are ready and not yet done.
+//!
+//! It keeps no state: a step is done when its output exists carrying its task
+//! id, so planning twice, late, or after a crash gives the same answer.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::config::rules::{RuleAction, render_template};
+use crate::events::ObjectCreated;
+use crate::pipeline::manifest::{JobManifest, ManifestError};
+use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
+use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
+use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
+use crate::tasks::extract::ExtractParams;
+
+/// Audit field holding the id of the task that wrote an object.
+pub const TASK_FIELD: &str = "reelay-task";
+
+/// What caused planning.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger<'a> {
+    /// A user upload (a notification, the local watcher, or reconcile).
+    Upload(&'a ObjectCreated),
+    /// A step finished and wrote its output.
+    Finished(&'a Task),
+}
+
+/// A step of a job's DAG before its inputs are known.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub name: String,
+    pub kind: StepKind,
+    pub inputs: Vec<StepInput>,
+    pub params: serde_json::Value,
+    /// `None`: derived from the task id under the job's work folder.
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepInput {
+    /// An object users put in the bucket.
+    Object(String),
+    /// The output of an earlier step, by index.
+    Step(usize),
+}
+
+/// Where each step of a job stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepStatus {
+    pub name: String,
+    pub kind: StepKind,
+    pub state: StepState,
+    /// The output key, once the inputs are known.
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    Done,
+    Ready,
+    Waiting,
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub ready: Vec<Task>,
+    pub job: Option<JobRef>,
+    pub steps: Vec<StepStatus>,
+}
+
+impl Plan {
+    /// True when the job's final output exists.
+    pub fn complete(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.state == StepState::Done)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PlanError {
+    /// Bad input (retrying cannot help) versus a storage hiccup.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            PlanError::Manifest(_) => true,
+            PlanError::Store(e) => matches!(e, StoreError::InvalidKey { .. } | StoreError::NotFound { .. }),
+        }
+    }
+}
+
+/// The one planning function.
+pub async fn plan(store: &dyn ObjectStore, config: &Config, trigger: Trigger<'_>) -> Result<Plan, PlanError> {
+    match trigger {
+        Trigger::Upload(event) => match config.rule_for(&event.key).map(|r| r.action.clone()) {
+            None => Ok(Plan::default()),
+            Some(RuleAction::Job) => plan_job(store, config, &event.key).await,
+            Some(RuleAction::Step { kind, params, output }) => {
+                let Some(meta) = store.head(&event.key).await? else {
+                    // Deleted since the notification: nothing to do.
+                    return Ok(Plan::default());
+                };
+                let rule = config.rule_for(&event.key).map(|r| r.name.clone()).unwrap_or_default();
+                let task = Task::new(kind, rule, None, vec![meta.reference()], params, |id| render_template(&output, &event.key, id));
+                let done = is_done(store, &task.output, &task.id).await?.is_some();
+                Ok(Plan { ready: if done { vec![] } else { vec![task] }, job: None, steps: vec![] })
+            }
+        },
+        Trigger::Finished(task) => match &task.job {
+            Some(job) => plan_job(store, config, &job.manifest).await,
+            None => Ok(Plan::default()),
+        },
+    }
+}
+
+/// The id of a job: a hash of its canonical manifest, so the same job dropped
+/// twice (even under two names) shares its work folder and its steps.
+pub fn job_id(manifest: &JobManifest) -> String {
+    let canonical = canonical_json(&serde_json::to_value(manifest).expect("manifests serialise"));
+    hex::encode(&Sha256::digest(canonical.as_bytes())[..6])
+}
+
+/// The DAG of a job: `extract` per clip, then `compile` over all of them.
+pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
+    let mut steps: Vec<PlannedStep> = manifest
+        .clips
+        .iter()
+        .enumerate()
+        .map(|(i, clip)| PlannedStep {
+            name: format!("extract-{i}"),
+            kind: StepKind::Extract,
+            inputs: vec![StepInput::Object(manifest.source.clone())],
+            params: serde_json::to_value(ExtractParams { start: clip.start, end: clip.end, accurate: manifest.accurate })
+                .expect("params serialise"),
+            output: None,
+        })
+        .collect();
+    let clip_steps = (0..steps.len()).map(StepInput::Step).collect();
+    let compile = CompileParams {
+        transition: manifest.transition.clone().unwrap_or(Transition { kind: TransitionKind::None, seconds: 0.0 }),
+        captions: manifest.clips.iter().map(|c| c.caption.clone()).collect(),
+    };
+    steps.push(PlannedStep {
+        name: "compile".into(),
+        kind: StepKind::Compile,
+        inputs: clip_steps,
+        params: serde_json::to_value(compile).expect("params serialise"),
+        output: Some(manifest.output.clone()),
+    });
+    steps
+}
+
+/// Loads and validates a manifest from the bucket.
+pub async fn load_manifest(store: &dyn ObjectStore, key: &str) -> Result<(JobManifest, ObjectMeta), PlanError> {
+    let (bytes, meta) = store.get_bytes(key).await?;
+    Ok((JobManifest::parse(key, &bytes)?, meta))
+}
+
+async fn plan_job(store: &dyn ObjectStore, config: &Config, manifest_key: &str) -> Result<Plan, PlanError> {
+    let (manifest, _) = load_manifest(store, manifest_key).await?;
+    let job = JobRef { id: job_id(&manifest), manifest: manifest_key.to_string() };
+    let work = format!("{}{}/", config.file.layout.work, job.id);
+    let steps = job_steps(&manifest);
+    let mut done: Vec<Option<ObjectMeta>> = Vec::with_capacity(steps.len());
+    let mut plan = Plan { job: Some(job.clone()), ..Plan::default() };
+    for step in &steps {
+        let mut inputs = Vec::with_capacity(step.inputs.len());
+        for input in &step.inputs {
+            match input {
+                StepInput::Object(key) => match store.head(key).await? {
+                    Some(meta) => inputs.push(Some(meta.reference())),
+                    None => {
+                        return Err(ManifestError {
+                            object: manifest_key.to_string(),
+                            field: "source".into(),
+                            problem: format!("object `{key}` is not in the bucket"),
+                            fix: "upload the source first, then drop the job again (or run `reelay reconcile`)".into(),
+                        }
+                        .into());
+                    }
+                },
+                StepInput::Step(i) => inputs.push(done[*i].as_ref().map(|m| m.reference())),
+            }
+        }
+        let status = if inputs.iter().all(Option::is_some) {
+            let inputs = inputs.into_iter().map(Option::unwrap).collect();
+            let task = Task::new(step.kind, step.name.clone(), Some(job.clone()), inputs, step.params.clone(), |id| {
+                step.output.clone().unwrap_or_else(|| format!("{work}{}-{id}.{}", step.kind, step.kind.output_extension()))
+            });
+            let existing = is_done(store, &task.output, &task.id).await?;
+            let state = if existing.is_some() { StepState::Done } else { StepState::Ready };
+            let output = Some(task.output.clone());
+            done.push(existing);
+            if state == StepState::Ready {
+                plan.ready.push(task);
+            }
+            StepStatus { name: step.name.clone(), kind: step.kind, state, output }
+        } else {
+            done.push(None);
+            StepStatus { name: step.name.clone(), kind: step.kind, state: StepState::Waiting, output: None }
+        };
+        plan.steps.push(status);
+    }
+    Ok(plan)
+}
+
+/// The output's metadata when it exists and was written by task `id`.
+pub async fn is_done(store: &dyn ObjectStore, output: &str, id: &str) -> Result<Option<ObjectMeta>, StoreError> {
+    Ok(store.head(output).await?.filter(|m| m.metadata.get(TASK_FIELD).map(String::as_str) == Some(id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::local_store::LocalStore;
+    use crate::ports::store::{Metadata, PutCondition};
+
+    const JOB: &str = r#"{"version": 1, "source": "sources/m.mp4", "output": "exports/h.mp4",
+        "clips": [{"start": 0, "end": 1}, {"start": 2, "end": 3, "caption": "Hi"}],
+        "transition": {"kind": "fade", "seconds": 0.25}}"#;
+
+    async fn put(store: &LocalStore, key: &str, body: &[u8], task: Option<&str>) {
+        let mut md = Metadata::new();
+        if let Some(t) = task {
+            md.insert(TASK_FIELD.into(), t.into());
+        }
+        store.put_bytes(key, body, "x", &md, PutCondition::Overwrite).await.unwrap();
+    }
+
+    fn upload(key: &str) -> ObjectCreated {
+        ObjectCreated { bucket: "b".into(), key: key.into(), size: None, etag: None, version: None, sequencer: None, time: None }
+    }
+
+    #[tokio::test]
+    async fn fans_out_extracts_then_fans_in_to_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
+        let first = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        assert_eq!(first.ready.len(), 2);
+        assert!(first.ready.iter().all(|t| t.kind == StepKind::Extract));
+        assert_eq!(first.steps[2].state, StepState::Waiting);
+        // Planning again changes nothing: same ids, same outputs.
+        let again = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        assert_eq!(again.ready, first.ready);
+        // Finish one extract: compile still waits for the other.
+        let t0 = &first.ready[0];
+        put(&store, &t0.output, b"clip0", Some(&t0.id)).await;
+        let mid = plan(&store, &config, Trigger::Finished(t0)).await.unwrap();
+        assert_eq!(mid.ready.len(), 1);
+        assert_eq!(mid.ready[0].id, first.ready[1].id);
+        let t1 = &first.ready[1];
+        put(&store, &t1.output, b"clip1", Some(&t1.id)).await;
+        let last = plan(&store, &config, Trigger::Finished(t1)).await.unwrap();
+        assert_eq!(last.ready.len(), 1);
+        let compile = &last.ready[0];
+        assert_eq!(compile.kind, StepKind::Compile);
+        assert_eq!(compile.output, "exports/h.mp4");
+        assert_eq!(compile.inputs.len(), 2);
+        assert!(compile.inputs[0].starts_with(&t0.output));
+        put(&store, &compile.output, b"export", Some(&compile.id)).await;
+        let end = plan(&store, &config, Trigger::Finished(compile)).await.unwrap();
+        assert!(end.ready.is_empty() && end.complete());
+    }
+
+    #[tokio::test]
+    async fn an_output_by_another_task_does_not_count_as_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
+        let p = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        put(&store, &p.ready[0].output, b"stale", Some("someone-else")).await;
+        let again = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        assert_eq!(again.ready.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_source_version_gives_new_task_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
+        let before = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        put(&store, "sources/m.mp4", b"video v2", None).await;
+        let after = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        assert_ne!(before.ready[0].id, after.ready[0].id);
+    }
+
+    #[tokio::test]
+    async fn missing_source_and_bad_manifest_are_permanent_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
+        let e = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap_err();
+        assert!(e.is_permanent());
+        assert!(e.to_string().contains("jobs/a.json: `source`"), "{e}");
+        put(&store, "jobs/b.json", b"{\"version\": 1, \"sauce\": 1}", None).await;
+        let e = plan(&store, &config, Trigger::Upload(&upload("jobs/b.json"))).await.unwrap_err();
+        assert!(e.is_permanent() && e.to_string().contains("sauce"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn uploads_without_a_rule_plan_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let p = plan(&store, &Config::defaults(), Trigger::Upload(&upload("sources/m.mp4"))).await.unwrap();
+        assert!(p.ready.is_empty() && p.job.is_none());
+    }
+}
