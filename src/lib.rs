@@ -1,6 +1,7 @@
 //! reelay: an event-driven video pipeline on object storage.
 
 pub mod adapters;
+pub mod audit;
 pub mod config;
 pub mod events;
 pub mod keys;

@@ -13,3 +13,16 @@ pub struct ExtractParams {
 fn yes() -> bool {
     true
 }
+
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    _ff: &crate::media::Ffmpeg,
+    _input: &std::path::Path,
+    _output: &std::path::Path,
+    _params: &ExtractParams,
+    _profile: &crate::media::EncodeProfile,
+    _on_progress: &mut dyn FnMut(crate::media::Progress),
+    _cancel: &tokio_util::sync::CancellationToken,
+) -> Result<super::StepOutput, super::TaskError> {
+    Err(super::TaskError::transient("stub"))
+}
