@@ -8,4 +8,5 @@ pub mod keys;
 pub mod media;
 pub mod pipeline;
 pub mod ports;
+pub mod runtime;
 pub mod tasks;

@@ -1,5 +1,6 @@
 //! Rules, job manifests, tasks and the planner.
 
 pub mod manifest;
+pub mod message;
 pub mod planner;
 pub mod task;
