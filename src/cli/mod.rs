@@ -1,0 +1,168 @@
+//! The `reelay` command line.
+
+mod bars;
+mod demo;
+mod run_step;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::local_store::LocalStore;
+use crate::audit::{cost, lineage};
+use crate::config::{Config, env};
+use crate::runtime::local::{LocalOptions, run_local};
+use crate::runtime::progress::LogProgress;
+
+#[derive(Parser, Debug)]
+#[command(name = "reelay", version, about = "Drop a video or a JSON job into a bucket; get a finished export with its lineage and cost.")]
+pub struct Cli {
+    /// Path to reelay.toml (default: $REELAY_CONFIG, then ./reelay.toml, then built-in defaults).
+    #[arg(long, global = true, env = "REELAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Router, CPU pool and worker in one process, watching a local folder bucket.
+    Dev {
+        #[command(flatten)]
+        root: RootArg,
+        /// Exit once every upload is handled (for scripts and tests).
+        #[arg(long)]
+        exit_when_idle: bool,
+    },
+    /// Makes a sample match video and a highlights job, and runs it to the export.
+    Demo {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Runs one step on local files, with no queue: for debugging and benchmarks.
+    Run {
+        /// Step kind: extract or compile.
+        kind: String,
+        #[arg(long, num_args = 1.., required = true)]
+        input: Vec<PathBuf>,
+        #[arg(long)]
+        output: PathBuf,
+        /// Parameter as key=value (value parsed as JSON when it can be; `@FILE` reads a file). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Prints the lineage of an object back to its uploads, with time and cost.
+    Audit {
+        #[command(flatten)]
+        root: RootArg,
+        key: String,
+        /// Print JSON instead of a tree.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Totals device time and cost per step kind and device under a prefix.
+    Cost {
+        #[command(flatten)]
+        root: RootArg,
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validates a configuration file and prints the rules it defines.
+    Check {
+        file: Option<PathBuf>,
+    },
+    /// Lists the environment variables reelay reads.
+    Env,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RootArg {
+    /// Local bucket folder.
+    #[arg(long, env = "REELAY_ROOT", default_value = "reelay-data")]
+    pub root: PathBuf,
+}
+
+pub async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev { root, exit_when_idle } => {
+            let config = Config::load(cli.config.as_deref())?;
+            let shutdown = shutdown_on_signal();
+            let summary = run_local(LocalOptions { root: root.root, config, exit_when_idle, poll: Duration::from_millis(250), progress: Arc::new(LogProgress) }, shutdown).await?;
+            report_dead_letters(&summary.dead_letters);
+            Ok(())
+        }
+        Command::Demo { root } => demo::run(root.root, cli.config.as_deref()).await,
+        Command::Run { kind, input, output, set } => run_step::run(&kind, &input, &output, &set, cli.config.as_deref()).await,
+        Command::Audit { root, key, json } => {
+            let store = open_local(&root.root)?;
+            let tree = lineage::lineage(&store, &key).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tree)?);
+            } else {
+                print!("{}", lineage::render(&tree));
+            }
+            Ok(())
+        }
+        Command::Cost { root, prefix, json } => {
+            let store = open_local(&root.root)?;
+            let report = cost::cost(&store, &prefix).await?;
+            if json {
+                let lines: Vec<_> = report.lines.iter().map(|((k, d), l)| serde_json::json!({"kind": k, "device": d, "steps": l.steps, "millis": l.millis, "cost_usd": l.cost_usd})).collect();
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"lines": lines, "total": report.total}))?);
+            } else {
+                print!("{}", cost::render(&report));
+            }
+            Ok(())
+        }
+        Command::Check { file } => {
+            let config = Config::load(file.as_deref().or(cli.config.as_deref()))?;
+            println!("{}: valid", config.source);
+            println!("uploads: {}", config.file.layout.uploads.join(", "));
+            for rule in &config.rules {
+                println!("rule {:<12} {:<24} {:?}", rule.name, rule.pattern, rule.action);
+            }
+            Ok(())
+        }
+        Command::Env => {
+            for var in env::ALL {
+                println!("{:<26} {}", var.name, var.help);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn open_local(root: &std::path::Path) -> anyhow::Result<LocalStore> {
+    anyhow::ensure!(root.is_dir(), "no local bucket at {}; pass --root DIR or set REELAY_ROOT", root.display());
+    LocalStore::open(root).with_context(|| format!("opening {}", root.display()))
+}
+
+/// Cancels on Ctrl-C or SIGTERM, so loops stop receiving and finish cleanly.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping: finishing in-flight steps");
+        t.cancel();
+    });
+    token
+}
+
+fn report_dead_letters(dead: &[String]) {
+    if !dead.is_empty() {
+        eprintln!("{} message(s) went to the dead-letter queue; see _reelay/failures/ in the bucket", dead.len());
+    }
+}
+
