@@ -262,7 +262,7 @@ export class ReelayStack extends cdk.Stack {
         filter: { s3Key: { rules: [{ name: 'prefix', value: prefix }] } },
       })),
     };
-    cfnBucket.addDependency(events.queue.node.findChild('Policy').node.defaultChild as cdk.CfnResource);
+    cfnBucket.addResourceDependency(events.queue.node.findChild('Policy').node.defaultChild as cdk.CfnResource);
 
     const s3Url = cdk.Fn.join('', ['s3://', bucket.bucketName]);
     const commonEnv: Record<string, string> = {
@@ -501,6 +501,7 @@ export class ReelayStack extends cdk.Stack {
       capacityProviderStrategies: [{ capacityProvider: capacityProvider.capacityProviderName, weight: 1 }],
       enableECSManagedTags: true,
       propagateTags: ecs.PropagatedTagSource.SERVICE,
+      circuitBreaker: { enable: true, rollback: true },
     });
 
     // ---- worker autoscaling: backlog per task, scale to zero ----

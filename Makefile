@@ -1,0 +1,68 @@
+# The two commands a new user needs:
+#   make demo   runs the demo job on a local folder bucket ($REELAY_ROOT, default ./reelay-data)
+#   make test   runs the whole test suite
+# Both install what they need into .tools/ and .cache/ (git-ignored), from the package registries.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+TOOLS := $(CURDIR)/.tools
+CACHE := $(CURDIR)/.cache
+PIP_DOWNLOAD := $(PYTHON) -m pip download --quiet --no-deps --only-binary :all: --dest $(CACHE)/pip
+REELAY_ROOT ?= reelay-data
+export REELAY_FFMPEG := $(TOOLS)/bin/ffmpeg
+export REELAY_FONT := $(TOOLS)/fonts/Roboto-Bold.ttf
+export CARGO_TERM_COLOR ?= never
+
+# Pinned versions of everything fetched.
+IMAGEIO_FFMPEG := 0.8.1
+FONT_ROBOTO := 0.0.1
+SCIKIT_IMAGE := 0.25.2
+
+.PHONY: setup demo test test-rust test-infra lint bench clean-tools
+
+setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(CACHE)/testdata/.done
+
+# Static FFmpeg 9 (libx264, drawtext, NVENC) from the imageio-ffmpeg wheel.
+$(TOOLS)/bin/ffmpeg:
+	mkdir -p $(CACHE)/pip $(TOOLS)/bin
+	$(PIP_DOWNLOAD) imageio-ffmpeg==$(IMAGEIO_FFMPEG)
+	$(PYTHON) -c 'import sys, zipfile, glob; \
+	  w = zipfile.ZipFile(glob.glob("$(CACHE)/pip/imageio_ffmpeg-$(IMAGEIO_FFMPEG)-*.whl")[0]); \
+	  n = [x for x in w.namelist() if "/binaries/ffmpeg-linux" in x][0]; \
+	  open("$@.partial", "wb").write(w.read(n))'
+	chmod +x $@.partial && mv $@.partial $@
+	$@ -hide_banner -version | head -n 1
+
+# Roboto (Apache-2.0) for captions, from the font-roboto sdist.
+$(TOOLS)/fonts/Roboto-Bold.ttf:
+	mkdir -p $(CACHE)/pip $(TOOLS)/fonts
+	$(PYTHON) -m pip download --quiet --no-deps --no-binary :all: --dest $(CACHE)/pip font-roboto==$(FONT_ROBOTO)
+	tar -xzf $(CACHE)/pip/font-roboto-$(FONT_ROBOTO).tar.gz -C $(TOOLS)/fonts --strip-components=3 \
+	  font-roboto-$(FONT_ROBOTO)/font_roboto/files/Roboto-Bold.ttf font-roboto-$(FONT_ROBOTO)/font_roboto/files/LICENSE
+
+# Public-domain test photos (astronaut, camera, grass) from the scikit-image wheel.
+$(CACHE)/testdata/.done:
+	mkdir -p $(CACHE)/pip $(CACHE)/testdata
+	$(PIP_DOWNLOAD) scikit-image==$(SCIKIT_IMAGE)
+	$(PYTHON) -c 'import zipfile, glob; \
+	  w = zipfile.ZipFile(sorted(glob.glob("$(CACHE)/pip/scikit_image-$(SCIKIT_IMAGE)-*.whl"))[0]); \
+	  [open("$(CACHE)/testdata/" + n, "wb").write(w.read("skimage/data/" + n)) for n in ("astronaut.png", "camera.png", "grass.png")]'
+	touch $@
+
+demo: setup
+	cargo build --release --bin reelay
+	./target/release/reelay demo --root "$(REELAY_ROOT)"
+
+test: setup test-rust
+
+test-rust:
+	cargo test --all-targets --no-fail-fast 2>&1 | tee $(CACHE)/test-rust.log
+	./.ci/summarize-tests $(CACHE)/test-rust.log
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+clean-tools:
+	rm -rf $(TOOLS)
