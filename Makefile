@@ -21,7 +21,7 @@ SCIKIT_IMAGE := 0.25.2
 
 .PHONY: setup demo test test-rust test-infra lint bench clean-tools
 
-setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(CACHE)/testdata/.done
+setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(TOOLS)/testdata/.done
 
 # Static FFmpeg 9 (libx264, drawtext, NVENC) from the imageio-ffmpeg wheel.
 $(TOOLS)/bin/ffmpeg:
@@ -42,12 +42,12 @@ $(TOOLS)/fonts/Roboto-Bold.ttf:
 	  font-roboto-$(FONT_ROBOTO)/font_roboto/files/Roboto-Bold.ttf font-roboto-$(FONT_ROBOTO)/font_roboto/files/LICENSE
 
 # Public-domain test photos (astronaut, camera, grass) from the scikit-image wheel.
-$(CACHE)/testdata/.done:
-	mkdir -p $(CACHE)/pip $(CACHE)/testdata
+$(TOOLS)/testdata/.done:
+	mkdir -p $(CACHE)/pip $(TOOLS)/testdata
 	$(PIP_DOWNLOAD) scikit-image==$(SCIKIT_IMAGE)
 	$(PYTHON) -c 'import zipfile, glob; \
 	  w = zipfile.ZipFile(sorted(glob.glob("$(CACHE)/pip/scikit_image-$(SCIKIT_IMAGE)-*.whl"))[0]); \
-	  [open("$(CACHE)/testdata/" + n, "wb").write(w.read("skimage/data/" + n)) for n in ("astronaut.png", "camera.png", "grass.png")]'
+	  [open("$(TOOLS)/testdata/" + n, "wb").write(w.read("skimage/data/" + n)) for n in ("astronaut.png", "camera.png", "grass.png")]'
 	touch $@
 
 demo: setup

@@ -18,7 +18,10 @@ pub struct KeyError {
 /// `..` segments, no empty segments, no NUL or control characters.
 pub fn validate(key: &str) -> Result<(), KeyError> {
     let fail = |reason: &str| {
-        Err(KeyError { key: key.escape_debug().to_string(), reason: reason.to_string() })
+        Err(KeyError {
+            key: key.escape_debug().to_string(),
+            reason: reason.to_string(),
+        })
     };
     if key.is_empty() {
         return fail("it is empty; name an object such as `sources/match.mp4`");
@@ -39,7 +42,9 @@ pub fn validate(key: &str) -> Result<(), KeyError> {
         match segment {
             "" => return fail("it has an empty segment (`//` or a trailing `/`); remove it"),
             "." | ".." => {
-                return fail("it has a `.` or `..` segment, which could leave the bucket; name the object directly");
+                return fail(
+                    "it has a `.` or `..` segment, which could leave the bucket; name the object directly",
+                );
             }
             _ => {}
         }
@@ -85,14 +90,31 @@ mod tests {
 
     #[test]
     fn accepts_awkward_but_safe_keys() {
-        for key in ["sources/match.mp4", "sources/my clip.mp4", "sources/-rf.mp4", "sources/été/ü.mp4", "a+b%20c"] {
+        for key in [
+            "sources/match.mp4",
+            "sources/my clip.mp4",
+            "sources/-rf.mp4",
+            "sources/été/ü.mp4",
+            "a+b%20c",
+        ] {
             validate(key).unwrap();
         }
     }
 
     #[test]
     fn rejects_escapes() {
-        for key in ["", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a/", "a\0b", "a\\b", "a\nb"] {
+        for key in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\0b",
+            "a\\b",
+            "a\nb",
+        ] {
             assert!(validate(key).is_err(), "{key:?} should be rejected");
         }
         assert!(validate(&"k".repeat(1025)).is_err());
@@ -100,9 +122,15 @@ mod tests {
 
     #[test]
     fn metadata_encoding_round_trips_and_is_ascii() {
-        for key in ["sources/my clip.mp4", "sources/été,1@2.mp4", "sources/100%.mp4"] {
+        for key in [
+            "sources/my clip.mp4",
+            "sources/été,1@2.mp4",
+            "sources/100%.mp4",
+        ] {
             let enc = encode_for_metadata(key);
-            assert!(enc.is_ascii() && !enc.contains(',') && !enc.contains('@') && !enc.contains(' '));
+            assert!(
+                enc.is_ascii() && !enc.contains(',') && !enc.contains('@') && !enc.contains(' ')
+            );
             assert_eq!(decode_from_metadata(&enc).unwrap(), key);
         }
     }

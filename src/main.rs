@@ -4,7 +4,9 @@ use tracing_subscriber::EnvFilter;
 async fn main() {
     let json = std::env::var(reelay::config::env::LOG_FORMAT).is_ok_and(|v| v == "json");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -51,7 +51,10 @@ impl LocalStore {
     /// Maps a key to its file, refusing anything that could escape the root,
     /// including through a symlinked folder.
     pub fn path_for(&self, key: &str) -> StoreResult<PathBuf> {
-        keys::validate(key).map_err(|e| StoreError::InvalidKey { key: e.key, reason: e.reason })?;
+        keys::validate(key).map_err(|e| StoreError::InvalidKey {
+            key: e.key,
+            reason: e.reason,
+        })?;
         if key == LOCAL_RESERVED || key.starts_with(&format!("{LOCAL_RESERVED}/")) {
             return Err(StoreError::InvalidKey {
                 key: key.to_string(),
@@ -76,17 +79,26 @@ impl LocalStore {
             }
         }
         if path.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(StoreError::InvalidKey { key: key.into(), reason: "it contains `..`".into() });
+            return Err(StoreError::InvalidKey {
+                key: key.into(),
+                reason: "it contains `..`".into(),
+            });
         }
         Ok(path)
     }
 
     fn sidecar_path(&self, key: &str) -> PathBuf {
-        self.root.join(LOCAL_RESERVED).join("meta").join(format!("{key}.json"))
+        self.root
+            .join(LOCAL_RESERVED)
+            .join("meta")
+            .join(format!("{key}.json"))
     }
 
     fn io(key: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io { key: key.to_string(), source }
+        move |source| StoreError::Io {
+            key: key.to_string(),
+            source,
+        }
     }
 
     fn head_sync(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
@@ -98,7 +110,10 @@ impl LocalStore {
             Err(e) => return Err(Self::io(key)(e)),
         };
         let mtime = stat.modified().map_err(Self::io(key))?;
-        let mtime_ns = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let mtime_ns = mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let sidecar_path = self.sidecar_path(key);
         let cached = std::fs::read(&sidecar_path)
             .ok()
@@ -116,8 +131,12 @@ impl LocalStore {
                     content_type: None,
                     metadata: Metadata::new(),
                 };
-                write_atomic(&self.root, &sidecar_path, &serde_json::to_vec(&sidecar).unwrap())
-                    .map_err(Self::io(key))?;
+                write_atomic(
+                    &self.root,
+                    &sidecar_path,
+                    &serde_json::to_vec(&sidecar).unwrap(),
+                )
+                .map_err(Self::io(key))?;
                 sidecar
             }
         };
@@ -182,7 +201,9 @@ impl LocalStore {
             }
             PutCondition::IfAbsent => match std::fs::hard_link(tmp.path(), &path) {
                 Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(PutOutcome::AlreadyExists),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    return Ok(PutOutcome::AlreadyExists);
+                }
                 Err(e) => return Err(Self::io(key)(e)),
             },
         }
@@ -200,8 +221,12 @@ impl LocalStore {
             content_type: Some(content_type.to_string()),
             metadata: metadata.clone(),
         };
-        write_atomic(&self.root, &self.sidecar_path(key), &serde_json::to_vec(&sidecar).unwrap())
-            .map_err(Self::io(key))?;
+        write_atomic(
+            &self.root,
+            &self.sidecar_path(key),
+            &serde_json::to_vec(&sidecar).unwrap(),
+        )
+        .map_err(Self::io(key))?;
         Ok(PutOutcome::Written(ObjectMeta {
             key: key.to_string(),
             size,
@@ -318,15 +343,23 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get_to_file(&self, key: &str, dest: &Path) -> StoreResult<ObjectMeta> {
-        let meta = self.head(key).await?.ok_or_else(|| StoreError::NotFound { key: key.into() })?;
+        let meta = self
+            .head(key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
         let src = self.path_for(key)?;
         tokio::fs::copy(&src, dest).await.map_err(Self::io(key))?;
         Ok(meta)
     }
 
     async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)> {
-        let meta = self.head(key).await?.ok_or_else(|| StoreError::NotFound { key: key.into() })?;
-        let bytes = tokio::fs::read(self.path_for(key)?).await.map_err(Self::io(key))?;
+        let meta = self
+            .head(key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
+        let bytes = tokio::fs::read(self.path_for(key)?)
+            .await
+            .map_err(Self::io(key))?;
         Ok((bytes, meta))
     }
 
@@ -342,7 +375,12 @@ impl ObjectStore for LocalStore {
         metadata: &Metadata,
     ) -> StoreResult<ObjectMeta> {
         let this = self.clone();
-        let (key, src, ct, md) = (key.to_string(), src.to_path_buf(), content_type.to_string(), metadata.clone());
+        let (key, src, ct, md) = (
+            key.to_string(),
+            src.to_path_buf(),
+            content_type.to_string(),
+            metadata.clone(),
+        );
         let outcome = blocking(move || {
             this.put_sync(&key, Source::File(&src), &ct, &md, PutCondition::Overwrite)
         })
@@ -362,7 +400,12 @@ impl ObjectStore for LocalStore {
         condition: PutCondition,
     ) -> StoreResult<PutOutcome> {
         let this = self.clone();
-        let (key, bytes, ct, md) = (key.to_string(), bytes.to_vec(), content_type.to_string(), metadata.clone());
+        let (key, bytes, ct, md) = (
+            key.to_string(),
+            bytes.to_vec(),
+            content_type.to_string(),
+            metadata.clone(),
+        );
         blocking(move || this.put_sync(&key, Source::Bytes(&bytes), &ct, &md, condition)).await
     }
 
@@ -387,10 +430,12 @@ impl ObjectStore for LocalStore {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> StoreResult<T> + Send + 'static,
 ) -> StoreResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Backend {
-        key: String::new(),
-        message: format!("storage thread failed: {e}"),
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Backend {
+            key: String::new(),
+            message: format!("storage thread failed: {e}"),
+        })?
 }
 
 #[cfg(test)]
@@ -398,7 +443,10 @@ mod tests {
     use super::*;
 
     fn meta(pairs: &[(&str, &str)]) -> Metadata {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[tokio::test]
@@ -406,8 +454,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
         let md = meta(&[("reelay-task", "abc")]);
-        let out = store.put_bytes("work/j/a b.txt", b"hello", "text/plain", &md, PutCondition::Overwrite).await.unwrap();
-        let PutOutcome::Written(written) = out else { panic!() };
+        let out = store
+            .put_bytes(
+                "work/j/a b.txt",
+                b"hello",
+                "text/plain",
+                &md,
+                PutCondition::Overwrite,
+            )
+            .await
+            .unwrap();
+        let PutOutcome::Written(written) = out else {
+            panic!()
+        };
         assert_eq!(written.etag, "5d41402abc4b2a76b9719d911017c592");
         let head = store.head("work/j/a b.txt").await.unwrap().unwrap();
         assert_eq!(head.metadata, md);
@@ -422,8 +481,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
         let md = Metadata::new();
-        assert!(matches!(store.put_bytes("k", b"1", "x", &md, PutCondition::IfAbsent).await.unwrap(), PutOutcome::Written(_)));
-        assert_eq!(store.put_bytes("k", b"2", "x", &md, PutCondition::IfAbsent).await.unwrap(), PutOutcome::AlreadyExists);
+        assert!(matches!(
+            store
+                .put_bytes("k", b"1", "x", &md, PutCondition::IfAbsent)
+                .await
+                .unwrap(),
+            PutOutcome::Written(_)
+        ));
+        assert_eq!(
+            store
+                .put_bytes("k", b"2", "x", &md, PutCondition::IfAbsent)
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyExists
+        );
         assert_eq!(store.get_bytes("k").await.unwrap().0, b"1");
     }
 
@@ -449,12 +520,25 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
         let md = Metadata::new();
         for key in ["../escape", "/abs", "link/x", ".reelay/meta/x", "a/../../b"] {
-            assert!(store.put_bytes(key, b"x", "x", &md, PutCondition::Overwrite).await.is_err(), "{key}");
+            assert!(
+                store
+                    .put_bytes(key, b"x", "x", &md, PutCondition::Overwrite)
+                    .await
+                    .is_err(),
+                "{key}"
+            );
         }
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
         // Listing does not follow the symlink either.
         std::fs::write(outside.path().join("secret"), b"s").unwrap();
-        assert!(store.list("").await.unwrap().iter().all(|m| !m.key.starts_with("link")));
+        assert!(
+            store
+                .list("")
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| !m.key.starts_with("link"))
+        );
     }
 
     #[tokio::test]
@@ -463,9 +547,18 @@ mod tests {
         let store = LocalStore::open(dir.path()).unwrap();
         let md = Metadata::new();
         for key in ["jobs/b.json", "jobs/a.json", "sources/x.mp4"] {
-            store.put_bytes(key, b"{}", "x", &md, PutCondition::Overwrite).await.unwrap();
+            store
+                .put_bytes(key, b"{}", "x", &md, PutCondition::Overwrite)
+                .await
+                .unwrap();
         }
-        let keys: Vec<_> = store.list("jobs/").await.unwrap().into_iter().map(|m| m.key).collect();
+        let keys: Vec<_> = store
+            .list("jobs/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
         assert_eq!(keys, ["jobs/a.json", "jobs/b.json"]);
     }
 

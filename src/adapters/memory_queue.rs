@@ -49,7 +49,10 @@ impl MemoryQueue {
     /// A queue with its own DLQ named `NAME-dlq`.
     pub fn with_dlq(name: &str, max_receive_count: u32) -> (Arc<Self>, Arc<Self>) {
         let dlq = Arc::new(MemoryQueue::new(&format!("{name}-dlq"), u32::MAX, None));
-        (Arc::new(MemoryQueue::new(name, max_receive_count, Some(dlq.clone()))), dlq)
+        (
+            Arc::new(MemoryQueue::new(name, max_receive_count, Some(dlq.clone()))),
+            dlq,
+        )
     }
 
     /// Messages stored, visible or in flight.
@@ -63,11 +66,20 @@ impl MemoryQueue {
 
     /// Bodies currently held (tests and `reelay dev`'s DLQ report).
     pub async fn bodies(&self) -> Vec<String> {
-        self.messages.lock().await.iter().map(|m| m.body.clone()).collect()
+        self.messages
+            .lock()
+            .await
+            .iter()
+            .map(|m| m.body.clone())
+            .collect()
     }
 
     fn fresh_id(&self) -> String {
-        format!("{}-{}", self.name, self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            self.name,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -77,7 +89,12 @@ impl Queue for MemoryQueue {
         &self.name
     }
 
-    async fn receive(&self, max: usize, visibility: Duration, wait: Duration) -> QueueResult<Vec<Received>> {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> QueueResult<Vec<Received>> {
         let deadline = Instant::now() + wait;
         loop {
             let notified = self.arrived.notified();
@@ -92,7 +109,8 @@ impl Queue for MemoryQueue {
                         break;
                     }
                     if msg.visible_at > now {
-                        next_visible = Some(next_visible.map_or(msg.visible_at, |t| t.min(msg.visible_at)));
+                        next_visible =
+                            Some(next_visible.map_or(msg.visible_at, |t| t.min(msg.visible_at)));
                         continue;
                     }
                     if msg.receive_count >= self.max_receive_count && self.dead_letter.is_some() {
@@ -137,14 +155,21 @@ impl Queue for MemoryQueue {
         let mut messages = self.messages.lock().await;
         let mut stale = false;
         for handle in handles {
-            match messages.iter().position(|m| m.handle.as_deref() == Some(handle.0.as_str())) {
+            match messages
+                .iter()
+                .position(|m| m.handle.as_deref() == Some(handle.0.as_str()))
+            {
                 Some(index) => {
                     messages.remove(index);
                 }
                 None => stale = true,
             }
         }
-        if stale { Err(QueueError::StaleHandle) } else { Ok(()) }
+        if stale {
+            Err(QueueError::StaleHandle)
+        } else {
+            Ok(())
+        }
     }
 
     async fn extend(&self, handle: &ReceiptHandle, visibility: Duration) -> QueueResult<()> {
@@ -183,14 +208,28 @@ mod tests {
     async fn hidden_until_visibility_expires_then_redelivered() {
         let (q, _dlq) = MemoryQueue::with_dlq("q", 5);
         q.send("a").await.unwrap();
-        let first = q.receive(10, Duration::from_secs(30), NO_WAIT).await.unwrap();
+        let first = q
+            .receive(10, Duration::from_secs(30), NO_WAIT)
+            .await
+            .unwrap();
         assert_eq!(first.len(), 1);
-        assert!(q.receive(10, Duration::from_secs(30), NO_WAIT).await.unwrap().is_empty());
+        assert!(
+            q.receive(10, Duration::from_secs(30), NO_WAIT)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         tokio::time::advance(Duration::from_secs(31)).await;
-        let again = q.receive(10, Duration::from_secs(30), NO_WAIT).await.unwrap();
+        let again = q
+            .receive(10, Duration::from_secs(30), NO_WAIT)
+            .await
+            .unwrap();
         assert_eq!(again[0].receive_count, 2);
         // The first handle went stale with the redelivery.
-        assert!(matches!(q.ack(&[first[0].handle.clone()]).await, Err(QueueError::StaleHandle)));
+        assert!(matches!(
+            q.ack(&[first[0].handle.clone()]).await,
+            Err(QueueError::StaleHandle)
+        ));
         q.ack(&[again[0].handle.clone()]).await.unwrap();
         assert!(q.is_empty().await);
     }
@@ -199,13 +238,29 @@ mod tests {
     async fn extend_keeps_it_hidden_and_zero_hands_it_back() {
         let (q, _dlq) = MemoryQueue::with_dlq("q", 5);
         q.send("a").await.unwrap();
-        let got = q.receive(1, Duration::from_secs(10), NO_WAIT).await.unwrap();
+        let got = q
+            .receive(1, Duration::from_secs(10), NO_WAIT)
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(8)).await;
-        q.extend(&got[0].handle, Duration::from_secs(10)).await.unwrap();
+        q.extend(&got[0].handle, Duration::from_secs(10))
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(8)).await;
-        assert!(q.receive(1, Duration::from_secs(10), NO_WAIT).await.unwrap().is_empty());
+        assert!(
+            q.receive(1, Duration::from_secs(10), NO_WAIT)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         q.extend(&got[0].handle, Duration::ZERO).await.unwrap();
-        assert_eq!(q.receive(1, Duration::from_secs(10), NO_WAIT).await.unwrap().len(), 1);
+        assert_eq!(
+            q.receive(1, Duration::from_secs(10), NO_WAIT)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -213,10 +268,21 @@ mod tests {
         let (q, dlq) = MemoryQueue::with_dlq("q", 3);
         q.send("poison").await.unwrap();
         for _ in 0..3 {
-            assert_eq!(q.receive(1, Duration::from_secs(1), NO_WAIT).await.unwrap().len(), 1);
+            assert_eq!(
+                q.receive(1, Duration::from_secs(1), NO_WAIT)
+                    .await
+                    .unwrap()
+                    .len(),
+                1
+            );
             tokio::time::advance(Duration::from_secs(2)).await;
         }
-        assert!(q.receive(1, Duration::from_secs(1), NO_WAIT).await.unwrap().is_empty());
+        assert!(
+            q.receive(1, Duration::from_secs(1), NO_WAIT)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(dlq.bodies().await, ["poison"]);
         assert!(q.is_empty().await);
     }
@@ -225,7 +291,10 @@ mod tests {
     async fn long_poll_wakes_on_send() {
         let (q, _dlq) = MemoryQueue::with_dlq("q", 3);
         let q2 = q.clone();
-        let waiter = tokio::spawn(async move { q2.receive(1, Duration::from_secs(5), Duration::from_secs(20)).await });
+        let waiter = tokio::spawn(async move {
+            q2.receive(1, Duration::from_secs(5), Duration::from_secs(20))
+                .await
+        });
         tokio::time::advance(Duration::from_secs(1)).await;
         q.send("late").await.unwrap();
         let got = waiter.await.unwrap().unwrap();

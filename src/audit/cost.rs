@@ -40,7 +40,11 @@ pub async fn cost(store: &dyn ObjectStore, prefix: &str) -> Result<CostReport, S
     let mut report = CostReport::default();
     for meta in store.list(prefix).await? {
         if let Some(r) = AuditRecord::from_metadata(&meta.metadata) {
-            report.lines.entry((r.kind.clone(), r.device.clone())).or_default().add(&r);
+            report
+                .lines
+                .entry((r.kind.clone(), r.device.clone()))
+                .or_default()
+                .add(&r);
             report.total.add(&r);
         }
     }
@@ -49,14 +53,36 @@ pub async fn cost(store: &dyn ObjectStore, prefix: &str) -> Result<CostReport, S
 
 pub fn render(report: &CostReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:<10} {:<24} {:>6} {:>12} {:>12}", "kind", "device", "steps", "device s", "USD");
+    let _ = writeln!(
+        out,
+        "{:<10} {:<24} {:>6} {:>12} {:>12}",
+        "kind", "device", "steps", "device s", "USD"
+    );
     for ((kind, device), l) in &report.lines {
-        let _ = writeln!(out, "{kind:<10} {device:<24} {:>6} {:>12.2} {:>12.6}", l.steps, l.millis as f64 / 1000.0, l.cost_usd);
+        let _ = writeln!(
+            out,
+            "{kind:<10} {device:<24} {:>6} {:>12.2} {:>12.6}",
+            l.steps,
+            l.millis as f64 / 1000.0,
+            l.cost_usd
+        );
     }
     let t = &report.total;
-    let _ = writeln!(out, "{:<10} {:<24} {:>6} {:>12.2} {:>12.6}", "total", "", t.steps, t.millis as f64 / 1000.0, t.cost_usd);
+    let _ = writeln!(
+        out,
+        "{:<10} {:<24} {:>6} {:>12.2} {:>12.6}",
+        "total",
+        "",
+        t.steps,
+        t.millis as f64 / 1000.0,
+        t.cost_usd
+    );
     if t.unpriced > 0 {
-        let _ = writeln!(out, "{} step(s) ran on devices without a price; add them under [prices] in reelay.toml", t.unpriced);
+        let _ = writeln!(
+            out,
+            "{} step(s) ran on devices without a price; add them under [prices] in reelay.toml",
+            t.unpriced
+        );
     }
     out
 }

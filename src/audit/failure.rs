@@ -41,10 +41,22 @@ impl FailureRecord {
     }
 
     /// Writes (or overwrites, one per attempt) the record.
-    pub async fn write(&self, store: &dyn ObjectStore, failures_prefix: &str) -> Result<String, StoreError> {
+    pub async fn write(
+        &self,
+        store: &dyn ObjectStore,
+        failures_prefix: &str,
+    ) -> Result<String, StoreError> {
         let key = self.key(failures_prefix);
         let body = serde_json::to_vec_pretty(self).expect("failure records serialise");
-        store.put_bytes(&key, &body, "application/json", &Metadata::new(), PutCondition::Overwrite).await?;
+        store
+            .put_bytes(
+                &key,
+                &body,
+                "application/json",
+                &Metadata::new(),
+                PutCondition::Overwrite,
+            )
+            .await?;
         Ok(key)
     }
 }

@@ -28,12 +28,14 @@ pub struct LineageNode {
 impl LineageNode {
     /// Cost of this object and everything upstream of it.
     pub fn total_cost(&self) -> f64 {
-        self.record.as_ref().and_then(|r| r.cost_usd).unwrap_or(0.0) + self.inputs.iter().map(|n| n.total_cost()).sum::<f64>()
+        self.record.as_ref().and_then(|r| r.cost_usd).unwrap_or(0.0)
+            + self.inputs.iter().map(|n| n.total_cost()).sum::<f64>()
     }
 
     /// Device milliseconds of this object and everything upstream of it.
     pub fn total_millis(&self) -> u64 {
-        self.record.as_ref().map_or(0, |r| r.millis) + self.inputs.iter().map(|n| n.total_millis()).sum::<u64>()
+        self.record.as_ref().map_or(0, |r| r.millis)
+            + self.inputs.iter().map(|n| n.total_millis()).sum::<u64>()
     }
 
     /// Every reelay-written node, depth first.
@@ -54,15 +56,33 @@ impl LineageNode {
 
 /// Builds the lineage tree of `key`.
 pub async fn lineage(store: &dyn ObjectStore, key: &str) -> Result<LineageNode, StoreError> {
-    let meta = store.head(key).await?.ok_or_else(|| StoreError::NotFound { key: key.into() })?;
+    let meta = store
+        .head(key)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
     Box::pin(walk(store, key, Some(meta.etag.clone()), 0)).await
 }
 
-async fn walk(store: &dyn ObjectStore, key: &str, expected_etag: Option<String>, depth: usize) -> Result<LineageNode, StoreError> {
+async fn walk(
+    store: &dyn ObjectStore,
+    key: &str,
+    expected_etag: Option<String>,
+    depth: usize,
+) -> Result<LineageNode, StoreError> {
     let Some(meta) = store.head(key).await? else {
-        return Ok(LineageNode { key: key.into(), etag: expected_etag.unwrap_or_default(), size: None, record: None, changed_since: false, missing: true, inputs: vec![] });
+        return Ok(LineageNode {
+            key: key.into(),
+            etag: expected_etag.unwrap_or_default(),
+            size: None,
+            record: None,
+            changed_since: false,
+            missing: true,
+            inputs: vec![],
+        });
     };
-    let changed_since = expected_etag.as_deref().is_some_and(|e| !e.is_empty() && e != meta.etag);
+    let changed_since = expected_etag
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && e != meta.etag);
     let mut record = AuditRecord::from_metadata(&meta.metadata);
     let mut inputs = Vec::new();
     if let Some(r) = record.as_mut() {
@@ -74,18 +94,34 @@ async fn walk(store: &dyn ObjectStore, key: &str, expected_etag: Option<String>,
         if depth < MAX_DEPTH {
             for reference in r.inputs.clone() {
                 let (input_key, etag) = split_reference(&reference);
-                inputs.push(Box::pin(walk(store, input_key, Some(etag.to_string()), depth + 1)).await?);
+                inputs.push(
+                    Box::pin(walk(store, input_key, Some(etag.to_string()), depth + 1)).await?,
+                );
             }
         }
     }
-    Ok(LineageNode { key: key.into(), etag: meta.etag, size: Some(meta.size), record, changed_since, missing: false, inputs })
+    Ok(LineageNode {
+        key: key.into(),
+        etag: meta.etag,
+        size: Some(meta.size),
+        record,
+        changed_since,
+        missing: false,
+        inputs,
+    })
 }
 
 /// Renders the tree for a terminal.
 pub fn render(root: &LineageNode) -> String {
     let mut out = String::new();
     line(&mut out, root, "", "");
-    let _ = writeln!(out, "total: {} step(s), {:.1} s device time, ${:.6}", root.steps().len(), root.total_millis() as f64 / 1000.0, root.total_cost());
+    let _ = writeln!(
+        out,
+        "total: {} step(s), {:.1} s device time, ${:.6}",
+        root.steps().len(),
+        root.total_millis() as f64 / 1000.0,
+        root.total_cost()
+    );
     out
 }
 
@@ -93,7 +129,11 @@ fn describe(n: &LineageNode) -> String {
     if n.missing {
         return format!("{}  (missing)", n.key);
     }
-    let note = if n.changed_since { "  (changed since it was used)" } else { "" };
+    let note = if n.changed_since {
+        "  (changed since it was used)"
+    } else {
+        ""
+    };
     match &n.record {
         Some(r) => format!(
             "{}  [{} {}] {} {:.2}s {}  task {}{note}",
@@ -102,10 +142,16 @@ fn describe(n: &LineageNode) -> String {
             r.step,
             r.device,
             r.millis as f64 / 1000.0,
-            r.cost_usd.map_or_else(|| "unpriced".to_string(), |c| format!("${c:.6}")),
+            r.cost_usd
+                .map_or_else(|| "unpriced".to_string(), |c| format!("${c:.6}")),
             r.task,
         ),
-        None => format!("{}  [upload] {} bytes, etag {}{note}", n.key, n.size.unwrap_or(0), n.etag),
+        None => format!(
+            "{}  [upload] {} bytes, etag {}{note}",
+            n.key,
+            n.size.unwrap_or(0),
+            n.etag
+        ),
     }
 }
 
@@ -114,7 +160,16 @@ fn line(out: &mut String, n: &LineageNode, first: &str, rest: &str) {
     let count = n.inputs.len();
     for (i, child) in n.inputs.iter().enumerate() {
         let last = i + 1 == count;
-        let (branch, cont) = if last { ("└── ", "    ") } else { ("├── ", "│   ") };
-        line(out, child, &format!("{rest}{branch}"), &format!("{rest}{cont}"));
+        let (branch, cont) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        line(
+            out,
+            child,
+            &format!("{rest}{branch}"),
+            &format!("{rest}{cont}"),
+        );
     }
 }

@@ -92,10 +92,17 @@ impl AuditRecord {
         if let Some(model) = &self.model {
             m.insert(MODEL.into(), model.clone());
         }
-        m.insert(DEVICE.into(), self.device.chars().filter(char::is_ascii).collect());
+        m.insert(
+            DEVICE.into(),
+            self.device.chars().filter(char::is_ascii).collect(),
+        );
         m.insert(STARTED.into(), self.started.clone());
         m.insert(MILLIS.into(), self.millis.to_string());
-        m.insert(COST.into(), self.cost_usd.map_or_else(|| "unpriced".to_string(), |c| format!("{c:.9}")));
+        m.insert(
+            COST.into(),
+            self.cost_usd
+                .map_or_else(|| "unpriced".to_string(), |c| format!("{c:.9}")),
+        );
         m.insert(VERSION.into(), self.version.clone());
         m.insert(WORKER.into(), encode_for_metadata(&self.worker));
         if let Some(manifest) = &self.manifest {
@@ -117,7 +124,9 @@ impl AuditRecord {
             task,
             job: get(JOB),
             kind: get(KIND).unwrap_or_default(),
-            step: get(STEP).and_then(|s| decode_from_metadata(&s)).unwrap_or_default(),
+            step: get(STEP)
+                .and_then(|s| decode_from_metadata(&s))
+                .unwrap_or_default(),
             inputs,
             inputs_pointer,
             params_hash: get(PARAMS).unwrap_or_default(),
@@ -127,7 +136,9 @@ impl AuditRecord {
             millis: get(MILLIS).and_then(|v| v.parse().ok()).unwrap_or(0),
             cost_usd: get(COST).and_then(|v| v.parse().ok()),
             version: get(VERSION).unwrap_or_default(),
-            worker: get(WORKER).and_then(|s| decode_from_metadata(&s)).unwrap_or_default(),
+            worker: get(WORKER)
+                .and_then(|s| decode_from_metadata(&s))
+                .unwrap_or_default(),
             manifest: get(MANIFEST).and_then(|s| decode_from_metadata(&s)),
         })
     }
@@ -180,6 +191,9 @@ mod tests {
         r.inputs_pointer = Some("_reelay/inputs/abc.json".into());
         let back = AuditRecord::from_metadata(&r.to_metadata()).unwrap();
         assert!(back.inputs.is_empty());
-        assert_eq!(back.inputs_pointer.as_deref(), Some("_reelay/inputs/abc.json"));
+        assert_eq!(
+            back.inputs_pointer.as_deref(),
+            Some("_reelay/inputs/abc.json")
+        );
     }
 }

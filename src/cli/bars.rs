@@ -20,12 +20,19 @@ const SCALE: u64 = 1000;
 
 impl Bars {
     pub fn new() -> Bars {
-        Bars { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) }
+        Bars {
+            multi: MultiProgress::new(),
+            bars: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn bar(&self, label: &str) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(SCALE));
-        bar.set_style(ProgressStyle::with_template("{prefix:>12} [{bar:30}] {percent:>3}% {msg}").expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {percent:>3}% {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix(label.to_string());
         bar
     }
@@ -42,7 +49,10 @@ impl ProgressSink for Bars {
     fn started(&self, task: &Task) {
         let bar = self.bar(&task.step);
         bar.set_message("starting");
-        self.bars.lock().expect("bars lock").insert(task.id.clone(), bar);
+        self.bars
+            .lock()
+            .expect("bars lock")
+            .insert(task.id.clone(), bar);
     }
 
     fn progress(&self, task: &Task, p: &Progress) {
@@ -56,7 +66,11 @@ impl ProgressSink for Bars {
             match result {
                 Ok(Outcome::Done { record, .. }) => {
                     bar.set_position(SCALE);
-                    bar.finish_with_message(format!("done in {:.1}s on {}", record.millis as f64 / 1000.0, record.device));
+                    bar.finish_with_message(format!(
+                        "done in {:.1}s on {}",
+                        record.millis as f64 / 1000.0,
+                        record.device
+                    ));
                 }
                 Ok(_) => bar.finish_with_message("skipped"),
                 Err(e) => bar.abandon_with_message(format!("failed: {e}")),

@@ -44,54 +44,108 @@ pub fn demo_job() -> serde_json::Value {
 pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<()> {
     let started = Instant::now();
     let config = Config::load(config)?;
-    let store = LocalStore::open(&root).with_context(|| format!("creating the bucket folder {}", root.display()))?;
+    let store = LocalStore::open(&root)
+        .with_context(|| format!("creating the bucket folder {}", root.display()))?;
     let ff = Ffmpeg::locate()?;
     println!("bucket: {}", store.root().display());
     if store.head(SOURCE_KEY).await?.is_none() {
         println!("making a {SOURCE_SECONDS} s 1080p30 sample match with sound ...");
         let photos = find_photos();
         if photos.is_none() {
-            println!("  (public-domain photos not found in .cache/testdata; run `make setup` for real-looking footage — using a test pattern)");
+            println!(
+                "  (public-domain photos not found in .tools/testdata; run `make setup` for real-looking footage — using a test pattern)"
+            );
         }
         let dest = store.path_for(SOURCE_KEY)?;
         std::fs::create_dir_all(dest.parent().expect("source key has a folder"))?;
         let tmp = dest.with_extension("partial.mp4");
         let args = sample_source_args(photos.as_ref(), &tmp);
         let ff2 = ff.clone();
-        tokio::task::spawn_blocking(move || ff2.run(&args, Some(SOURCE_SECONDS as f64), &mut |_| {}, &CancellationToken::new())).await??;
+        tokio::task::spawn_blocking(move || {
+            ff2.run(
+                &args,
+                Some(SOURCE_SECONDS as f64),
+                &mut |_| {},
+                &CancellationToken::new(),
+            )
+        })
+        .await??;
         // Appear complete or not at all: the watcher must never see half a file.
         std::fs::rename(&tmp, &dest)?;
     }
     let job = serde_json::to_vec_pretty(&demo_job())?;
-    store.put_bytes(JOB_KEY, &job, "application/json", &Metadata::new(), crate::ports::store::PutCondition::Overwrite).await?;
+    store
+        .put_bytes(
+            JOB_KEY,
+            &job,
+            "application/json",
+            &Metadata::new(),
+            crate::ports::store::PutCondition::Overwrite,
+        )
+        .await?;
     println!("dropped {JOB_KEY}: 3 clips with captions and 0.5 s fades\n");
     let bars = Arc::new(Bars::new());
-    let summary = run_local(LocalOptions { root: root.clone(), config, exit_when_idle: true, poll: Duration::from_millis(200), progress: bars }, crate::cli::shutdown_on_signal()).await?;
+    let summary = run_local(
+        LocalOptions {
+            root: root.clone(),
+            config,
+            exit_when_idle: true,
+            poll: Duration::from_millis(200),
+            progress: bars,
+        },
+        crate::cli::shutdown_on_signal(),
+    )
+    .await?;
     println!();
     if !summary.dead_letters.is_empty() {
-        anyhow::bail!("{} message(s) failed for good; see {}/_reelay/failures/", summary.dead_letters.len(), store.root().display());
+        anyhow::bail!(
+            "{} message(s) failed for good; see {}/_reelay/failures/",
+            summary.dead_letters.len(),
+            store.root().display()
+        );
     }
-    let tree = lineage::lineage(&store, EXPORT_KEY).await.context("the export was not written; see _reelay/failures/ in the bucket")?;
-    println!("{:<12} {:<9} {:<10} {:>9} {:>12}", "step", "kind", "device", "time", "cost");
+    let tree = lineage::lineage(&store, EXPORT_KEY)
+        .await
+        .context("the export was not written; see _reelay/failures/ in the bucket")?;
+    println!(
+        "{:<12} {:<9} {:<10} {:>9} {:>12}",
+        "step", "kind", "device", "time", "cost"
+    );
     let mut steps = tree.steps();
-    steps.sort_by(|a, b| a.record.as_ref().map(|r| r.step.clone()).cmp(&b.record.as_ref().map(|r| r.step.clone())));
+    steps.sort_by(|a, b| {
+        a.record
+            .as_ref()
+            .map(|r| r.step.clone())
+            .cmp(&b.record.as_ref().map(|r| r.step.clone()))
+    });
     for node in steps {
         let r = node.record.as_ref().expect("steps have records");
-        println!("{:<12} {:<9} {:<10} {:>8.2}s {:>12}", r.step, r.kind, r.device, r.millis as f64 / 1000.0, r.cost_usd.map_or("unpriced".into(), |c| format!("${c:.6}")));
+        println!(
+            "{:<12} {:<9} {:<10} {:>8.2}s {:>12}",
+            r.step,
+            r.kind,
+            r.device,
+            r.millis as f64 / 1000.0,
+            r.cost_usd.map_or("unpriced".into(), |c| format!("${c:.6}"))
+        );
     }
     println!("\nexport: {}", store.path_for(EXPORT_KEY)?.display());
-    println!("\nlineage (reelay audit --root {} {EXPORT_KEY}):", root.display());
+    println!(
+        "\nlineage (reelay audit --root {} {EXPORT_KEY}):",
+        root.display()
+    );
     print!("{}", lineage::render(&tree));
     println!("\ndemo finished in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
 /// `astronaut.png` and `camera.png` from scikit-image's data (public domain),
-/// fetched by `make setup` into `.cache/testdata/`.
+/// fetched by `make setup` into `.tools/testdata/`.
 fn find_photos() -> Option<(PathBuf, PathBuf)> {
-    let dir = crate::media::find_upwards(Path::new(".cache/testdata"))?;
-    let (a, c) = (dir.join("astronaut.png"), dir.join("camera.png"));
-    (a.is_file() && c.is_file()).then_some((a, c))
+    Some((
+        crate::media::find_tool("testdata/astronaut.png")?,
+        crate::media::find_tool("testdata/camera.png")?,
+    ))
 }
 
 /// FFmpeg arguments for the sample: two photos side by side, panned like a
@@ -102,29 +156,75 @@ fn sample_source_args(photos: Option<&(PathBuf, PathBuf)>, out: &Path) -> Vec<Os
     let video = match photos {
         Some((a, c)) => {
             for p in [a, c] {
-                args.extend(["-loop".into(), "1".into(), "-framerate".into(), "30".into(), "-t".into(), secs.clone().into(), "-i".into(), path_arg(p)]);
+                args.extend([
+                    "-loop".into(),
+                    "1".into(),
+                    "-framerate".into(),
+                    "30".into(),
+                    "-t".into(),
+                    secs.clone().into(),
+                    "-i".into(),
+                    path_arg(p),
+                ]);
             }
             "[0:v]scale=1200:1200,setsar=1,format=yuv420p[a];[1:v]scale=1200:1200,setsar=1,format=yuv420p[b];[a][b]hstack=inputs=2,\
              crop=1920:1080:x='(iw-1920)/2*(1+sin(t*0.35))':y='60+50*sin(t*0.5)',\
              drawbox=x='960+700*sin(t*0.9)':y='700+200*cos(t*1.3)':w=36:h=36:color=white@0.9:t=fill[v]"
         }
         None => {
-            args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("testsrc2=size=1920x1080:rate=30:duration={secs}").into()]);
+            args.extend([
+                "-f".into(),
+                "lavfi".into(),
+                "-i".into(),
+                format!("testsrc2=size=1920x1080:rate=30:duration={secs}").into(),
+            ]);
             "[0:v]format=yuv420p[v]"
         }
     };
     let audio_index = if photos.is_some() { 2 } else { 1 };
-    args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("anoisesrc=color=pink:amplitude=0.08:duration={secs}").into()]);
-    args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("sine=frequency=330:duration={secs}").into()]);
-    let graph = format!("{video};[{audio_index}:a][{}:a]amix=inputs=2:duration=shortest,aformat=sample_rates=48000:channel_layouts=stereo[aout]", audio_index + 1);
     args.extend([
-        "-filter_complex".into(), graph.into(),
-        "-map".into(), "[v]".into(), "-map".into(), "[aout]".into(),
-        "-t".into(), secs.into(), "-r".into(), "30".into(),
-        "-c:v".into(), "libx264".into(), "-preset".into(), "veryfast".into(), "-crf".into(), "23".into(), "-pix_fmt".into(), "yuv420p".into(),
-        "-g".into(), "60".into(),
-        "-c:a".into(), "aac".into(), "-b:a".into(), "128k".into(),
-        "-movflags".into(), "+faststart".into(),
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("anoisesrc=color=pink:amplitude=0.08:duration={secs}").into(),
+    ]);
+    args.extend([
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=frequency=330:duration={secs}").into(),
+    ]);
+    let graph = format!(
+        "{video};[{audio_index}:a][{}:a]amix=inputs=2:duration=shortest,aformat=sample_rates=48000:channel_layouts=stereo[aout]",
+        audio_index + 1
+    );
+    args.extend([
+        "-filter_complex".into(),
+        graph.into(),
+        "-map".into(),
+        "[v]".into(),
+        "-map".into(),
+        "[aout]".into(),
+        "-t".into(),
+        secs.into(),
+        "-r".into(),
+        "30".into(),
+        "-c:v".into(),
+        "libx264".into(),
+        "-preset".into(),
+        "veryfast".into(),
+        "-crf".into(),
+        "23".into(),
+        "-pix_fmt".into(),
+        "yuv420p".into(),
+        "-g".into(),
+        "60".into(),
+        "-c:a".into(),
+        "aac".into(),
+        "-b:a".into(),
+        "128k".into(),
+        "-movflags".into(),
+        "+faststart".into(),
         path_arg(out),
     ]);
     args

@@ -19,7 +19,11 @@ use crate::runtime::local::{LocalOptions, run_local};
 use crate::runtime::progress::LogProgress;
 
 #[derive(Parser, Debug)]
-#[command(name = "reelay", version, about = "Drop a video or a JSON job into a bucket; get a finished export with its lineage and cost.")]
+#[command(
+    name = "reelay",
+    version,
+    about = "Drop a video or a JSON job into a bucket; get a finished export with its lineage and cost."
+)]
 pub struct Cli {
     /// Path to reelay.toml (default: $REELAY_CONFIG, then ./reelay.toml, then built-in defaults).
     #[arg(long, global = true, env = "REELAY_CONFIG")]
@@ -74,9 +78,7 @@ pub enum Command {
         json: bool,
     },
     /// Validates a configuration file and prints the rules it defines.
-    Check {
-        file: Option<PathBuf>,
-    },
+    Check { file: Option<PathBuf> },
     /// Lists the environment variables reelay reads.
     Env,
 }
@@ -91,15 +93,33 @@ pub struct RootArg {
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Dev { root, exit_when_idle } => {
+        Command::Dev {
+            root,
+            exit_when_idle,
+        } => {
             let config = Config::load(cli.config.as_deref())?;
             let shutdown = shutdown_on_signal();
-            let summary = run_local(LocalOptions { root: root.root, config, exit_when_idle, poll: Duration::from_millis(250), progress: Arc::new(LogProgress) }, shutdown).await?;
+            let summary = run_local(
+                LocalOptions {
+                    root: root.root,
+                    config,
+                    exit_when_idle,
+                    poll: Duration::from_millis(250),
+                    progress: Arc::new(LogProgress),
+                },
+                shutdown,
+            )
+            .await?;
             report_dead_letters(&summary.dead_letters);
             Ok(())
         }
         Command::Demo { root } => demo::run(root.root, cli.config.as_deref()).await,
-        Command::Run { kind, input, output, set } => run_step::run(&kind, &input, &output, &set, cli.config.as_deref()).await,
+        Command::Run {
+            kind,
+            input,
+            output,
+            set,
+        } => run_step::run(&kind, &input, &output, &set, cli.config.as_deref()).await,
         Command::Audit { root, key, json } => {
             let store = open_local(&root.root)?;
             let tree = lineage::lineage(&store, &key).await?;
@@ -115,7 +135,12 @@ pub async fn main() -> anyhow::Result<()> {
             let report = cost::cost(&store, &prefix).await?;
             if json {
                 let lines: Vec<_> = report.lines.iter().map(|((k, d), l)| serde_json::json!({"kind": k, "device": d, "steps": l.steps, "millis": l.millis, "cost_usd": l.cost_usd})).collect();
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"lines": lines, "total": report.total}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"lines": lines, "total": report.total})
+                    )?
+                );
             } else {
                 print!("{}", cost::render(&report));
             }
@@ -126,7 +151,10 @@ pub async fn main() -> anyhow::Result<()> {
             println!("{}: valid", config.source);
             println!("uploads: {}", config.file.layout.uploads.join(", "));
             for rule in &config.rules {
-                println!("rule {:<12} {:<24} {:?}", rule.name, rule.pattern, rule.action);
+                println!(
+                    "rule {:<12} {:<24} {:?}",
+                    rule.name, rule.pattern, rule.action
+                );
             }
             Ok(())
         }
@@ -140,7 +168,11 @@ pub async fn main() -> anyhow::Result<()> {
 }
 
 fn open_local(root: &std::path::Path) -> anyhow::Result<LocalStore> {
-    anyhow::ensure!(root.is_dir(), "no local bucket at {}; pass --root DIR or set REELAY_ROOT", root.display());
+    anyhow::ensure!(
+        root.is_dir(),
+        "no local bucket at {}; pass --root DIR or set REELAY_ROOT",
+        root.display()
+    );
     LocalStore::open(root).with_context(|| format!("opening {}", root.display()))
 }
 
@@ -149,7 +181,8 @@ pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -162,7 +195,9 @@ pub fn shutdown_on_signal() -> CancellationToken {
 
 fn report_dead_letters(dead: &[String]) {
     if !dead.is_empty() {
-        eprintln!("{} message(s) went to the dead-letter queue; see _reelay/failures/ in the bucket", dead.len());
+        eprintln!(
+            "{} message(s) went to the dead-letter queue; see _reelay/failures/ in the bucket",
+            dead.len()
+        );
     }
 }
-

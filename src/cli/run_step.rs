@@ -17,10 +17,14 @@ use super::bars::Bars;
 pub fn params_from_sets(sets: &[String]) -> anyhow::Result<serde_json::Value> {
     let mut root = serde_json::Map::new();
     for set in sets {
-        let (key, raw) = set.split_once('=').with_context(|| format!("`--set {set}` is not KEY=VALUE"))?;
+        let (key, raw) = set
+            .split_once('=')
+            .with_context(|| format!("`--set {set}` is not KEY=VALUE"))?;
         let value = if let Some(file) = raw.strip_prefix('@') {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading `{file}` for --set {key}"))?;
-            serde_json::from_str(&text).with_context(|| format!("`{file}` (for --set {key}) is not JSON"))?
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading `{file}` for --set {key}"))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("`{file}` (for --set {key}) is not JSON"))?
         } else {
             serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
         };
@@ -31,21 +35,42 @@ pub fn params_from_sets(sets: &[String]) -> anyhow::Result<serde_json::Value> {
                 .entry(part.to_string())
                 .or_insert_with(|| serde_json::Value::Object(Default::default()))
                 .as_object_mut()
-                .with_context(|| format!("`--set {key}`: `{part}` is already a value, not an object"))?;
+                .with_context(|| {
+                    format!("`--set {key}`: `{part}` is already a value, not an object")
+                })?;
         }
         node.insert(parts[parts.len() - 1].to_string(), value);
     }
     Ok(serde_json::Value::Object(root))
 }
 
-pub async fn run(kind: &str, inputs: &[PathBuf], output: &Path, sets: &[String], config: Option<&Path>) -> anyhow::Result<()> {
+pub async fn run(
+    kind: &str,
+    inputs: &[PathBuf],
+    output: &Path,
+    sets: &[String],
+    config: Option<&Path>,
+) -> anyhow::Result<()> {
     let config = Config::load(config)?;
-    let kind = StepKind::parse(kind).with_context(|| format!("`{kind}` is not a step kind; use one of: {}", StepKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")))?;
+    let kind = StepKind::parse(kind).with_context(|| {
+        format!(
+            "`{kind}` is not a step kind; use one of: {}",
+            StepKind::ALL
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
     let mut params = params_from_sets(sets)?;
     if kind == StepKind::Compile {
         let obj = params.as_object_mut().expect("params are an object");
-        obj.entry("transition").or_insert(serde_json::json!({"kind": "none"}));
-        obj.entry("captions").or_insert(serde_json::json!(vec![serde_json::Value::Null; inputs.len()]));
+        obj.entry("transition")
+            .or_insert(serde_json::json!({"kind": "none"}));
+        obj.entry("captions").or_insert(serde_json::json!(vec![
+            serde_json::Value::Null;
+            inputs.len()
+        ]));
     }
     tasks::validate_params(kind, &params).map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     for input in inputs {
@@ -63,15 +88,35 @@ pub async fn run(kind: &str, inputs: &[PathBuf], output: &Path, sets: &[String],
         let out = match kind {
             StepKind::Extract => {
                 if inputs.len() != 1 {
-                    return Err(tasks::TaskError::permanent(Some("input".into()), "extract takes exactly one --input"));
+                    return Err(tasks::TaskError::permanent(
+                        Some("input".into()),
+                        "extract takes exactly one --input",
+                    ));
                 }
                 let p: extract::ExtractParams = serde_json::from_value(params).expect("validated");
-                extract::run(&ff, &inputs[0], &output, &p, &profile, &mut on_progress, &cancel)
+                extract::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    &profile,
+                    &mut on_progress,
+                    &cancel,
+                )
             }
             StepKind::Compile => {
                 let p: compile::CompileParams = serde_json::from_value(params).expect("validated");
                 let font = compile::locate_font()?;
-                compile::run(&ff, &inputs, &output, &p, &profile, &font, &mut on_progress, &cancel)
+                compile::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
+                    &font,
+                    &mut on_progress,
+                    &cancel,
+                )
             }
         };
         bar.finish();
@@ -96,8 +141,18 @@ mod tests {
 
     #[test]
     fn sets_nest_and_parse_json() {
-        let v = params_from_sets(&["start=3".into(), "end=9.5".into(), "transition.kind=fade".into(), "transition.seconds=0.5".into(), "accurate=false".into()]).unwrap();
-        assert_eq!(v, serde_json::json!({"start": 3, "end": 9.5, "accurate": false, "transition": {"kind": "fade", "seconds": 0.5}}));
+        let v = params_from_sets(&[
+            "start=3".into(),
+            "end=9.5".into(),
+            "transition.kind=fade".into(),
+            "transition.seconds=0.5".into(),
+            "accurate=false".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"start": 3, "end": 9.5, "accurate": false, "transition": {"kind": "fade", "seconds": 0.5}})
+        );
         assert!(params_from_sets(&["novalue".into()]).is_err());
     }
 }

@@ -62,7 +62,11 @@ pub struct Layout {
 
 impl Default for Layout {
     fn default() -> Self {
-        Layout { uploads: vec!["sources/".into(), "jobs/".into()], work: "work/".into(), failures: "_reelay/failures/".into() }
+        Layout {
+            uploads: vec!["sources/".into(), "jobs/".into()],
+            work: "work/".into(),
+            failures: "_reelay/failures/".into(),
+        }
     }
 }
 
@@ -80,7 +84,11 @@ pub struct QueueSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings { visibility_seconds: 60, max_receive_count: 3, retry_seconds: 1 }
+        QueueSettings {
+            visibility_seconds: 60,
+            max_receive_count: 3,
+            retry_seconds: 1,
+        }
     }
 }
 
@@ -91,7 +99,13 @@ fn default_device() -> String {
     "auto".into()
 }
 fn default_rules() -> Vec<RuleSpec> {
-    vec![RuleSpec { name: Some("jobs".into()), pattern: "jobs/*.json".into(), kind: "job".into(), params: None, output: None }]
+    vec![RuleSpec {
+        name: Some("jobs".into()),
+        pattern: "jobs/*.json".into(),
+        kind: "job".into(),
+        params: None,
+        output: None,
+    }]
 }
 
 impl Default for ConfigFile {
@@ -142,7 +156,10 @@ impl Config {
                     file: name.clone(),
                     field: "(file)".into(),
                     problem: format!("cannot read it: {e}"),
-                    fix: format!("create the file, or unset {} to use the defaults", env::CONFIG),
+                    fix: format!(
+                        "create the file, or unset {} to use the defaults",
+                        env::CONFIG
+                    ),
                 })?;
                 (name, text)
             }
@@ -169,49 +186,110 @@ impl Config {
             } else {
                 "give the field a value of the documented type"
             };
-            ConfigError { file: source.into(), field, problem: message, fix: fix.into() }
+            ConfigError {
+                file: source.into(),
+                field,
+                problem: message,
+                fix: fix.into(),
+            }
         })
     }
 
     /// Validates a parsed file and compiles its rules.
     pub fn from_file(source: &str, file: ConfigFile) -> Result<Config, ConfigError> {
-        let err = |field: String, problem: String, fix: String| ConfigError { file: source.into(), field, problem, fix };
+        let err = |field: String, problem: String, fix: String| ConfigError {
+            file: source.into(),
+            field,
+            problem,
+            fix,
+        };
         if file.concurrency == 0 || file.concurrency > 256 {
-            return Err(err("concurrency".into(), format!("{} is out of range", file.concurrency), "use 1 to 256".into()));
+            return Err(err(
+                "concurrency".into(),
+                format!("{} is out of range", file.concurrency),
+                "use 1 to 256".into(),
+            ));
         }
         if !["cpu", "cuda", "auto"].contains(&file.device.as_str()) {
-            return Err(err("device".into(), format!("`{}` is not a device", file.device), "use cpu, cuda or auto".into()));
+            return Err(err(
+                "device".into(),
+                format!("`{}` is not a device", file.device),
+                "use cpu, cuda or auto".into(),
+            ));
         }
         let q = &file.queue;
         if q.visibility_seconds < 5 || q.visibility_seconds > 43_200 {
-            return Err(err("queue.visibility_seconds".into(), format!("{} is out of range", q.visibility_seconds), "use 5 to 43200 (SQS's range, with room for heartbeats)".into()));
+            return Err(err(
+                "queue.visibility_seconds".into(),
+                format!("{} is out of range", q.visibility_seconds),
+                "use 5 to 43200 (SQS's range, with room for heartbeats)".into(),
+            ));
         }
         if q.max_receive_count == 0 || q.max_receive_count > 1000 {
-            return Err(err("queue.max_receive_count".into(), format!("{} is out of range", q.max_receive_count), "use 1 to 1000".into()));
+            return Err(err(
+                "queue.max_receive_count".into(),
+                format!("{} is out of range", q.max_receive_count),
+                "use 1 to 1000".into(),
+            ));
         }
         for (name, price) in &file.prices {
             if !price.is_finite() || *price < 0.0 {
-                return Err(err(format!("prices.{name}"), format!("{price} is not a price"), "give USD per second, 0 or more".into()));
+                return Err(err(
+                    format!("prices.{name}"),
+                    format!("{price} is not a price"),
+                    "give USD per second, 0 or more".into(),
+                ));
             }
         }
-        for (field, prefix) in [("layout.work", &file.layout.work), ("layout.failures", &file.layout.failures)]
-            .into_iter()
-            .chain(file.layout.uploads.iter().map(|p| ("layout.uploads", p)))
+        for (field, prefix) in [
+            ("layout.work", &file.layout.work),
+            ("layout.failures", &file.layout.failures),
+        ]
+        .into_iter()
+        .chain(file.layout.uploads.iter().map(|p| ("layout.uploads", p)))
         {
-            if !prefix.ends_with('/') || crate::keys::validate(prefix.trim_end_matches('/')).is_err() {
-                return Err(err(field.into(), format!("`{prefix}` is not a folder prefix"), "use a relative folder ending in `/`, such as `work/`".into()));
+            if !prefix.ends_with('/')
+                || crate::keys::validate(prefix.trim_end_matches('/')).is_err()
+            {
+                return Err(err(
+                    field.into(),
+                    format!("`{prefix}` is not a folder prefix"),
+                    "use a relative folder ending in `/`, such as `work/`".into(),
+                ));
             }
         }
-        for (field, prefix) in [("layout.work", &file.layout.work), ("layout.failures", &file.layout.failures)] {
-            if file.layout.uploads.iter().any(|u| prefix.starts_with(u.as_str()) || u.starts_with(prefix.as_str())) {
-                return Err(err(field.into(), format!("`{prefix}` overlaps an upload prefix, so reelay's own writes would trigger it again"), "keep work and failure prefixes apart from `layout.uploads`".into()));
+        for (field, prefix) in [
+            ("layout.work", &file.layout.work),
+            ("layout.failures", &file.layout.failures),
+        ] {
+            if file
+                .layout
+                .uploads
+                .iter()
+                .any(|u| prefix.starts_with(u.as_str()) || u.starts_with(prefix.as_str()))
+            {
+                return Err(err(
+                    field.into(),
+                    format!(
+                        "`{prefix}` overlaps an upload prefix, so reelay's own writes would trigger it again"
+                    ),
+                    "keep work and failure prefixes apart from `layout.uploads`".into(),
+                ));
             }
         }
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, spec) in file.rules.iter().enumerate() {
-            rules.push(compile_rule(i, spec, &file.layout).map_err(|(field, problem, fix)| err(format!("rules[{i}].{field}"), problem, fix))?);
+            rules.push(
+                compile_rule(i, spec, &file.layout).map_err(|(field, problem, fix)| {
+                    err(format!("rules[{i}].{field}"), problem, fix)
+                })?,
+            );
         }
-        Ok(Config { source: source.into(), file, rules })
+        Ok(Config {
+            source: source.into(),
+            file,
+            rules,
+        })
     }
 
     /// The first rule matching `key`.
@@ -221,7 +299,11 @@ impl Config {
 
     /// Whether `key` is under a prefix users upload to.
     pub fn is_upload(&self, key: &str) -> bool {
-        self.file.layout.uploads.iter().any(|p| key.starts_with(p.as_str()))
+        self.file
+            .layout
+            .uploads
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
     }
 }
 
@@ -231,42 +313,114 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
     let name = spec.name.clone().unwrap_or_else(|| format!("rule-{i}"));
     let action = if spec.kind == "job" {
         if spec.output.is_some() || spec.params.is_some() {
-            return Err(("kind", "a `job` rule takes no params or output: the manifest names them".into(), "remove `params` and `output`".into()));
+            return Err((
+                "kind",
+                "a `job` rule takes no params or output: the manifest names them".into(),
+                "remove `params` and `output`".into(),
+            ));
         }
         RuleAction::Job
     } else {
         let kind = StepKind::parse(&spec.kind).ok_or_else(|| {
-            ("kind", format!("`{}` is not a step kind", spec.kind), format!("use `job` or one of: {}", StepKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")))
+            (
+                "kind",
+                format!("`{}` is not a step kind", spec.kind),
+                format!(
+                    "use `job` or one of: {}",
+                    StepKind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
         })?;
         if kind == StepKind::Compile {
-            return Err(("kind", "`compile` joins several clips, so it cannot run on one upload".into(), "describe compilations in a job manifest".into()));
+            return Err((
+                "kind",
+                "`compile` joins several clips, so it cannot run on one upload".into(),
+                "describe compilations in a job manifest".into(),
+            ));
         }
-        let params = serde_json::to_value(spec.params.clone().unwrap_or_default()).expect("TOML tables are JSON");
-        crate::tasks::validate_params(kind, &params).map_err(|e| ("params", e, "fix the parameter as the message says".to_string()))?;
-        let output = spec.output.clone().ok_or_else(|| ("output", "a step rule needs an output key template".into(), "add e.g. output = \"previews/{path}\"".into()))?;
+        let params = serde_json::to_value(spec.params.clone().unwrap_or_default())
+            .expect("TOML tables are JSON");
+        crate::tasks::validate_params(kind, &params).map_err(|e| {
+            (
+                "params",
+                e,
+                "fix the parameter as the message says".to_string(),
+            )
+        })?;
+        let output = spec.output.clone().ok_or_else(|| {
+            (
+                "output",
+                "a step rule needs an output key template".into(),
+                "add e.g. output = \"previews/{path}\"".into(),
+            )
+        })?;
         let unknown = rules::unknown_placeholders(&output);
         if !unknown.is_empty() {
-            return Err(("output", format!("unknown placeholder(s) {{{}}}", unknown.join("}, {")), format!("use only {{{}}}", rules::PLACEHOLDERS.join("}, {"))));
+            return Err((
+                "output",
+                format!("unknown placeholder(s) {{{}}}", unknown.join("}, {")),
+                format!("use only {{{}}}", rules::PLACEHOLDERS.join("}, {")),
+            ));
         }
         let sample = rules::render_template(&output, &rules::sample_key(&spec.pattern), "t");
-        let own = Rule::new(name.clone(), &spec.pattern, RuleAction::Job).map_err(|e| ("match", e.to_string(), "write a valid glob".into()))?;
+        let own = Rule::new(name.clone(), &spec.pattern, RuleAction::Job)
+            .map_err(|e| ("match", e.to_string(), "write a valid glob".into()))?;
         if own.matches(&sample) {
-            return Err(("output", format!("outputs like `{sample}` match the rule's own pattern `{}`, so the rule would consume its own output (a loop)", spec.pattern), "write outputs to another folder, e.g. `previews/{path}`".into()));
+            return Err((
+                "output",
+                format!(
+                    "outputs like `{sample}` match the rule's own pattern `{}`, so the rule would consume its own output (a loop)",
+                    spec.pattern
+                ),
+                "write outputs to another folder, e.g. `previews/{path}`".into(),
+            ));
         }
-        if layout.uploads.iter().any(|u| sample.starts_with(u.as_str())) {
-            return Err(("output", format!("outputs like `{sample}` land under an upload prefix, so each would trigger the pipeline again"), "write outputs outside `layout.uploads`".into()));
+        if layout
+            .uploads
+            .iter()
+            .any(|u| sample.starts_with(u.as_str()))
+        {
+            return Err((
+                "output",
+                format!(
+                    "outputs like `{sample}` land under an upload prefix, so each would trigger the pipeline again"
+                ),
+                "write outputs outside `layout.uploads`".into(),
+            ));
         }
         if kind.hardware() == Hardware::Gpu {
             tracing::debug!(rule = %name, "rule runs on the GPU fleet");
         }
-        RuleAction::Step { kind, params, output }
+        RuleAction::Step {
+            kind,
+            params,
+            output,
+        }
     };
-    Rule::new(name, &spec.pattern, action).map_err(|e| ("match", e.to_string(), "write a valid glob such as `sources/**/*.mp4`".into()))
+    Rule::new(name, &spec.pattern, action).map_err(|e| {
+        (
+            "match",
+            e.to_string(),
+            "write a valid glob such as `sources/**/*.mp4`".into(),
+        )
+    })
 }
 
 /// Applies `REELAY_*` overrides; `lookup` is the environment (a map in tests).
-pub fn apply_env(file: &mut ConfigFile, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-    let bad = |var: &str, problem: String, fix: &str| ConfigError { file: format!("environment {var}"), field: var.into(), problem, fix: fix.into() };
+pub fn apply_env(
+    file: &mut ConfigFile,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let bad = |var: &str, problem: String, fix: &str| ConfigError {
+        file: format!("environment {var}"),
+        field: var.into(),
+        problem,
+        fix: fix.into(),
+    };
     if let Some(v) = lookup(env::BUCKET).filter(|v| !v.is_empty()) {
         file.bucket = Some(v);
     }
@@ -277,15 +431,33 @@ pub fn apply_env(file: &mut ConfigFile, lookup: impl Fn(&str) -> Option<String>)
         file.gpu_queue_url = Some(v);
     }
     if let Some(v) = lookup(env::CONCURRENCY).filter(|v| !v.is_empty()) {
-        file.concurrency = v.parse().map_err(|_| bad(env::CONCURRENCY, format!("`{v}` is not a number"), "set a whole number such as 2"))?;
+        file.concurrency = v.parse().map_err(|_| {
+            bad(
+                env::CONCURRENCY,
+                format!("`{v}` is not a number"),
+                "set a whole number such as 2",
+            )
+        })?;
     }
     if let Some(v) = lookup(env::DEVICE).filter(|v| !v.is_empty()) {
         file.device = v;
     }
     if let Some(v) = lookup(env::PRICES).filter(|v| !v.is_empty()) {
         for pair in v.split(',') {
-            let (name, price) = pair.split_once('=').ok_or_else(|| bad(env::PRICES, format!("`{pair}` is not NAME=PRICE"), "write e.g. t4=0.000164,cpu=0.0000262"))?;
-            let price: f64 = price.trim().parse().map_err(|_| bad(env::PRICES, format!("`{price}` is not a number"), "write USD per second, e.g. 0.000164"))?;
+            let (name, price) = pair.split_once('=').ok_or_else(|| {
+                bad(
+                    env::PRICES,
+                    format!("`{pair}` is not NAME=PRICE"),
+                    "write e.g. t4=0.000164,cpu=0.0000262",
+                )
+            })?;
+            let price: f64 = price.trim().parse().map_err(|_| {
+                bad(
+                    env::PRICES,
+                    format!("`{price}` is not a number"),
+                    "write USD per second, e.g. 0.000164",
+                )
+            })?;
             file.prices.insert(name.trim().to_ascii_lowercase(), price);
         }
     }
@@ -303,7 +475,10 @@ mod tests {
     #[test]
     fn defaults_route_jobs() {
         let c = Config::defaults();
-        assert!(matches!(c.rule_for("jobs/a.json").unwrap().action, RuleAction::Job));
+        assert!(matches!(
+            c.rule_for("jobs/a.json").unwrap().action,
+            RuleAction::Job
+        ));
         assert!(c.rule_for("sources/a.mp4").is_none());
         assert!(c.is_upload("sources/a.mp4"));
         assert!(!c.is_upload("work/a.mp4"));
@@ -327,7 +502,13 @@ mod tests {
     #[test]
     fn step_rules_validate_their_params_and_placeholders() {
         let ok = load("[[rules]]\nmatch = \"sources/**/*.mp4\"\nkind = \"extract\"\nparams = { start = 0.0, end = 5.0 }\noutput = \"previews/{path}\"\n").unwrap();
-        assert!(matches!(ok.rule_for("sources/a/b.mp4").unwrap().action, RuleAction::Step { kind: StepKind::Extract, .. }));
+        assert!(matches!(
+            ok.rule_for("sources/a/b.mp4").unwrap().action,
+            RuleAction::Step {
+                kind: StepKind::Extract,
+                ..
+            }
+        ));
         let e = load("[[rules]]\nmatch = \"sources/*.mp4\"\nkind = \"extract\"\nparams = { start = 0.0, end = 5.0 }\noutput = \"previews/{nam}\"\n").unwrap_err();
         assert_eq!(e.field, "rules[0].output");
         let e = load("[[rules]]\nmatch = \"sources/*.mp4\"\nkind = \"extract\"\nparams = { start = 0.0, ende = 5.0 }\noutput = \"previews/{name}\"\n").unwrap_err();
@@ -340,7 +521,12 @@ mod tests {
     fn ranges_and_layout_are_checked() {
         assert_eq!(load("concurrency = 0").unwrap_err().field, "concurrency");
         assert_eq!(load("device = \"tpu\"").unwrap_err().field, "device");
-        assert_eq!(load("[layout]\nwork = \"sources/work/\"").unwrap_err().field, "layout.work");
+        assert_eq!(
+            load("[layout]\nwork = \"sources/work/\"")
+                .unwrap_err()
+                .field,
+            "layout.work"
+        );
         assert_eq!(load("[prices]\nt4 = -1.0").unwrap_err().field, "prices.t4");
     }
 
@@ -358,7 +544,10 @@ mod tests {
         assert_eq!(f.concurrency, 7);
         assert_eq!(f.prices["t4"], 0.5);
         assert_eq!(f.prices["h100"], 0.001);
-        let e = apply_env(&mut f, |k| (k == "REELAY_CONCURRENCY").then(|| "many".to_string())).unwrap_err();
+        let e = apply_env(&mut f, |k| {
+            (k == "REELAY_CONCURRENCY").then(|| "many".to_string())
+        })
+        .unwrap_err();
         assert_eq!(e.field, "REELAY_CONCURRENCY");
     }
 }

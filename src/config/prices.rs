@@ -6,10 +6,15 @@ use std::collections::BTreeMap;
 pub type PriceTable = BTreeMap<String, f64>;
 
 pub fn default_prices() -> PriceTable {
-    [("t4", 0.000164), ("l4", 0.000222), ("a10g", 0.000306), ("cpu", 0.0000262)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    [
+        ("t4", 0.000164),
+        ("l4", 0.000222),
+        ("a10g", 0.000306),
+        ("cpu", 0.0000262),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// The price entry for a device name such as `cpu` or `cuda:Tesla T4`: the

@@ -32,7 +32,11 @@ pub enum RuleAction {
     /// The object is a job manifest.
     Job,
     /// One step with the object as its only input.
-    Step { kind: StepKind, params: serde_json::Value, output: String },
+    Step {
+        kind: StepKind,
+        params: serde_json::Value,
+        output: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -45,8 +49,16 @@ pub struct Rule {
 
 impl Rule {
     pub fn new(name: String, pattern: &str, action: RuleAction) -> Result<Rule, globset::Error> {
-        let matcher = GlobBuilder::new(pattern).literal_separator(true).build()?.compile_matcher();
-        Ok(Rule { name, pattern: pattern.to_string(), matcher, action })
+        let matcher = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()?
+            .compile_matcher();
+        Ok(Rule {
+            name,
+            pattern: pattern.to_string(),
+            matcher,
+            action,
+        })
     }
 
     pub fn matches(&self, key: &str) -> bool {
@@ -110,7 +122,10 @@ pub fn unknown_placeholders(template: &str) -> Vec<String> {
 
 /// A key that matches `pattern`, for loop checks: `**` → `a/b`, `*` → `x`.
 pub fn sample_key(pattern: &str) -> String {
-    pattern.replace("**", "a/b").replace('*', "x").replace('?', "x")
+    pattern
+        .replace("**", "a/b")
+        .replace('*', "x")
+        .replace('?', "x")
 }
 
 #[cfg(test)]
@@ -120,10 +135,22 @@ mod tests {
     #[test]
     fn templates_fill_every_placeholder() {
         let key = "sources/team a/match.final.mp4";
-        assert_eq!(render_template("detections/{path}.json", key, "t"), "detections/team a/match.final.mp4.json");
-        assert_eq!(render_template("previews/{dir}/{stem}-{task}.{ext}", key, "abc"), "previews/team a/match.final-abc.mp4");
-        assert_eq!(render_template("previews/{dir}/{name}", "sources/a.mp4", "t"), "previews/a.mp4");
-        assert_eq!(render_template("{key}.json", "sources/a.mp4", "t"), "sources/a.mp4.json");
+        assert_eq!(
+            render_template("detections/{path}.json", key, "t"),
+            "detections/team a/match.final.mp4.json"
+        );
+        assert_eq!(
+            render_template("previews/{dir}/{stem}-{task}.{ext}", key, "abc"),
+            "previews/team a/match.final-abc.mp4"
+        );
+        assert_eq!(
+            render_template("previews/{dir}/{name}", "sources/a.mp4", "t"),
+            "previews/a.mp4"
+        );
+        assert_eq!(
+            render_template("{key}.json", "sources/a.mp4", "t"),
+            "sources/a.mp4.json"
+        );
     }
 
     #[test]

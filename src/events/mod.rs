@@ -21,5 +21,7 @@ pub struct ObjectCreated {
 /// Bucket notifications in `body` as uploads; ignored shapes give none.
 /// Until the AWS shapes land this understands a bare `ObjectCreated`.
 pub fn parse_notifications(body: &str) -> Result<Vec<ObjectCreated>, String> {
-    serde_json::from_str::<ObjectCreated>(body).map(|e| vec![e]).map_err(|e| format!("not a notification reelay understands: {e}"))
+    serde_json::from_str::<ObjectCreated>(body)
+        .map(|e| vec![e])
+        .map_err(|e| format!("not a notification reelay understands: {e}"))
 }

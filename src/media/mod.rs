@@ -1,60 +1,76 @@
-//! Placeholder: replaced by the media branch.
-pub mod profile;
+//! The media layer: one FFmpeg wrapper (on `ffmpeg-sidecar`), probing, the
+//! output encoding profile, and the safe spelling of paths and filter values.
+//!
+//! Everything here is **blocking**: FFmpeg is a subprocess and the wrapper
+//! waits for it. Async callers run these functions inside
+//! `tokio::task::spawn_blocking`.
+
+mod error;
+mod ffmpeg;
+pub mod filter;
+mod locate;
+mod probe;
+mod profile;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+pub use error::MediaError;
+pub use ffmpeg::{Ffmpeg, Progress};
+pub use locate::find_tool;
+pub use probe::{AudioInfo, MediaInfo, VideoInfo};
 pub use profile::EncodeProfile;
 
-#[derive(Debug, Clone)]
-pub struct Ffmpeg {
-    path: PathBuf,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct MediaError(pub String);
-
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    pub out_time: f64,
-    pub frame: u64,
-    pub fraction: Option<f64>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct MediaInfo {
-    pub duration: f64,
-}
-
-impl Ffmpeg {
-    pub fn locate() -> Result<Ffmpeg, MediaError> {
-        Ok(Ffmpeg { path: "ffmpeg".into() })
-    }
-    pub fn at(path: impl Into<PathBuf>) -> Ffmpeg {
-        Ffmpeg { path: path.into() }
-    }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    pub fn run(
-        &self,
-        _args: &[OsString],
-        _expected_duration: Option<f64>,
-        _on_progress: &mut dyn FnMut(Progress),
-        _cancel: &tokio_util::sync::CancellationToken,
-    ) -> Result<(), MediaError> {
-        Err(MediaError("stub".into()))
-    }
-    pub fn probe(&self, _path: &Path) -> Result<MediaInfo, MediaError> {
-        Err(MediaError("stub".into()))
-    }
-}
-
+/// The argument FFmpeg gets for an input or output path.
+///
+/// The path is made absolute and prefixed with `file:`, so that it can never
+/// read as an option (a name starting with `-`) nor as another protocol
+/// (`http:`, `concat:`, `pipe:`): FFmpeg's `file` protocol takes everything
+/// after the prefix verbatim. Non-UTF-8 bytes pass through untouched.
 pub fn path_arg(path: &Path) -> OsString {
-    path.as_os_str().to_owned()
+    let abs = absolute(path);
+    let mut arg = OsString::from("file:");
+    arg.push(abs.as_os_str());
+    arg
 }
 
-pub fn find_upwards(rel: &Path) -> Option<PathBuf> {
-    let _ = rel;
-    None
+/// `path` made absolute against the current directory (without touching the
+/// file system beyond reading the current directory).
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A number as FFmpeg should read it: plain decimal, never exponent form.
+pub(crate) fn secs(value: f64) -> String {
+    let s = format!("{value:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_arg_is_absolute_and_prefixed() {
+        let arg = path_arg(Path::new("-i evil.mp4"));
+        let s = arg.to_str().unwrap();
+        assert!(s.starts_with("file:/"), "{s}");
+        assert!(s.ends_with("/-i evil.mp4"), "{s}");
+        let arg = path_arg(Path::new("http://example.com/x.mp4"));
+        assert!(arg.to_str().unwrap().starts_with("file:/"));
+    }
+
+    #[test]
+    fn secs_is_plain_decimal() {
+        assert_eq!(secs(3.0), "3");
+        assert_eq!(secs(0.5), "0.5");
+        assert_eq!(secs(1e-7), "0");
+        assert_eq!(secs(12.345678), "12.345678");
+        assert_eq!(secs(1e9), "1000000000");
+    }
 }

@@ -66,10 +66,21 @@ impl JobManifest {
             fix: fix.to_string(),
         };
         if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(err("(file)", format!("the manifest is {} bytes, over the 1 MiB limit", bytes.len()), "describe the export in a smaller manifest"));
+            return Err(err(
+                "(file)",
+                format!(
+                    "the manifest is {} bytes, over the 1 MiB limit",
+                    bytes.len()
+                ),
+                "describe the export in a smaller manifest",
+            ));
         }
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            return Err(err("(file)", "the manifest is empty".into(), "write a JSON job: {\"version\": 1, \"source\": ..., \"output\": ..., \"clips\": [...]}"));
+            return Err(err(
+                "(file)",
+                "the manifest is empty".into(),
+                "write a JSON job: {\"version\": 1, \"source\": ..., \"output\": ..., \"clips\": [...]}",
+            ));
         }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let manifest: JobManifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -100,41 +111,93 @@ impl JobManifest {
             fix: fix.to_string(),
         };
         if self.version != 1 {
-            return Err(err("version".into(), format!("version {} is not supported", self.version), "set \"version\": 1"));
+            return Err(err(
+                "version".into(),
+                format!("version {} is not supported", self.version),
+                "set \"version\": 1",
+            ));
         }
         for (field, key) in [("source", &self.source), ("output", &self.output)] {
-            keys::validate(key).map_err(|e| err(field.into(), e.to_string(), "use a relative key such as `sources/match.mp4`"))?;
+            keys::validate(key).map_err(|e| {
+                err(
+                    field.into(),
+                    e.to_string(),
+                    "use a relative key such as `sources/match.mp4`",
+                )
+            })?;
         }
         if self.output == self.source {
-            return Err(err("output".into(), "the output is the source itself".into(), "write the export to its own key, e.g. under `exports/`"));
+            return Err(err(
+                "output".into(),
+                "the output is the source itself".into(),
+                "write the export to its own key, e.g. under `exports/`",
+            ));
         }
         if self.clips.is_empty() {
-            return Err(err("clips".into(), "there are no clips".into(), "add at least one {\"start\": S, \"end\": E}"));
+            return Err(err(
+                "clips".into(),
+                "there are no clips".into(),
+                "add at least one {\"start\": S, \"end\": E}",
+            ));
         }
         if self.clips.len() > MAX_CLIPS {
-            return Err(err("clips".into(), format!("{} clips is over the limit of {MAX_CLIPS}", self.clips.len()), "split the export into several jobs"));
+            return Err(err(
+                "clips".into(),
+                format!(
+                    "{} clips is over the limit of {MAX_CLIPS}",
+                    self.clips.len()
+                ),
+                "split the export into several jobs",
+            ));
         }
         for (i, clip) in self.clips.iter().enumerate() {
             if !clip.start.is_finite() || clip.start < 0.0 {
-                return Err(err(format!("clips[{i}].start"), format!("{} is not a time in the source", clip.start), "use seconds from the start of the source, 0 or more"));
+                return Err(err(
+                    format!("clips[{i}].start"),
+                    format!("{} is not a time in the source", clip.start),
+                    "use seconds from the start of the source, 0 or more",
+                ));
             }
             if !clip.end.is_finite() || clip.end <= clip.start {
-                return Err(err(format!("clips[{i}].end"), format!("end {} is not after start {}", clip.end, clip.start), "make end greater than start"));
+                return Err(err(
+                    format!("clips[{i}].end"),
+                    format!("end {} is not after start {}", clip.end, clip.start),
+                    "make end greater than start",
+                ));
             }
             if let Some(caption) = &clip.caption
                 && caption.chars().count() > MAX_CAPTION_CHARS
             {
-                return Err(err(format!("clips[{i}].caption"), format!("the caption is longer than {MAX_CAPTION_CHARS} characters"), "shorten it"));
+                return Err(err(
+                    format!("clips[{i}].caption"),
+                    format!("the caption is longer than {MAX_CAPTION_CHARS} characters"),
+                    "shorten it",
+                ));
             }
         }
         if let Some(t) = &self.transition {
             if !t.seconds.is_finite() || t.seconds < 0.0 {
-                return Err(err("transition.seconds".into(), format!("{} is not a duration", t.seconds), "use seconds, 0 or more"));
+                return Err(err(
+                    "transition.seconds".into(),
+                    format!("{} is not a duration", t.seconds),
+                    "use seconds, 0 or more",
+                ));
             }
             if t.kind == TransitionKind::Fade && self.clips.len() > 1 {
-                let shortest = self.clips.iter().map(|c| c.end - c.start).fold(f64::INFINITY, f64::min);
+                let shortest = self
+                    .clips
+                    .iter()
+                    .map(|c| c.end - c.start)
+                    .fold(f64::INFINITY, f64::min);
                 if t.seconds >= shortest {
-                    return Err(err("transition.seconds".into(), format!("a {} s fade is not shorter than the shortest clip ({shortest:.3} s)", t.seconds), "use a shorter fade or longer clips"));
+                    return Err(err(
+                        "transition.seconds".into(),
+                        format!(
+                            "a {} s fade is not shorter than the shortest clip ({shortest:.3} s)",
+                            t.seconds
+                        ),
+                        "use a shorter fade or longer clips",
+                    ));
                 }
             }
         }
@@ -170,7 +233,10 @@ mod tests {
         let e = error_for(&GOOD.replace("\"caption\"", "\"captoin\""));
         assert_eq!(e.field, "clips[1].captoin");
         assert!(e.problem.contains("captoin"), "{e}");
-        assert!(e.to_string().starts_with("jobs/bad.json: `clips[1].captoin`"));
+        assert!(
+            e.to_string()
+                .starts_with("jobs/bad.json: `clips[1].captoin`")
+        );
     }
 
     #[test]
@@ -182,12 +248,27 @@ mod tests {
 
     #[test]
     fn other_bad_fields() {
-        assert_eq!(error_for(&GOOD.replace("\"version\": 1", "\"version\": 2")).field, "version");
-        assert_eq!(error_for(&GOOD.replace("sources/match.mp4", "../etc/passwd")).field, "source");
-        assert_eq!(error_for(&GOOD.replace("\"start\": 3.0", "\"start\": \"3\"")).field, "clips[0].start");
-        assert_eq!(error_for(&GOOD.replace("\"seconds\": 0.5", "\"seconds\": 9")).field, "transition.seconds");
+        assert_eq!(
+            error_for(&GOOD.replace("\"version\": 1", "\"version\": 2")).field,
+            "version"
+        );
+        assert_eq!(
+            error_for(&GOOD.replace("sources/match.mp4", "../etc/passwd")).field,
+            "source"
+        );
+        assert_eq!(
+            error_for(&GOOD.replace("\"start\": 3.0", "\"start\": \"3\"")).field,
+            "clips[0].start"
+        );
+        assert_eq!(
+            error_for(&GOOD.replace("\"seconds\": 0.5", "\"seconds\": 9")).field,
+            "transition.seconds"
+        );
         assert_eq!(error_for("{").field, "(file)");
         assert_eq!(error_for("").field, "(file)");
-        assert_eq!(error_for(r#"{"version":1,"output":"exports/x.mp4","clips":[]}"#).field, "(top level)");
+        assert_eq!(
+            error_for(r#"{"version":1,"output":"exports/x.mp4","clips":[]}"#).field,
+            "(top level)"
+        );
     }
 }

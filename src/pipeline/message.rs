@@ -30,7 +30,10 @@ impl InternalMessage {
             kind: Option<String>,
         }
         let probe: Probe = serde_json::from_str(body).ok()?;
-        probe.kind.filter(|k| k.starts_with("reelay.")).map(|_| serde_json::from_str(body))
+        probe
+            .kind
+            .filter(|k| k.starts_with("reelay."))
+            .map(|_| serde_json::from_str(body))
     }
 }
 
@@ -41,11 +44,25 @@ mod tests {
 
     #[test]
     fn tasks_round_trip_and_notifications_are_not_ours() {
-        let task = Task::new(StepKind::Extract, "extract-0", None, vec!["a@b".into()], serde_json::json!({"start": 0.0}), |id| format!("work/{id}.mp4"));
+        let task = Task::new(
+            StepKind::Extract,
+            "extract-0",
+            None,
+            vec!["a@b".into()],
+            serde_json::json!({"start": 0.0}),
+            |id| format!("work/{id}.mp4"),
+        );
         let msg = InternalMessage::Task(task);
-        assert_eq!(InternalMessage::parse(&msg.to_json()).unwrap().unwrap(), msg);
+        assert_eq!(
+            InternalMessage::parse(&msg.to_json()).unwrap().unwrap(),
+            msg
+        );
         assert!(InternalMessage::parse(r#"{"Records": []}"#).is_none());
         assert!(InternalMessage::parse("not json").is_none());
-        assert!(InternalMessage::parse(r#"{"type": "reelay.task", "bogus": 1}"#).unwrap().is_err());
+        assert!(
+            InternalMessage::parse(r#"{"type": "reelay.task", "bogus": 1}"#)
+                .unwrap()
+                .is_err()
+        );
     }
 }

@@ -94,30 +94,57 @@ impl PlanError {
     pub fn is_permanent(&self) -> bool {
         match self {
             PlanError::Manifest(_) => true,
-            PlanError::Store(e) => matches!(e, StoreError::InvalidKey { .. } | StoreError::NotFound { .. }),
+            PlanError::Store(e) => matches!(
+                e,
+                StoreError::InvalidKey { .. } | StoreError::NotFound { .. }
+            ),
         }
     }
 }
 
 /// The one planning function.
-pub async fn plan(store: &dyn ObjectStore, config: &Config, trigger: Trigger<'_>) -> Result<Plan, PlanError> {
+pub async fn plan(
+    store: &dyn ObjectStore,
+    config: &Config,
+    trigger: Trigger<'_>,
+) -> Result<Plan, PlanError> {
     match trigger {
         Trigger::Upload(event) => match config.rule_for(&event.key).map(|r| r.action.clone()) {
             None => Ok(Plan::default()),
             Some(RuleAction::Job) => plan_job(store, config, &event.key).await,
-            Some(RuleAction::Step { kind, params, output }) => {
+            Some(RuleAction::Step {
+                kind,
+                params,
+                output,
+            }) => {
                 let Some(meta) = store.head(&event.key).await? else {
                     // Deleted since the notification: nothing to do.
                     return Ok(Plan::default());
                 };
-                let rule = config.rule_for(&event.key).map(|r| r.name.clone()).unwrap_or_default();
-                let task = Task::new(kind, rule, None, vec![meta.reference()], params, |id| render_template(&output, &event.key, id));
+                let rule = config
+                    .rule_for(&event.key)
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                let task = Task::new(kind, rule, None, vec![meta.reference()], params, |id| {
+                    render_template(&output, &event.key, id)
+                });
                 let done = is_done(store, &task.output, &task.id).await?.is_some();
-                Ok(Plan { ready: if done { vec![] } else { vec![task] }, job: None, steps: vec![] })
+                Ok(Plan {
+                    ready: if done { vec![] } else { vec![task] },
+                    job: None,
+                    steps: vec![],
+                })
             }
         },
         Trigger::Finished(task) => match &task.job {
-            Some(job) => plan_job(store, config, &job.manifest).await,
+            Some(job) => {
+                // Only the finished step's successors: its siblings were dispatched
+                // by whoever made them ready, and `reconcile` re-drives lost ones.
+                let mut plan = plan_job(store, config, &job.manifest).await?;
+                plan.ready
+                    .retain(|next| next.input_keys().any(|k| k == task.output));
+                Ok(plan)
+            }
             None => Ok(Plan::default()),
         },
     }
@@ -140,14 +167,21 @@ pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
             name: format!("extract-{i}"),
             kind: StepKind::Extract,
             inputs: vec![StepInput::Object(manifest.source.clone())],
-            params: serde_json::to_value(ExtractParams { start: clip.start, end: clip.end, accurate: manifest.accurate })
-                .expect("params serialise"),
+            params: serde_json::to_value(ExtractParams {
+                start: clip.start,
+                end: clip.end,
+                accurate: manifest.accurate,
+            })
+            .expect("params serialise"),
             output: None,
         })
         .collect();
     let clip_steps = (0..steps.len()).map(StepInput::Step).collect();
     let compile = CompileParams {
-        transition: manifest.transition.clone().unwrap_or(Transition { kind: TransitionKind::None, seconds: 0.0 }),
+        transition: manifest.transition.clone().unwrap_or(Transition {
+            kind: TransitionKind::None,
+            seconds: 0.0,
+        }),
         captions: manifest.clips.iter().map(|c| c.caption.clone()).collect(),
     };
     steps.push(PlannedStep {
@@ -161,18 +195,31 @@ pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
 }
 
 /// Loads and validates a manifest from the bucket.
-pub async fn load_manifest(store: &dyn ObjectStore, key: &str) -> Result<(JobManifest, ObjectMeta), PlanError> {
+pub async fn load_manifest(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<(JobManifest, ObjectMeta), PlanError> {
     let (bytes, meta) = store.get_bytes(key).await?;
     Ok((JobManifest::parse(key, &bytes)?, meta))
 }
 
-async fn plan_job(store: &dyn ObjectStore, config: &Config, manifest_key: &str) -> Result<Plan, PlanError> {
+async fn plan_job(
+    store: &dyn ObjectStore,
+    config: &Config,
+    manifest_key: &str,
+) -> Result<Plan, PlanError> {
     let (manifest, _) = load_manifest(store, manifest_key).await?;
-    let job = JobRef { id: job_id(&manifest), manifest: manifest_key.to_string() };
+    let job = JobRef {
+        id: job_id(&manifest),
+        manifest: manifest_key.to_string(),
+    };
     let work = format!("{}{}/", config.file.layout.work, job.id);
     let steps = job_steps(&manifest);
     let mut done: Vec<Option<ObjectMeta>> = Vec::with_capacity(steps.len());
-    let mut plan = Plan { job: Some(job.clone()), ..Plan::default() };
+    let mut plan = Plan {
+        job: Some(job.clone()),
+        ..Plan::default()
+    };
     for step in &steps {
         let mut inputs = Vec::with_capacity(step.inputs.len());
         for input in &step.inputs {
@@ -194,20 +241,43 @@ async fn plan_job(store: &dyn ObjectStore, config: &Config, manifest_key: &str) 
         }
         let status = if inputs.iter().all(Option::is_some) {
             let inputs = inputs.into_iter().map(Option::unwrap).collect();
-            let task = Task::new(step.kind, step.name.clone(), Some(job.clone()), inputs, step.params.clone(), |id| {
-                step.output.clone().unwrap_or_else(|| format!("{work}{}-{id}.{}", step.kind, step.kind.output_extension()))
-            });
+            let task = Task::new(
+                step.kind,
+                step.name.clone(),
+                Some(job.clone()),
+                inputs,
+                step.params.clone(),
+                |id| {
+                    step.output.clone().unwrap_or_else(|| {
+                        format!("{work}{}-{id}.{}", step.kind, step.kind.output_extension())
+                    })
+                },
+            );
             let existing = is_done(store, &task.output, &task.id).await?;
-            let state = if existing.is_some() { StepState::Done } else { StepState::Ready };
+            let state = if existing.is_some() {
+                StepState::Done
+            } else {
+                StepState::Ready
+            };
             let output = Some(task.output.clone());
             done.push(existing);
             if state == StepState::Ready {
                 plan.ready.push(task);
             }
-            StepStatus { name: step.name.clone(), kind: step.kind, state, output }
+            StepStatus {
+                name: step.name.clone(),
+                kind: step.kind,
+                state,
+                output,
+            }
         } else {
             done.push(None);
-            StepStatus { name: step.name.clone(), kind: step.kind, state: StepState::Waiting, output: None }
+            StepStatus {
+                name: step.name.clone(),
+                kind: step.kind,
+                state: StepState::Waiting,
+                output: None,
+            }
         };
         plan.steps.push(status);
     }
@@ -215,8 +285,15 @@ async fn plan_job(store: &dyn ObjectStore, config: &Config, manifest_key: &str) 
 }
 
 /// The output's metadata when it exists and was written by task `id`.
-pub async fn is_done(store: &dyn ObjectStore, output: &str, id: &str) -> Result<Option<ObjectMeta>, StoreError> {
-    Ok(store.head(output).await?.filter(|m| m.metadata.get(TASK_FIELD).map(String::as_str) == Some(id)))
+pub async fn is_done(
+    store: &dyn ObjectStore,
+    output: &str,
+    id: &str,
+) -> Result<Option<ObjectMeta>, StoreError> {
+    Ok(store
+        .head(output)
+        .await?
+        .filter(|m| m.metadata.get(TASK_FIELD).map(String::as_str) == Some(id)))
 }
 
 #[cfg(test)]
@@ -234,11 +311,22 @@ mod tests {
         if let Some(t) = task {
             md.insert(TASK_FIELD.into(), t.into());
         }
-        store.put_bytes(key, body, "x", &md, PutCondition::Overwrite).await.unwrap();
+        store
+            .put_bytes(key, body, "x", &md, PutCondition::Overwrite)
+            .await
+            .unwrap();
     }
 
     fn upload(key: &str) -> ObjectCreated {
-        ObjectCreated { bucket: "b".into(), key: key.into(), size: None, etag: None, version: None, sequencer: None, time: None }
+        ObjectCreated {
+            bucket: "b".into(),
+            key: key.into(),
+            size: None,
+            etag: None,
+            version: None,
+            sequencer: None,
+            time: None,
+        }
     }
 
     #[tokio::test]
@@ -248,19 +336,23 @@ mod tests {
         let config = Config::defaults();
         put(&store, "sources/m.mp4", b"video", None).await;
         put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
-        let first = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        let first = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
         assert_eq!(first.ready.len(), 2);
         assert!(first.ready.iter().all(|t| t.kind == StepKind::Extract));
         assert_eq!(first.steps[2].state, StepState::Waiting);
         // Planning again changes nothing: same ids, same outputs.
-        let again = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        let again = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
         assert_eq!(again.ready, first.ready);
         // Finish one extract: compile still waits for the other.
         let t0 = &first.ready[0];
         put(&store, &t0.output, b"clip0", Some(&t0.id)).await;
         let mid = plan(&store, &config, Trigger::Finished(t0)).await.unwrap();
-        assert_eq!(mid.ready.len(), 1);
-        assert_eq!(mid.ready[0].id, first.ready[1].id);
+        assert!(mid.ready.is_empty(), "a sibling is not a successor");
+        assert_eq!(mid.steps[1].state, StepState::Ready);
         let t1 = &first.ready[1];
         put(&store, &t1.output, b"clip1", Some(&t1.id)).await;
         let last = plan(&store, &config, Trigger::Finished(t1)).await.unwrap();
@@ -271,7 +363,9 @@ mod tests {
         assert_eq!(compile.inputs.len(), 2);
         assert!(compile.inputs[0].starts_with(&t0.output));
         put(&store, &compile.output, b"export", Some(&compile.id)).await;
-        let end = plan(&store, &config, Trigger::Finished(compile)).await.unwrap();
+        let end = plan(&store, &config, Trigger::Finished(compile))
+            .await
+            .unwrap();
         assert!(end.ready.is_empty() && end.complete());
     }
 
@@ -282,9 +376,13 @@ mod tests {
         let config = Config::defaults();
         put(&store, "sources/m.mp4", b"video", None).await;
         put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
-        let p = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        let p = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
         put(&store, &p.ready[0].output, b"stale", Some("someone-else")).await;
-        let again = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        let again = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
         assert_eq!(again.ready.len(), 2);
     }
 
@@ -295,9 +393,13 @@ mod tests {
         let config = Config::defaults();
         put(&store, "sources/m.mp4", b"video", None).await;
         put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
-        let before = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        let before = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
         put(&store, "sources/m.mp4", b"video v2", None).await;
-        let after = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap();
+        let after = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
         assert_ne!(before.ready[0].id, after.ready[0].id);
     }
 
@@ -307,11 +409,21 @@ mod tests {
         let store = LocalStore::open(dir.path()).unwrap();
         let config = Config::defaults();
         put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
-        let e = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json"))).await.unwrap_err();
+        let e = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap_err();
         assert!(e.is_permanent());
         assert!(e.to_string().contains("jobs/a.json: `source`"), "{e}");
-        put(&store, "jobs/b.json", b"{\"version\": 1, \"sauce\": 1}", None).await;
-        let e = plan(&store, &config, Trigger::Upload(&upload("jobs/b.json"))).await.unwrap_err();
+        put(
+            &store,
+            "jobs/b.json",
+            b"{\"version\": 1, \"sauce\": 1}",
+            None,
+        )
+        .await;
+        let e = plan(&store, &config, Trigger::Upload(&upload("jobs/b.json")))
+            .await
+            .unwrap_err();
         assert!(e.is_permanent() && e.to_string().contains("sauce"), "{e}");
     }
 
@@ -319,7 +431,13 @@ mod tests {
     async fn uploads_without_a_rule_plan_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        let p = plan(&store, &Config::defaults(), Trigger::Upload(&upload("sources/m.mp4"))).await.unwrap();
+        let p = plan(
+            &store,
+            &Config::defaults(),
+            Trigger::Upload(&upload("sources/m.mp4")),
+        )
+        .await
+        .unwrap();
         assert!(p.ready.is_empty() && p.job.is_none());
     }
 }

@@ -99,7 +99,17 @@ impl Task {
     ) -> Task {
         let id = task_id(kind, &inputs, &params);
         let output = output(&id);
-        Task { version: TASK_MESSAGE_VERSION, id, job, step: step.into(), kind, inputs, params, output, attempt: 0 }
+        Task {
+            version: TASK_MESSAGE_VERSION,
+            id,
+            job,
+            step: step.into(),
+            kind,
+            inputs,
+            params,
+            output,
+            attempt: 0,
+        }
     }
 
     /// The input keys without their etags.
@@ -156,15 +166,39 @@ mod tests {
         let inputs = vec!["sources/a.mp4@e1".to_string()];
         let params = json!({"start": 1.0, "end": 2.0});
         let id = task_id(StepKind::Extract, &inputs, &params);
-        assert_eq!(id, task_id(StepKind::Extract, &inputs, &json!({"end": 2.0, "start": 1.0})));
+        assert_eq!(
+            id,
+            task_id(
+                StepKind::Extract,
+                &inputs,
+                &json!({"end": 2.0, "start": 1.0})
+            )
+        );
         assert_ne!(id, task_id(StepKind::Compile, &inputs, &params));
-        assert_ne!(id, task_id(StepKind::Extract, &["sources/a.mp4@e2".to_string()], &params));
-        assert_ne!(id, task_id(StepKind::Extract, &inputs, &json!({"start": 1.0, "end": 3.0})));
+        assert_ne!(
+            id,
+            task_id(
+                StepKind::Extract,
+                &["sources/a.mp4@e2".to_string()],
+                &params
+            )
+        );
+        assert_ne!(
+            id,
+            task_id(
+                StepKind::Extract,
+                &inputs,
+                &json!({"start": 1.0, "end": 3.0})
+            )
+        );
         assert_eq!(id.len(), 20);
     }
 
     #[test]
     fn references_split_on_the_last_at() {
-        assert_eq!(split_reference("sources/a@b.mp4@abc"), ("sources/a@b.mp4", "abc"));
+        assert_eq!(
+            split_reference("sources/a@b.mp4@abc"),
+            ("sources/a@b.mp4", "abc")
+        );
     }
 }

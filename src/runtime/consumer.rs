@@ -41,7 +41,12 @@ pub struct ConsumerSettings {
 
 /// Runs until `shutdown` fires, then stops receiving, lets in-flight messages
 /// finish within the grace period, and hands back the rest (visibility 0).
-pub async fn consume(queue: Arc<dyn Queue>, settings: ConsumerSettings, handler: Arc<dyn MessageHandler>, shutdown: CancellationToken) {
+pub async fn consume(
+    queue: Arc<dyn Queue>,
+    settings: ConsumerSettings,
+    handler: Arc<dyn MessageHandler>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     let work_cancel = CancellationToken::new();
@@ -65,7 +70,11 @@ pub async fn consume(queue: Arc<dyn Queue>, settings: ConsumerSettings, handler:
             }
         };
         for message in messages {
-            let permit = permits.clone().acquire_owned().await.expect("semaphore is never closed");
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             let (queue, handler, settings) = (queue.clone(), handler.clone(), settings.clone());
             let cancel = work_cancel.child_token();
             in_flight.spawn(async move {
@@ -75,17 +84,34 @@ pub async fn consume(queue: Arc<dyn Queue>, settings: ConsumerSettings, handler:
         }
     }
     // Shutdown: no more receives. Give in-flight work its grace, then cancel it.
-    let drained = tokio::time::timeout(settings.shutdown_grace, async { while in_flight.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(settings.shutdown_grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        tracing::info!(queue = queue.name(), "grace period over; handing in-flight messages back");
+        tracing::info!(
+            queue = queue.name(),
+            "grace period over; handing in-flight messages back"
+        );
         work_cancel.cancel();
         while in_flight.join_next().await.is_some() {}
     }
 }
 
-async fn handle_one(queue: Arc<dyn Queue>, settings: ConsumerSettings, handler: Arc<dyn MessageHandler>, message: Received, cancel: CancellationToken) {
+async fn handle_one(
+    queue: Arc<dyn Queue>,
+    settings: ConsumerSettings,
+    handler: Arc<dyn MessageHandler>,
+    message: Received,
+    cancel: CancellationToken,
+) {
     let lost = CancellationToken::new();
-    let heartbeat = spawn_heartbeat(queue.clone(), message.handle.clone(), settings.visibility, lost.clone());
+    let heartbeat = spawn_heartbeat(
+        queue.clone(),
+        message.handle.clone(),
+        settings.visibility,
+        lost.clone(),
+    );
     let handler_cancel = cancel.clone();
     let watch = lost.clone();
     let combined = CancellationToken::new();
@@ -116,7 +142,9 @@ async fn handle_one(queue: Arc<dyn Queue>, settings: ConsumerSettings, handler: 
     }
     let result = match disposition {
         Disposition::Ack => queue.ack(std::slice::from_ref(&message.handle)).await,
-        Disposition::Retry(_) if cancel.is_cancelled() => queue.extend(&message.handle, Duration::ZERO).await,
+        Disposition::Retry(_) if cancel.is_cancelled() => {
+            queue.extend(&message.handle, Duration::ZERO).await
+        }
         Disposition::Retry(after) => queue.extend(&message.handle, after).await,
     };
     if let Err(e) = result {
@@ -126,7 +154,12 @@ async fn handle_one(queue: Arc<dyn Queue>, settings: ConsumerSettings, handler: 
 
 /// Extends visibility every third of the timeout, before the deadline. When
 /// an extension fails, cancels `lost` so the task stops.
-pub fn spawn_heartbeat(queue: Arc<dyn Queue>, handle: ReceiptHandle, visibility: Duration, lost: CancellationToken) -> CancellationToken {
+pub fn spawn_heartbeat(
+    queue: Arc<dyn Queue>,
+    handle: ReceiptHandle,
+    visibility: Duration,
+    lost: CancellationToken,
+) -> CancellationToken {
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {

@@ -21,7 +21,9 @@ impl Dispatcher {
                 Hardware::Gpu => &self.gpu,
             };
             tracing::debug!(task = %task.id, kind = %task.kind, queue = queue.name(), "dispatching step");
-            queue.send(&InternalMessage::Task(task.clone()).to_json()).await?;
+            queue
+                .send(&InternalMessage::Task(task.clone()).to_json())
+                .await?;
         }
         Ok(())
     }

@@ -16,7 +16,9 @@ use crate::config::prices::cost_usd;
 use crate::media::{Ffmpeg, Progress};
 use crate::pipeline::planner::{self, Trigger};
 use crate::pipeline::task::{StepKind, Task, params_hash};
-use crate::ports::store::{Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, content_type_for};
+use crate::ports::store::{
+    Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, content_type_for,
+};
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::journal::Journal;
 use crate::runtime::progress::ProgressSink;
@@ -31,7 +33,10 @@ pub const INPUTS_PREFIX: &str = "_reelay/inputs/";
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Ran and published its output.
-    Done { meta: ObjectMeta, record: Box<AuditRecord> },
+    Done {
+        meta: ObjectMeta,
+        record: Box<AuditRecord>,
+    },
     /// The output already existed with this task id.
     Skipped { meta: ObjectMeta },
     /// Another live worker holds the claim; try again later.
@@ -59,22 +64,42 @@ pub struct Executor {
 
 impl Executor {
     /// Runs `task`, then plans and dispatches its successors.
-    pub async fn handle(&self, task: &Task, cancel: CancellationToken) -> Result<Outcome, TaskError> {
+    pub async fn handle(
+        &self,
+        task: &Task,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, TaskError> {
         let outcome = self.execute(task, cancel).await?;
         if !matches!(outcome, Outcome::Busy { .. }) {
             // Also after a skip: a crash between publish and dispatch is healed here.
             let next = planner::plan(self.store.as_ref(), &self.config, Trigger::Finished(task))
                 .await
-                .map_err(|e| if e.is_permanent() { TaskError::permanent(None, e.to_string()) } else { TaskError::transient(e.to_string()) })?;
-            self.dispatcher.dispatch(&next.ready).await.map_err(|e| TaskError::transient(format!("dispatching the next steps: {e}")))?;
+                .map_err(|e| {
+                    if e.is_permanent() {
+                        TaskError::permanent(None, e.to_string())
+                    } else {
+                        TaskError::transient(e.to_string())
+                    }
+                })?;
+            self.dispatcher
+                .dispatch(&next.ready)
+                .await
+                .map_err(|e| TaskError::transient(format!("dispatching the next steps: {e}")))?;
         }
         Ok(outcome)
     }
 
     /// Runs `task` unless its output exists; no downstream planning.
-    pub async fn execute(&self, task: &Task, cancel: CancellationToken) -> Result<Outcome, TaskError> {
+    pub async fn execute(
+        &self,
+        task: &Task,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, TaskError> {
         let store = self.store.as_ref();
-        if let Some(meta) = planner::is_done(store, &task.output, &task.id).await.map_err(transient)? {
+        if let Some(meta) = planner::is_done(store, &task.output, &task.id)
+            .await
+            .map_err(transient)?
+        {
             self.journal("skip", task, None);
             return Ok(Outcome::Skipped { meta });
         }
@@ -82,7 +107,10 @@ impl Executor {
             return Ok(Outcome::Busy { retry_after });
         }
         // The claim is ours; another worker may have finished just before we took it.
-        if let Some(meta) = planner::is_done(store, &task.output, &task.id).await.map_err(transient)? {
+        if let Some(meta) = planner::is_done(store, &task.output, &task.id)
+            .await
+            .map_err(transient)?
+        {
             self.release(task).await;
             self.journal("skip", task, None);
             return Ok(Outcome::Skipped { meta });
@@ -99,15 +127,25 @@ impl Executor {
         result
     }
 
-    async fn run_claimed(&self, task: &Task, cancel: CancellationToken) -> Result<Outcome, TaskError> {
+    async fn run_claimed(
+        &self,
+        task: &Task,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, TaskError> {
         self.journal("start", task, None);
         self.progress.started(task);
-        let scratch = tempfile::Builder::new().prefix("reelay-").tempdir().map_err(|e| TaskError::transient(format!("scratch folder: {e}")))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("reelay-")
+            .tempdir()
+            .map_err(|e| TaskError::transient(format!("scratch folder: {e}")))?;
         let mut inputs = Vec::with_capacity(task.inputs.len());
         for (i, key) in task.input_keys().enumerate() {
             inputs.push(self.fetch(key, i, scratch.path()).await?);
         }
-        let output = scratch.path().join(format!("output.{}", task.output.rsplit('.').next().unwrap_or("bin")));
+        let output = scratch.path().join(format!(
+            "output.{}",
+            task.output.rsplit('.').next().unwrap_or("bin")
+        ));
         let started_wall = SystemTime::now();
         let started = Instant::now();
         let step = self.run_step(task, inputs, output.clone(), cancel).await;
@@ -119,7 +157,11 @@ impl Executor {
                 return Err(e);
             }
         };
-        let device = step.metadata.get(crate::audit::record::DEVICE).cloned().unwrap_or_else(|| "cpu".into());
+        let device = step
+            .metadata
+            .get(crate::audit::record::DEVICE)
+            .cloned()
+            .unwrap_or_else(|| "cpu".into());
         let mut record = AuditRecord {
             task: task.id.clone(),
             job: task.job.as_ref().map(|j| j.id.clone()),
@@ -130,7 +172,9 @@ impl Executor {
             params_hash: params_hash(&task.params),
             model: step.metadata.get(crate::audit::record::MODEL).cloned(),
             device: device.clone(),
-            started: time::OffsetDateTime::from(started_wall).format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            started: time::OffsetDateTime::from(started_wall)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
             millis,
             cost_usd: cost_usd(&self.config.file.prices, &device, millis),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -143,18 +187,45 @@ impl Executor {
             // Keep the full input list next to the output; the metadata points at it.
             let pointer = format!("{INPUTS_PREFIX}{}.json", task.id);
             let body = serde_json::to_vec(&task.inputs).expect("inputs serialise");
-            self.store.put_bytes(&pointer, &body, "application/json", &Metadata::new(), PutCondition::Overwrite).await.map_err(transient)?;
+            self.store
+                .put_bytes(
+                    &pointer,
+                    &body,
+                    "application/json",
+                    &Metadata::new(),
+                    PutCondition::Overwrite,
+                )
+                .await
+                .map_err(transient)?;
             record.inputs_pointer = Some(pointer);
             metadata = record.to_metadata();
             metadata.extend(step.metadata);
         }
-        let meta = self.store.put_file(&task.output, &output, content_type_for(&task.output), &metadata).await.map_err(transient)?;
-        let outcome = Outcome::Done { meta, record: Box::new(record) };
+        let meta = self
+            .store
+            .put_file(
+                &task.output,
+                &output,
+                content_type_for(&task.output),
+                &metadata,
+            )
+            .await
+            .map_err(transient)?;
+        let outcome = Outcome::Done {
+            meta,
+            record: Box::new(record),
+        };
         self.progress.finished(task, Ok(&outcome));
         Ok(outcome)
     }
 
-    async fn run_step(&self, task: &Task, inputs: Vec<PathBuf>, output: PathBuf, cancel: CancellationToken) -> Result<StepOutput, TaskError> {
+    async fn run_step(
+        &self,
+        task: &Task,
+        inputs: Vec<PathBuf>,
+        output: PathBuf,
+        cancel: CancellationToken,
+    ) -> Result<StepOutput, TaskError> {
         let ff = self.ffmpeg.clone();
         let profile = self.config.file.output.clone();
         let params = task.params.clone();
@@ -164,13 +235,32 @@ impl Executor {
         let mut on_progress = move |p: Progress| progress.progress(&task_for_progress, &p);
         tokio::task::spawn_blocking(move || match kind {
             StepKind::Extract => {
-                let p = serde_json::from_value(params).map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                tasks::extract::run(&ff, &inputs[0], &output, &p, &profile, &mut on_progress, &cancel)
+                let p = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                tasks::extract::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    &profile,
+                    &mut on_progress,
+                    &cancel,
+                )
             }
             StepKind::Compile => {
-                let p = serde_json::from_value(params).map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                let p = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
                 let font = tasks::compile::locate_font()?;
-                tasks::compile::run(&ff, &inputs, &output, &p, &profile, &font, &mut on_progress, &cancel)
+                tasks::compile::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
+                    &font,
+                    &mut on_progress,
+                    &cancel,
+                )
             }
         })
         .await
@@ -184,11 +274,18 @@ impl Executor {
         {
             return Ok(path);
         }
-        let ext = key.rsplit_once('.').map(|(_, e)| e).filter(|e| e.len() <= 5 && e.chars().all(|c| c.is_ascii_alphanumeric())).unwrap_or("bin");
+        let ext = key
+            .rsplit_once('.')
+            .map(|(_, e)| e)
+            .filter(|e| e.len() <= 5 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or("bin");
         let dest = scratch.join(format!("input-{index}.{ext}"));
         match self.store.get_to_file(key, &dest).await {
             Ok(_) => Ok(dest),
-            Err(e) if e.is_not_found() => Err(TaskError::permanent(Some("input".into()), format!("input `{key}` is gone from the bucket; re-upload it"))),
+            Err(e) if e.is_not_found() => Err(TaskError::permanent(
+                Some("input".into()),
+                format!("input `{key}` is gone from the bucket; re-upload it"),
+            )),
             Err(e) => Err(transient(e)),
         }
     }
@@ -197,7 +294,18 @@ impl Executor {
     async fn claim(&self, task: &Task) -> Result<Option<Duration>, TaskError> {
         let key = format!("{CLAIMS_PREFIX}{}.json", task.id);
         let body = self.claim_body();
-        match self.store.put_bytes(&key, &body, "application/json", &Metadata::new(), PutCondition::IfAbsent).await.map_err(transient)? {
+        match self
+            .store
+            .put_bytes(
+                &key,
+                &body,
+                "application/json",
+                &Metadata::new(),
+                PutCondition::IfAbsent,
+            )
+            .await
+            .map_err(transient)?
+        {
             PutOutcome::Written(_) => Ok(None),
             PutOutcome::AlreadyExists => {
                 let now = unix_now();
@@ -207,11 +315,22 @@ impl Executor {
                     Err(e) => return Err(transient(e)),
                 };
                 match held {
-                    Some(c) if c.expires_at > now && c.worker != self.worker_id => Ok(Some(Duration::from_secs((c.expires_at - now).clamp(1, 30)))),
+                    Some(c) if c.expires_at > now => {
+                        Ok(Some(Duration::from_secs((c.expires_at - now).clamp(1, 30))))
+                    }
                     _ => {
                         // Expired (its worker died) or unreadable: take it over.
                         tracing::info!(task = %task.id, "taking over an expired claim");
-                        self.store.put_bytes(&key, &body, "application/json", &Metadata::new(), PutCondition::Overwrite).await.map_err(transient)?;
+                        self.store
+                            .put_bytes(
+                                &key,
+                                &body,
+                                "application/json",
+                                &Metadata::new(),
+                                PutCondition::Overwrite,
+                            )
+                            .await
+                            .map_err(transient)?;
                         Ok(None)
                     }
                 }
@@ -220,13 +339,21 @@ impl Executor {
     }
 
     fn claim_body(&self) -> Vec<u8> {
-        serde_json::to_vec(&Claim { worker: self.worker_id.clone(), expires_at: unix_now() + self.claim_lease.as_secs().max(1) }).expect("claims serialise")
+        serde_json::to_vec(&Claim {
+            worker: self.worker_id.clone(),
+            expires_at: unix_now() + self.claim_lease.as_secs().max(1),
+        })
+        .expect("claims serialise")
     }
 
     /// Refreshes the claim every third of its lease while the step runs.
     fn keep_claim(&self, task: &Task) -> CancellationToken {
         let stop = CancellationToken::new();
-        let (store, key, lease) = (self.store.clone(), format!("{CLAIMS_PREFIX}{}.json", task.id), self.claim_lease);
+        let (store, key, lease) = (
+            self.store.clone(),
+            format!("{CLAIMS_PREFIX}{}.json", task.id),
+            self.claim_lease,
+        );
         let worker = self.worker_id.clone();
         let token = stop.clone();
         tokio::spawn(async move {
@@ -235,8 +362,21 @@ impl Executor {
                     _ = token.cancelled() => return,
                     _ = tokio::time::sleep(lease / 3) => {}
                 }
-                let body = serde_json::to_vec(&Claim { worker: worker.clone(), expires_at: unix_now() + lease.as_secs().max(1) }).expect("claims serialise");
-                if let Err(e) = store.put_bytes(&key, &body, "application/json", &Metadata::new(), PutCondition::Overwrite).await {
+                let body = serde_json::to_vec(&Claim {
+                    worker: worker.clone(),
+                    expires_at: unix_now() + lease.as_secs().max(1),
+                })
+                .expect("claims serialise");
+                if let Err(e) = store
+                    .put_bytes(
+                        &key,
+                        &body,
+                        "application/json",
+                        &Metadata::new(),
+                        PutCondition::Overwrite,
+                    )
+                    .await
+                {
                     tracing::warn!(claim = %key, error = %e, "could not refresh a claim");
                 }
             }
@@ -263,5 +403,8 @@ fn transient(e: impl std::fmt::Display) -> TaskError {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -30,7 +30,10 @@ pub struct Journal {
 
 impl Journal {
     pub fn new(path: PathBuf) -> Journal {
-        Journal { path, lock: Arc::new(Mutex::new(())) }
+        Journal {
+            path,
+            lock: Arc::new(Mutex::new(())),
+        }
     }
 
     pub fn record(&self, event: &str, task: &Task, worker: &str, millis: Option<u64>) {
@@ -46,7 +49,11 @@ impl Journal {
         let line = serde_json::to_string(&entry).expect("entries serialise") + "\n";
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         // One write per line with O_APPEND keeps lines whole across processes.
-        let written = std::fs::OpenOptions::new().create(true).append(true).open(&self.path).and_then(|mut f| f.write_all(line.as_bytes()));
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             tracing::warn!(path = %self.path.display(), error = %e, "could not append to the journal");
         }
@@ -54,6 +61,10 @@ impl Journal {
 
     /// Every entry so far (a torn last line is skipped).
     pub fn read(path: &std::path::Path) -> Vec<JournalEntry> {
-        std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }

@@ -46,13 +46,23 @@ pub fn journal_path(root: &Path) -> PathBuf {
     root.join(LOCAL_RESERVED).join("journal.jsonl")
 }
 
-pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyhow::Result<LocalSummary> {
+pub async fn run_local(
+    opts: LocalOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<LocalSummary> {
     let store = Arc::new(LocalStore::open(&opts.root)?);
     // One `reelay dev` per folder: two would race on claims and the journal.
     let lock_path = store.root().join(LOCAL_RESERVED).join("dev.lock");
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)?;
     if lock.try_lock().is_err() {
-        anyhow::bail!("{} is in use by another `reelay dev`; stop it first, or use another --root", store.root().display());
+        anyhow::bail!(
+            "{} is in use by another `reelay dev`; stop it first, or use another --root",
+            store.root().display()
+        );
     }
     // Claims left by a killed run of this folder are void: we are its only worker.
     for claim in store.list(CLAIMS_PREFIX).await? {
@@ -66,7 +76,10 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
     let executor = Arc::new(Executor {
         store: dyn_store.clone(),
         config: config.clone(),
-        dispatcher: Dispatcher { events: events.clone(), gpu: gpu.clone() },
+        dispatcher: Dispatcher {
+            events: events.clone(),
+            gpu: gpu.clone(),
+        },
         ffmpeg: Ffmpeg::locate()?,
         worker_id: format!("dev-{}", std::process::id()),
         progress: opts.progress.clone(),
@@ -82,18 +95,38 @@ pub async fn run_local(opts: LocalOptions, shutdown: CancellationToken) -> anyho
     };
     let idle = Arc::new(AtomicBool::new(false));
     let stop = shutdown.child_token();
-    let watcher = Watcher { store: dyn_store, prefixes: config.file.layout.uploads.clone(), events: events.clone(), interval: opts.poll, idle: idle.clone() };
+    let watcher = Watcher {
+        store: dyn_store,
+        prefixes: config.file.layout.uploads.clone(),
+        events: events.clone(),
+        interval: opts.poll,
+        idle: idle.clone(),
+    };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(watcher.run(stop.clone()));
-    tasks.spawn(consume(events.clone() as Arc<dyn Queue>, settings.clone(), router.clone(), stop.clone()));
+    tasks.spawn(consume(
+        events.clone() as Arc<dyn Queue>,
+        settings.clone(),
+        router.clone(),
+        stop.clone(),
+    ));
     // The GPU worker loop: one at a time, like one GPU.
-    tasks.spawn(consume(gpu.clone() as Arc<dyn Queue>, ConsumerSettings { concurrency: 1, ..settings }, router, stop.clone()));
+    tasks.spawn(consume(
+        gpu.clone() as Arc<dyn Queue>,
+        ConsumerSettings {
+            concurrency: 1,
+            ..settings
+        },
+        router,
+        stop.clone(),
+    ));
     tracing::info!(root = %store.root().display(), "reelay dev is watching {}", config.file.layout.uploads.join(", "));
     if opts.exit_when_idle {
         let mut quiet_polls = 0;
         while !stop.is_cancelled() {
             tokio::time::sleep(opts.poll).await;
-            let quiet = idle.load(Ordering::SeqCst) && events.is_empty().await && gpu.is_empty().await;
+            let quiet =
+                idle.load(Ordering::SeqCst) && events.is_empty().await && gpu.is_empty().await;
             quiet_polls = if quiet { quiet_polls + 1 } else { 0 };
             if quiet_polls >= 3 {
                 stop.cancel();

@@ -21,9 +21,13 @@ impl ProgressSink for LogProgress {
     fn progress(&self, _task: &Task, _progress: &Progress) {}
     fn finished(&self, task: &Task, result: Result<&Outcome, &TaskError>) {
         match result {
-            Ok(Outcome::Done { record, .. }) => tracing::info!(task = %task.id, kind = %task.kind, step = %task.step, device = %record.device, ms = record.millis, "step done"),
+            Ok(Outcome::Done { record, .. }) => {
+                tracing::info!(task = %task.id, kind = %task.kind, step = %task.step, device = %record.device, ms = record.millis, "step done")
+            }
             Ok(_) => {}
-            Err(e) => tracing::warn!(task = %task.id, kind = %task.kind, step = %task.step, error = %e, "step failed"),
+            Err(e) => {
+                tracing::warn!(task = %task.id, kind = %task.kind, step = %task.step, error = %e, "step failed")
+            }
         }
     }
 }

@@ -35,11 +35,22 @@ struct Failure {
 
 impl Router {
     /// Handles one message body; `Ok(())` means it may be acknowledged.
-    pub async fn handle_body(&self, body: &str, receive_count: u32, cancel: CancellationToken) -> Result<Option<Duration>, String> {
+    pub async fn handle_body(
+        &self,
+        body: &str,
+        receive_count: u32,
+        cancel: CancellationToken,
+    ) -> Result<Option<Duration>, String> {
         let result = match InternalMessage::parse(body) {
             Some(Ok(InternalMessage::Task(task))) => self.run_task(task, cancel).await,
             Some(Ok(InternalMessage::Upload(event))) => self.on_upload(&event).await.map(|_| None),
-            Some(Err(e)) => Err(Failure { object: "(message)".into(), job: None, step: "message".into(), task: None, error: TaskError::permanent(None, format!("malformed reelay message: {e}")) }),
+            Some(Err(e)) => Err(Failure {
+                object: "(message)".into(),
+                job: None,
+                step: "message".into(),
+                task: None,
+                error: TaskError::permanent(None, format!("malformed reelay message: {e}")),
+            }),
             None => self.on_notification(body).await.map(|_| None),
         };
         match result {
@@ -52,14 +63,24 @@ impl Router {
         }
     }
 
-    async fn run_task(&self, mut task: Task, cancel: CancellationToken) -> Result<Option<Duration>, Failure> {
+    async fn run_task(
+        &self,
+        mut task: Task,
+        cancel: CancellationToken,
+    ) -> Result<Option<Duration>, Failure> {
         let object = task.input_keys().next().unwrap_or("").to_string();
         match self.executor.handle(&task, cancel).await {
             Ok(Outcome::Busy { retry_after }) => Ok(Some(retry_after)),
             Ok(_) => Ok(None),
             Err(error) => {
                 task.attempt += 1;
-                Err(Failure { object, job: task.job.as_ref().map(|j| j.id.clone()), step: task.step.clone(), task: Some(task), error })
+                Err(Failure {
+                    object,
+                    job: task.job.as_ref().map(|j| j.id.clone()),
+                    step: task.step.clone(),
+                    task: Some(task),
+                    error,
+                })
             }
         }
     }
@@ -67,18 +88,31 @@ impl Router {
     /// Plans an upload and dispatches its ready steps.
     async fn on_upload(&self, event: &ObjectCreated) -> Result<usize, Failure> {
         let exec = &self.executor;
-        let plan = planner::plan(exec.store.as_ref(), &exec.config, Trigger::Upload(event)).await.map_err(|e| Failure {
-            object: event.key.clone(),
-            job: None,
-            step: "plan".into(),
-            task: None,
-            error: match &e {
-                planner::PlanError::Manifest(m) => TaskError::permanent(Some(m.field.clone()), e.to_string()),
-                _ if e.is_permanent() => TaskError::permanent(None, e.to_string()),
-                _ => TaskError::transient(e.to_string()),
-            },
-        })?;
-        exec.dispatcher.dispatch(&plan.ready).await.map_err(|e| Failure { object: event.key.clone(), job: None, step: "plan".into(), task: None, error: TaskError::transient(e.to_string()) })?;
+        let plan = planner::plan(exec.store.as_ref(), &exec.config, Trigger::Upload(event))
+            .await
+            .map_err(|e| Failure {
+                object: event.key.clone(),
+                job: None,
+                step: "plan".into(),
+                task: None,
+                error: match &e {
+                    planner::PlanError::Manifest(m) => {
+                        TaskError::permanent(Some(m.field.clone()), e.to_string())
+                    }
+                    _ if e.is_permanent() => TaskError::permanent(None, e.to_string()),
+                    _ => TaskError::transient(e.to_string()),
+                },
+            })?;
+        exec.dispatcher
+            .dispatch(&plan.ready)
+            .await
+            .map_err(|e| Failure {
+                object: event.key.clone(),
+                job: None,
+                step: "plan".into(),
+                task: None,
+                error: TaskError::transient(e.to_string()),
+            })?;
         if !plan.ready.is_empty() {
             tracing::info!(key = %event.key, ready = plan.ready.len(), "planned upload");
         }
@@ -86,7 +120,13 @@ impl Router {
     }
 
     async fn on_notification(&self, body: &str) -> Result<(), Failure> {
-        let events = crate::events::parse_notifications(body).map_err(|e| Failure { object: "(notification)".into(), job: None, step: "notification".into(), task: None, error: TaskError::permanent(None, e) })?;
+        let events = crate::events::parse_notifications(body).map_err(|e| Failure {
+            object: "(notification)".into(),
+            job: None,
+            step: "notification".into(),
+            task: None,
+            error: TaskError::permanent(None, e),
+        })?;
         for event in events {
             self.on_upload(&event).await?;
         }
@@ -111,10 +151,15 @@ impl Router {
             dead_lettered: attempts >= max,
             task: f.task,
             worker: exec.worker_id.clone(),
-            time: time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+            time: time::OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default(),
         };
         tracing::warn!(object = %record.object, step = %record.step, attempts, max, error = %record.error, "step failed");
-        if let Err(e) = record.write(exec.store.as_ref(), &exec.config.file.layout.failures).await {
+        if let Err(e) = record
+            .write(exec.store.as_ref(), &exec.config.file.layout.failures)
+            .await
+        {
             tracing::error!(error = %e, "could not write a failure record");
         }
     }
@@ -123,7 +168,9 @@ impl Router {
     /// below the visibility timeout.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let q = &self.executor.config.file.queue;
-        let secs = q.retry_seconds.saturating_mul(1 << attempt.saturating_sub(1).min(10));
+        let secs = q
+            .retry_seconds
+            .saturating_mul(1 << attempt.saturating_sub(1).min(10));
         Duration::from_secs(secs.min(q.visibility_seconds))
     }
 }
@@ -131,7 +178,10 @@ impl Router {
 #[async_trait]
 impl MessageHandler for Router {
     async fn handle(&self, message: &Received, cancel: CancellationToken) -> Disposition {
-        match self.handle_body(&message.body, message.receive_count, cancel).await {
+        match self
+            .handle_body(&message.body, message.receive_count, cancel)
+            .await
+        {
             Ok(None) => Disposition::Ack,
             // Another worker holds this task's claim through its own message,
             // which comes back if that worker dies: this duplicate can go.

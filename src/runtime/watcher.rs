@@ -59,7 +59,11 @@ impl Watcher {
                         sequencer: None,
                         time: None,
                     };
-                    match self.events.send(&InternalMessage::Upload(event).to_json()).await {
+                    match self
+                        .events
+                        .send(&InternalMessage::Upload(event).to_json())
+                        .await
+                    {
                         Ok(()) => {
                             tracing::debug!(key = %meta.key, "upload seen");
                             announced.insert(meta.key, seen);

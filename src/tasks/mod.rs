@@ -52,7 +52,10 @@ pub mod compile;
 pub mod extract;
 
 /// Checks `params` deserialise for `kind`; the message names the problem.
-pub fn validate_params(kind: crate::pipeline::task::StepKind, params: &serde_json::Value) -> Result<(), String> {
+pub fn validate_params(
+    kind: crate::pipeline::task::StepKind,
+    params: &serde_json::Value,
+) -> Result<(), String> {
     use crate::pipeline::task::StepKind;
     fn check<T: serde::de::DeserializeOwned>(params: &serde_json::Value) -> Result<(), String> {
         serde_path_to_error::deserialize::<_, T>(params.clone())
@@ -65,9 +68,13 @@ pub fn validate_params(kind: crate::pipeline::task::StepKind, params: &serde_jso
     match kind {
         StepKind::Extract => {
             check::<extract::ExtractParams>(params)?;
-            let p: extract::ExtractParams = serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+            let p: extract::ExtractParams =
+                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
             if !(p.start >= 0.0 && p.end > p.start) {
-                return Err(format!("end {} must be greater than start {} (and start 0 or more)", p.end, p.start));
+                return Err(format!(
+                    "end {} must be greater than start {} (and start 0 or more)",
+                    p.end, p.start
+                ));
             }
             Ok(())
         }

@@ -1,0 +1,380 @@
+//! The one FFmpeg wrapper. Built on `ffmpeg-sidecar` (command set-up and the
+//! stderr log parser); the draining, progress, cancellation and error
+//! reporting are ours.
+//!
+//! Blocking: async callers use `tokio::task::spawn_blocking`.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ffmpeg_sidecar::command::FfmpegCommand;
+use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
+use ffmpeg_sidecar::log_parser::{FfmpegLogParser, parse_time_str};
+use tokio_util::sync::CancellationToken;
+
+use super::{MediaError, path_arg};
+
+/// How many stderr lines an error message quotes.
+const TAIL_LINES: usize = 6;
+/// How often a run looks at its cancellation token while FFmpeg is quiet.
+const POLL: Duration = Duration::from_millis(50);
+
+/// A located FFmpeg binary. Cheap to clone; every call spawns a fresh child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ffmpeg {
+    path: PathBuf,
+}
+
+/// One progress report parsed from FFmpeg's stats line.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Progress {
+    /// Seconds of output written so far.
+    pub out_time: f64,
+    /// Video frames written so far.
+    pub frame: u64,
+    /// `out_time` over the expected duration, in 0..=1, when that is known.
+    pub fraction: Option<f64>,
+}
+
+/// What a run left behind, beyond its output file.
+#[derive(Debug, Default)]
+pub(crate) struct RunLog {
+    /// The last progress report (FFmpeg prints a final one at the end).
+    pub last: Option<Progress>,
+    /// Every event, when asked for (probing).
+    pub events: Vec<FfmpegEvent>,
+}
+
+impl Ffmpeg {
+    /// Finds FFmpeg: `REELAY_FFMPEG`, else `.tools/bin/ffmpeg` in the nearest
+    /// ancestor of the current directory or of the executable's directory,
+    /// else `ffmpeg` on `PATH`. The one chosen must run `-version`.
+    pub fn locate() -> Result<Ffmpeg, MediaError> {
+        let var = crate::config::env::FFMPEG;
+        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            let ff = Ffmpeg::at(value);
+            return if ff.works() {
+                Ok(ff)
+            } else {
+                Err(MediaError::NotFound {
+                    tried: format!("{var}={} does not run", ff.path.display()),
+                })
+            };
+        }
+        let mut tried = Vec::new();
+        if let Some(local) = super::find_tool("bin/ffmpeg") {
+            let ff = Ffmpeg::at(&local);
+            if ff.works() {
+                return Ok(ff);
+            }
+            tried.push(format!("{} does not run", local.display()));
+        } else {
+            tried.push("no .tools/bin/ffmpeg above the current or executable directory".into());
+        }
+        let ff = Ffmpeg::at("ffmpeg");
+        if ff.works() {
+            return Ok(ff);
+        }
+        tried.push("no ffmpeg on PATH".into());
+        Err(MediaError::NotFound {
+            tried: tried.join("; "),
+        })
+    }
+
+    /// Uses the binary at `path` as is (no check).
+    pub fn at(path: impl Into<PathBuf>) -> Ffmpeg {
+        Ffmpeg { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether `ffmpeg -version` runs and succeeds.
+    fn works(&self) -> bool {
+        Command::new(&self.path)
+            .arg("-version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Runs FFmpeg with `args` (a vector, never a shell string), blocking
+    /// until it exits. Adds `-hide_banner -nostdin -y` and a parseable log
+    /// level in front. Always drains stderr, reports progress (with a
+    /// fraction when `expected_duration` is given), and kills the child as
+    /// soon as `cancel` fires. On failure the error quotes FFmpeg's last
+    /// error lines.
+    pub fn run(
+        &self,
+        args: &[OsString],
+        expected_duration: Option<f64>,
+        on_progress: &mut dyn FnMut(Progress),
+        cancel: &CancellationToken,
+    ) -> Result<(), MediaError> {
+        self.run_logged(
+            args,
+            expected_duration,
+            on_progress,
+            cancel,
+            false,
+            "running ffmpeg",
+        )
+        .map(|_| ())
+    }
+
+    /// [`Ffmpeg::run`] that also hands back the last progress report and,
+    /// with `keep_events`, every parsed stderr event. `what` describes the
+    /// job for error messages ("extracting `a.mp4`").
+    pub(crate) fn run_logged(
+        &self,
+        args: &[OsString],
+        expected_duration: Option<f64>,
+        on_progress: &mut dyn FnMut(Progress),
+        cancel: &CancellationToken,
+        keep_events: bool,
+        what: &str,
+    ) -> Result<RunLog, MediaError> {
+        let (status, log, tail) = self.spawn_and_drain(
+            args,
+            expected_duration,
+            on_progress,
+            cancel,
+            keep_events,
+            what,
+        )?;
+        if status.success() {
+            Ok(log)
+        } else {
+            Err(MediaError::Failed {
+                what: what.to_string(),
+                status: status
+                    .code()
+                    .map_or_else(|| "killed by a signal".into(), |c| c.to_string()),
+                stderr: tail,
+            })
+        }
+    }
+
+    /// Spawns, drains and waits; returns the exit status whatever it is,
+    /// the log, and the stderr tail for messages.
+    pub(crate) fn spawn_and_drain(
+        &self,
+        args: &[OsString],
+        expected_duration: Option<f64>,
+        on_progress: &mut dyn FnMut(Progress),
+        cancel: &CancellationToken,
+        keep_events: bool,
+        what: &str,
+    ) -> Result<(std::process::ExitStatus, RunLog, String), MediaError> {
+        if cancel.is_cancelled() {
+            return Err(MediaError::Cancelled { what: what.into() });
+        }
+        // `new_with_path` adds `-loglevel level+info`, which the parser needs.
+        let mut command = FfmpegCommand::new_with_path(&self.path);
+        command.hide_banner().args(["-nostdin", "-y"]).args(args);
+        // ffmpeg-sidecar insists on piped stdio; `-nostdin` keeps FFmpeg off stdin.
+        command
+            .as_inner_mut()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        tracing::debug!(ffmpeg = %self.path.display(), args = ?args, "spawning ffmpeg");
+        let mut child = command.spawn().map_err(|source| MediaError::Spawn {
+            path: self.path.clone(),
+            source,
+        })?;
+        let stderr = child
+            .take_stderr()
+            .expect("stderr is piped by construction");
+
+        // Drain stderr on its own thread, always to the end, into an
+        // unbounded channel: FFmpeg never blocks on a full pipe, whatever the
+        // caller does with the events.
+        let (tx, rx) = mpsc::channel::<FfmpegEvent>();
+        let drain = std::thread::Builder::new()
+            .name("ffmpeg-stderr".into())
+            .spawn(move || {
+                let mut parser = FfmpegLogParser::new(BufReader::new(stderr));
+                loop {
+                    match parser.parse_next_event() {
+                        Ok(FfmpegEvent::LogEOF) => break,
+                        Ok(event) => {
+                            // The receiver may be gone after a cancel; keep
+                            // reading so the child never blocks on stderr.
+                            let _ = tx.send(event);
+                        }
+                        // A line the parser did not understand; it is
+                        // consumed, so go on with the next one.
+                        Err(e) => {
+                            let _ = tx.send(FfmpegEvent::Log(LogLevel::Unknown, e.to_string()));
+                        }
+                    }
+                }
+            })
+            .map_err(|source| MediaError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+
+        let mut log = RunLog::default();
+        let mut errors: VecDeque<String> = VecDeque::new();
+        let mut lines: VecDeque<String> = VecDeque::new();
+        let mut cancelled = false;
+        loop {
+            if cancel.is_cancelled() {
+                cancelled = true;
+                break;
+            }
+            let event = match rx.recv_timeout(POLL) {
+                Ok(event) => event,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match &event {
+                FfmpegEvent::Progress(p) => {
+                    let out_time = parse_time_str(&p.time).unwrap_or(0.0).max(0.0);
+                    let progress = Progress {
+                        out_time,
+                        frame: u64::from(p.frame),
+                        fraction: expected_duration
+                            .filter(|d| *d > 0.0)
+                            .map(|d| (out_time / d).clamp(0.0, 1.0)),
+                    };
+                    log.last = Some(progress);
+                    on_progress(progress);
+                }
+                FfmpegEvent::Log(level, line) => {
+                    let line = clean_line(line);
+                    if !line.is_empty() {
+                        if matches!(level, LogLevel::Error | LogLevel::Fatal) {
+                            push_bounded(&mut errors, line.clone());
+                        }
+                        push_bounded(&mut lines, line);
+                    }
+                }
+                _ => {}
+            }
+            if keep_events {
+                log.events.push(event);
+            }
+        }
+
+        if cancelled {
+            let _ = child.kill();
+            let _ = child.wait();
+            // stderr closes with the child, so the drain thread ends.
+            let _ = drain.join();
+            return Err(MediaError::Cancelled { what: what.into() });
+        }
+        let status = child.wait().map_err(|source| MediaError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let _ = drain.join();
+        let tail = if errors.is_empty() { lines } else { errors };
+        let tail = if tail.is_empty() {
+            "(ffmpeg printed nothing)".to_string()
+        } else {
+            Vec::from(tail).join(" | ")
+        };
+        Ok((status, log, tail))
+    }
+
+    /// Probes `path` with `ffmpeg -i` (no ffprobe here): duration and the
+    /// first video and audio streams. An empty, truncated or non-media file
+    /// is a [`MediaError::Unreadable`].
+    pub fn probe(&self, path: &Path) -> Result<super::MediaInfo, MediaError> {
+        super::probe::probe(self, path)
+    }
+
+    /// Decodes the first video stream of `path` fully and counts its frames.
+    pub fn count_frames(&self, path: &Path) -> Result<u64, MediaError> {
+        let args = os_args([
+            OsStr::new("-i"),
+            &path_arg(path),
+            OsStr::new("-map"),
+            OsStr::new("0:v:0"),
+            OsStr::new("-fps_mode"),
+            OsStr::new("passthrough"),
+            OsStr::new("-f"),
+            OsStr::new("null"),
+            OsStr::new("-"),
+        ]);
+        let what = format!("counting the frames of `{}`", path.display());
+        let log = self.run_logged(
+            &args,
+            None,
+            &mut |_| {},
+            &CancellationToken::new(),
+            false,
+            &what,
+        )?;
+        Ok(log.last.map_or(0, |p| p.frame))
+    }
+}
+
+/// Builds an argument vector from anything string-like.
+pub(crate) fn os_args<I, S>(items: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    items
+        .into_iter()
+        .map(|s| s.as_ref().to_os_string())
+        .collect()
+}
+
+fn push_bounded(q: &mut VecDeque<String>, line: String) {
+    if q.len() == TAIL_LINES {
+        q.pop_front();
+    }
+    q.push_back(line);
+}
+
+/// A stderr line without the `[info]`/`[error]` level tag and the
+/// `[tag @ 0x…]` context, which mean nothing to a reader.
+fn clean_line(line: &str) -> String {
+    let mut s = line.trim();
+    loop {
+        let Some(rest) = s.strip_prefix('[') else {
+            break;
+        };
+        let Some(end) = rest.find(']') else { break };
+        s = rest[end + 1..].trim_start();
+    }
+    s.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_line_strips_tags() {
+        assert_eq!(
+            clean_line("[in#0 @ 0x55] [error] Error opening input: Invalid data"),
+            "Error opening input: Invalid data"
+        );
+        assert_eq!(clean_line("plain"), "plain");
+    }
+
+    #[test]
+    fn missing_binary_is_a_spawn_error() {
+        let ff = Ffmpeg::at("/nonexistent/ffmpeg");
+        let err = ff
+            .run(&[], None, &mut |_| {}, &CancellationToken::new())
+            .unwrap_err();
+        assert!(matches!(err, MediaError::Spawn { .. }), "{err}");
+        assert!(err.to_string().contains("REELAY_FFMPEG"));
+    }
+}

@@ -1,0 +1,250 @@
+//! Bad input gets a clear error and a failure record, goes to the DLQ after
+//! N tries, and never stops a good job dropped alongside it.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn job(source: &str, output: &str, end: f64) -> serde_json::Value {
+    json!({"version": 1, "source": source, "output": output, "clips": [{"start": 0.0, "end": end}]})
+}
+
+fn failure(root: &std::path::Path, rel: &str) -> serde_json::Value {
+    let path = root.join("_reelay/failures").join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        let found: Vec<_> = walk(&root.join("_reelay/failures"));
+        panic!(
+            "no failure record at {}; records: {found:?}",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+fn failures_for_object(root: &std::path::Path, object: &str) -> Vec<serde_json::Value> {
+    walk(&root.join("_reelay/failures"))
+        .into_iter()
+        .map(|p| {
+            serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(p).unwrap()).unwrap()
+        })
+        .filter(|v| {
+            v["object"] == object
+                || v["task"]["inputs"].as_array().is_some_and(|i| {
+                    i.iter()
+                        .any(|x| x.as_str().unwrap_or("").starts_with(object))
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn every_bad_input_is_recorded_and_the_good_job_still_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let config = fast_retry_config(dir.path());
+    make_video(&root.join("sources/good.mp4"), 4.0, "320x180", 30, true);
+    make_video(&root.join("sources/whole.mp4"), 4.0, "320x180", 30, true);
+    let whole = std::fs::read(root.join("sources/whole.mp4")).unwrap();
+    std::fs::write(
+        root.join("sources/truncated.mp4"),
+        &whole[..whole.len() / 3],
+    )
+    .unwrap();
+    std::fs::write(root.join("sources/empty.mp4"), b"").unwrap();
+    std::fs::write(
+        root.join("sources/text.mp4"),
+        b"this is not a video, just text\n",
+    )
+    .unwrap();
+    write_job(
+        &root,
+        "jobs/good.json",
+        &job("sources/good.mp4", "exports/good.mp4", 2.0),
+    );
+    write_job(
+        &root,
+        "jobs/truncated.json",
+        &job("sources/truncated.mp4", "exports/t.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/empty.json",
+        &job("sources/empty.mp4", "exports/e.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/text.json",
+        &job("sources/text.mp4", "exports/x.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/beyond.json",
+        &job("sources/good.mp4", "exports/b.mp4", 60.0),
+    );
+    write_job(
+        &root,
+        "jobs/missing.json",
+        &job("sources/nowhere.mp4", "exports/m.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/backwards.json",
+        &json!({"version": 1, "source": "sources/good.mp4", "output": "exports/r.mp4", "clips": [{"start": 3.0, "end": 1.0}]}),
+    );
+    write_job(
+        &root,
+        "jobs/unknown.json",
+        &json!({"version": 1, "source": "sources/good.mp4", "output": "exports/u.mp4", "clips": [{"start": 0.0, "end": 1.0}], "speed": 2}),
+    );
+    let out = dev_until_idle(&root, Some(&config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    // The good job is unharmed.
+    assert!((duration(&root.join("exports/good.mp4")) - 2.0).abs() <= 1.0 / 30.0 + 1e-3);
+
+    // Manifest problems: recorded against the manifest, naming the field.
+    let backwards = failure(&root, "jobs/backwards.json/plan.json");
+    assert_eq!(backwards["field"], "clips[0].end");
+    assert!(
+        backwards["error"]
+            .as_str()
+            .unwrap()
+            .contains("end must be greater")
+            || backwards["error"]
+                .as_str()
+                .unwrap()
+                .contains("greater than start"),
+        "{backwards}"
+    );
+    let unknown = failure(&root, "jobs/unknown.json/plan.json");
+    assert!(
+        unknown["error"].as_str().unwrap().contains("speed"),
+        "{unknown}"
+    );
+    let missing = failure(&root, "jobs/missing.json/plan.json");
+    assert_eq!(missing["field"], "source");
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .contains("sources/nowhere.mp4"),
+        "{missing}"
+    );
+    for record in [&backwards, &unknown, &missing] {
+        assert_eq!(record["class"], "permanent");
+        assert_eq!(
+            record["attempts"], 2,
+            "retried up to max_receive_count: {record}"
+        );
+        assert_eq!(record["dead_lettered"], true);
+    }
+
+    // Media problems: recorded against the step, with a message about the file.
+    for (source, hint) in [
+        ("sources/truncated.mp4", ""),
+        ("sources/empty.mp4", ""),
+        ("sources/text.mp4", ""),
+    ] {
+        let records = failures_for_object(&root, source);
+        assert_eq!(records.len(), 1, "one record for {source}: {records:?}");
+        let r = &records[0];
+        assert_eq!(r["dead_lettered"], true, "{r}");
+        assert!(
+            !r["error"].as_str().unwrap().is_empty() && r["error"].as_str().unwrap().contains(hint)
+        );
+    }
+    let beyond = failures_for_object(&root, "sources/good.mp4")
+        .into_iter()
+        .find(|r| r["task"]["params"]["end"] == 60.0)
+        .expect("a record for the clip beyond the end");
+    assert_eq!(beyond["field"], "end", "{beyond}");
+    assert!(beyond["error"].as_str().unwrap().contains("60"), "{beyond}");
+
+    // Nothing else was exported, and the DLQ got all seven.
+    for k in ["t", "e", "x", "b", "m", "r", "u"] {
+        assert!(!root.join(format!("exports/{k}.mp4")).exists());
+    }
+    assert!(
+        stderr.contains("7 message(s) went to the dead-letter queue"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn awkward_keys_are_handled_and_nothing_leaves_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let config = fast_retry_config(dir.path());
+    for name in ["my match.mp4", "été ü.mp4", "-rf.mp4"] {
+        make_video(&root.join("sources").join(name), 3.0, "320x180", 30, false);
+    }
+    write_job(
+        &root,
+        "jobs/spaces.json",
+        &job("sources/my match.mp4", "exports/my export.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/unicode.json",
+        &job("sources/été ü.mp4", "exports/été.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/-dash.json",
+        &job("sources/-rf.mp4", "exports/-rf.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/escape.json",
+        &job("../outside.mp4", "exports/o.mp4", 1.0),
+    );
+    write_job(
+        &root,
+        "jobs/escape-out.json",
+        &job("sources/my match.mp4", "../../outside.mp4", 1.0),
+    );
+    let before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    dev_until_idle(&root, Some(&config));
+    for out in [
+        "exports/my export.mp4",
+        "exports/été.mp4",
+        "exports/-rf.mp4",
+    ] {
+        assert!(
+            (duration(&root.join(out)) - 1.0).abs() <= 1.0 / 30.0 + 1e-3,
+            "{out}"
+        );
+    }
+    assert_eq!(
+        failure(&root, "jobs/escape.json/plan.json")["field"],
+        "source"
+    );
+    assert_eq!(
+        failure(&root, "jobs/escape-out.json/plan.json")["field"],
+        "output"
+    );
+    let after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "something was written beside the bucket");
+    assert!(!dir.path().parent().unwrap().join("outside.mp4").exists());
+}

@@ -1,0 +1,283 @@
+//! End to end on a local folder bucket: real FFmpeg on media made here, the
+//! real `reelay` binary, the in-process queues.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use reelay::adapters::local_store::LocalStore;
+use reelay::audit::AuditRecord;
+use reelay::ports::store::ObjectStore;
+use serde_json::json;
+
+fn highlights(source: &str, output: &str) -> serde_json::Value {
+    json!({"version": 1, "source": source, "output": output,
+           "clips": [{"start": 0.5, "end": 2.5}, {"start": 3.0, "end": 5.0, "caption": "Goal!"}, {"start": 5.5, "end": 7.5}],
+           "transition": {"kind": "fade", "seconds": 0.5}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_job_becomes_an_export_with_lineage_and_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    make_video(&root.join("sources/match.mp4"), 8.0, "320x180", 30, true);
+    write_job(
+        &root,
+        "jobs/h.json",
+        &highlights("sources/match.mp4", "exports/h.mp4"),
+    );
+    dev_until_idle(&root, None);
+
+    let export = root.join("exports/h.mp4");
+    let d = duration(&export);
+    assert!(
+        (d - (6.0 - 2.0 * 0.5)).abs() <= 1.0 / 30.0 + 1e-3,
+        "export lasts {d}s"
+    );
+    let store = LocalStore::open(&root).unwrap();
+    let meta = store.head("exports/h.mp4").await.unwrap().unwrap();
+    let record =
+        AuditRecord::from_metadata(&meta.metadata).expect("export carries an audit record");
+    assert_eq!(record.kind, "compile");
+    assert_eq!(record.device, "cpu");
+    assert_eq!(record.inputs.len(), 3);
+    assert!(record.cost_usd.unwrap() > 0.0);
+    assert_eq!(record.manifest.as_deref(), Some("jobs/h.json"));
+
+    let audit = reelay()
+        .args(["audit", "--root"])
+        .arg(&root)
+        .arg("exports/h.mp4")
+        .output()
+        .unwrap();
+    let tree = String::from_utf8(audit.stdout).unwrap();
+    assert!(audit.status.success());
+    assert_eq!(tree.matches("[extract extract-").count(), 3, "{tree}");
+    assert_eq!(
+        tree.matches("sources/match.mp4  [upload]").count(),
+        3,
+        "{tree}"
+    );
+    assert!(tree.contains("total: 4 step(s)"), "{tree}");
+
+    let cost = reelay()
+        .args(["cost", "--json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let cost: serde_json::Value = serde_json::from_slice(&cost.stdout).unwrap();
+    assert_eq!(cost["total"]["steps"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_jobs_and_events_run_each_step_once() {
+    use reelay::adapters::memory_queue::MemoryQueue;
+    use reelay::config::Config;
+    use reelay::events::ObjectCreated;
+    use reelay::pipeline::message::InternalMessage;
+    use reelay::ports::queue::Queue;
+    use reelay::runtime::consumer::{ConsumerSettings, consume};
+    use reelay::runtime::dispatch::Dispatcher;
+    use reelay::runtime::executor::Executor;
+    use reelay::runtime::journal::Journal;
+    use reelay::runtime::progress::LogProgress;
+    use reelay::runtime::router::Router;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    make_video(&root.join("sources/match.mp4"), 8.0, "320x180", 30, true);
+    // The same job twice, under two names.
+    write_job(
+        &root,
+        "jobs/a.json",
+        &highlights("sources/match.mp4", "exports/h.mp4"),
+    );
+    write_job(
+        &root,
+        "jobs/b.json",
+        &highlights("sources/match.mp4", "exports/h.mp4"),
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(&root).unwrap());
+    let (events, events_dlq) = MemoryQueue::with_dlq("events", 3);
+    let (gpu, _) = MemoryQueue::with_dlq("gpu", 3);
+    // Every step message is also sent twice: a queue that duplicates everything.
+    let doubling = Arc::new(Doubling(events.clone()));
+    let executor = Arc::new(Executor {
+        store: store.clone(),
+        config: Arc::new(Config::defaults()),
+        dispatcher: Dispatcher {
+            events: doubling.clone(),
+            gpu: gpu.clone(),
+        },
+        ffmpeg: ffmpeg(),
+        worker_id: "test".into(),
+        progress: Arc::new(LogProgress),
+        journal: Some(Journal::new(reelay::runtime::local::journal_path(&root))),
+        claim_lease: Duration::from_secs(30),
+    });
+    for key in ["jobs/a.json", "jobs/b.json", "jobs/a.json", "jobs/b.json"] {
+        let event = ObjectCreated {
+            bucket: "local".into(),
+            key: key.into(),
+            size: None,
+            etag: None,
+            version: None,
+            sequencer: None,
+            time: None,
+        };
+        events
+            .send(&InternalMessage::Upload(event).to_json())
+            .await
+            .unwrap();
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let settings = ConsumerSettings {
+        visibility: Duration::from_secs(30),
+        wait: Duration::from_millis(100),
+        concurrency: 4,
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let consumer = tokio::spawn(consume(
+        events.clone(),
+        settings,
+        Arc::new(Router { executor }),
+        stop.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !(events.is_empty().await && root.join("exports/h.mp4").exists()) {
+        assert!(std::time::Instant::now() < deadline, "job did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    consumer.await.unwrap();
+    assert!(events_dlq.is_empty().await);
+    let entries = journal(&root);
+    let starts = starts_per_task(&entries);
+    assert_eq!(starts.len(), 4, "3 extracts and 1 compile: {starts:?}");
+    assert!(
+        starts.values().all(|&n| n == 1),
+        "a step ran twice: {starts:?}"
+    );
+    let kinds: BTreeMap<String, usize> =
+        entries
+            .iter()
+            .filter(|e| e.event == "start")
+            .fold(BTreeMap::new(), |mut m, e| {
+                *m.entry(e.kind.clone()).or_insert(0) += 1;
+                m
+            });
+    assert_eq!(
+        kinds,
+        BTreeMap::from([("compile".to_string(), 1), ("extract".to_string(), 3)])
+    );
+    assert!(
+        entries.iter().any(|e| e.event == "skip"),
+        "duplicates should have been seen and skipped"
+    );
+}
+
+/// A queue that delivers every message twice.
+struct Doubling(std::sync::Arc<reelay::adapters::memory_queue::MemoryQueue>);
+
+#[async_trait::async_trait]
+impl reelay::ports::queue::Queue for Doubling {
+    fn name(&self) -> &str {
+        "doubling"
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        v: Duration,
+        w: Duration,
+    ) -> reelay::ports::queue::QueueResult<Vec<reelay::ports::queue::Received>> {
+        self.0.receive(max, v, w).await
+    }
+    async fn ack(
+        &self,
+        h: &[reelay::ports::queue::ReceiptHandle],
+    ) -> reelay::ports::queue::QueueResult<()> {
+        self.0.ack(h).await
+    }
+    async fn extend(
+        &self,
+        h: &reelay::ports::queue::ReceiptHandle,
+        v: Duration,
+    ) -> reelay::ports::queue::QueueResult<()> {
+        self.0.extend(h, v).await
+    }
+    async fn send(&self, body: &str) -> reelay::ports::queue::QueueResult<()> {
+        self.0.send(body).await?;
+        self.0.send(body).await
+    }
+}
+
+#[test]
+fn a_killed_dev_resumes_without_redoing_finished_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    make_video(&root.join("sources/long.mp4"), 24.0, "640x360", 30, true);
+    write_job(
+        &root,
+        "jobs/long.json",
+        &json!({"version": 1, "source": "sources/long.mp4", "output": "exports/long.mp4",
+        "clips": [{"start": 0, "end": 6}, {"start": 6, "end": 12}, {"start": 12, "end": 18}, {"start": 18, "end": 24}],
+        "transition": {"kind": "fade", "seconds": 0.5}}),
+    );
+    let mut child = reelay()
+        .env("REELAY_CONCURRENCY", "1")
+        .arg("dev")
+        .arg("--root")
+        .arg(&root)
+        .spawn()
+        .unwrap();
+    // Kill it once the first step is published and before the export exists.
+    wait_for("a finished extract", Duration::from_secs(120), || {
+        journal(&root).iter().any(|e| e.event == "done")
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = journal(&root);
+    let finished: Vec<String> = before
+        .iter()
+        .filter(|e| e.event == "done")
+        .map(|e| e.task.clone())
+        .collect();
+    assert!(
+        !root.join("exports/long.mp4").exists(),
+        "the job finished before the kill; make it longer"
+    );
+    // No half-written object is visible: only complete outputs under work/.
+    let out = dev_until_idle(&root, None);
+    let _ = out;
+    assert!(root.join("exports/long.mp4").exists());
+    let after = journal(&root);
+    let restarted: Vec<&str> = after[before.len()..]
+        .iter()
+        .filter(|e| e.event == "start")
+        .map(|e| e.task.as_str())
+        .collect();
+    for task in &finished {
+        assert!(
+            !restarted.contains(&task.as_str()),
+            "finished step {task} ran again"
+        );
+    }
+    let done_per_task = after.iter().filter(|e| e.event == "done").fold(
+        BTreeMap::<&str, usize>::new(),
+        |mut m, e| {
+            *m.entry(e.task.as_str()).or_insert(0) += 1;
+            m
+        },
+    );
+    assert_eq!(
+        done_per_task.len(),
+        5,
+        "4 extracts and a compile: {done_per_task:?}"
+    );
+    assert!(done_per_task.values().all(|&n| n == 1), "{done_per_task:?}");
+    let d = duration(&root.join("exports/long.mp4"));
+    assert!((d - (24.0 - 3.0 * 0.5)).abs() <= 1.0 / 30.0 + 1e-3, "{d}");
+}
