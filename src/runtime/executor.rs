@@ -104,6 +104,7 @@ impl Executor {
             return Ok(Outcome::Skipped { meta });
         }
         if let Some(retry_after) = self.claim(task).await? {
+            self.journal("busy", task, None);
             return Ok(Outcome::Busy { retry_after });
         }
         // The claim is ours; another worker may have finished just before we took it.

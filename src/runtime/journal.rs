@@ -12,7 +12,7 @@ use crate::pipeline::task::Task;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JournalEntry {
-    /// `start`, `done`, `skip` or `fail`.
+    /// `start`, `done`, `skip` (output existed), `busy` (claimed elsewhere) or `fail`.
     pub event: String,
     pub task: String,
     pub kind: String,
