@@ -133,6 +133,8 @@ describe('R2 -> Cloudflare Queue -> Worker -> SQS (miniflare + moto)', () => {
     mf = new Miniflare({
       modules: true,
       scriptPath: script,
+      modulesRoot: path.dirname(script), // workerd rejects module names with '..'
+      cf: false, // no download of the Request.cf object
       compatibilityDate: '2026-04-01',
       bindings: { SQS_QUEUE_URL: queueUrl, AWS_REGION: REGION, AWS_ACCESS_KEY_ID: CREDS.accessKeyId, AWS_SECRET_ACCESS_KEY: CREDS.secretAccessKey },
       queueProducers: { R2_EVENTS: 'reelay-r2-events' },
