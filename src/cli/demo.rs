@@ -41,8 +41,19 @@ pub fn demo_job() -> serde_json::Value {
     })
 }
 
-pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<()> {
+/// What one demo run measured, for `reelay bench demo`.
+pub struct DemoOutcome {
+    /// Making the sample source (zero when it was already in the bucket).
+    pub source_secs: f64,
+    /// From the job's drop to the export's audit tree being readable.
+    pub pipeline_secs: f64,
+    /// Wall time of each step, from its audit record.
+    pub step_secs: Vec<(String, f64)>,
+}
+
+pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOutcome> {
     let started = Instant::now();
+    let mut source_secs = 0.0;
     let config = Config::load(config)?;
     let store = LocalStore::open(&root)
         .with_context(|| format!("creating the bucket folder {}", root.display()))?;
@@ -72,7 +83,9 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<()> {
         .await??;
         // Appear complete or not at all: the watcher must never see half a file.
         std::fs::rename(&tmp, &dest)?;
+        source_secs = started.elapsed().as_secs_f64();
     }
+    let pipeline_started = Instant::now();
     let job = serde_json::to_vec_pretty(&demo_job())?;
     store
         .put_bytes(
@@ -107,6 +120,8 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<()> {
     let tree = lineage::lineage(&store, EXPORT_KEY)
         .await
         .context("the export was not written; see _reelay/failures/ in the bucket")?;
+    let pipeline_secs = pipeline_started.elapsed().as_secs_f64();
+    let mut step_secs = Vec::new();
     println!(
         "{:<12} {:<9} {:<10} {:>9} {:>12}",
         "step", "kind", "device", "time", "cost"
@@ -120,6 +135,7 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<()> {
     });
     for node in steps {
         let r = node.record.as_ref().expect("steps have records");
+        step_secs.push((r.kind.to_string(), r.millis as f64 / 1000.0));
         println!(
             "{:<12} {:<9} {:<10} {:>8.2}s {:>12}",
             r.step,
@@ -136,7 +152,11 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<()> {
     );
     print!("{}", lineage::render(&tree));
     println!("\ndemo finished in {:.1}s", started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(DemoOutcome {
+        source_secs,
+        pipeline_secs,
+        step_secs,
+    })
 }
 
 /// `astronaut.png` and `camera.png` from scikit-image's data (public domain),

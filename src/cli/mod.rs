@@ -1,6 +1,7 @@
 //! The `reelay` command line.
 
 mod bars;
+mod bench;
 mod demo;
 mod run_step;
 
@@ -81,6 +82,11 @@ pub enum Command {
     Check { file: Option<PathBuf> },
     /// Lists the environment variables reelay reads.
     Env,
+    /// Benchmarks that print ratios against a reference run on this machine.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -113,7 +119,10 @@ pub async fn main() -> anyhow::Result<()> {
             report_dead_letters(&summary.dead_letters);
             Ok(())
         }
-        Command::Demo { root } => demo::run(root.root, cli.config.as_deref()).await,
+        Command::Demo { root } => demo::run(root.root, cli.config.as_deref())
+            .await
+            .map(|_| ()),
+        Command::Bench { which } => bench::run(which, cli.config).await,
         Command::Run {
             kind,
             input,

@@ -122,10 +122,7 @@ pub fn unknown_placeholders(template: &str) -> Vec<String> {
 
 /// A key that matches `pattern`, for loop checks: `**` → `a/b`, `*` → `x`.
 pub fn sample_key(pattern: &str) -> String {
-    pattern
-        .replace("**", "a/b")
-        .replace('*', "x")
-        .replace('?', "x")
+    pattern.replace("**", "a/b").replace(['*', '?'], "x")
 }
 
 #[cfg(test)]

@@ -64,6 +64,9 @@ impl MediaError {
                     "resource temporarily unavailable",
                     "too many open files",
                     "input/output error",
+                    "permission denied",
+                    "read-only file system",
+                    "disk quota exceeded",
                 ];
                 if infra.iter().any(|m| s.contains(m)) {
                     ErrorClass::Transient

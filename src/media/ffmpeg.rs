@@ -181,11 +181,12 @@ impl Ffmpeg {
         // `new_with_path` adds `-loglevel level+info`, which the parser needs.
         let mut command = FfmpegCommand::new_with_path(&self.path);
         command.hide_banner().args(["-nostdin", "-y"]).args(args);
-        // ffmpeg-sidecar insists on piped stdio; `-nostdin` keeps FFmpeg off stdin.
+        // Spawned as a plain `Command` so that stdin and stdout are closed:
+        // nothing can block on a pipe nobody reads.
+        let mut command = Command::from(command);
         command
-            .as_inner_mut()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped());
         tracing::debug!(ffmpeg = %self.path.display(), args = ?args, "spawning ffmpeg");
         let mut child = command.spawn().map_err(|source| MediaError::Spawn {
@@ -193,7 +194,8 @@ impl Ffmpeg {
             source,
         })?;
         let stderr = child
-            .take_stderr()
+            .stderr
+            .take()
             .expect("stderr is piped by construction");
 
         // Drain stderr on its own thread, always to the end, into an
@@ -345,10 +347,7 @@ fn push_bounded(q: &mut VecDeque<String>, line: String) {
 /// `[tag @ 0x…]` context, which mean nothing to a reader.
 fn clean_line(line: &str) -> String {
     let mut s = line.trim();
-    loop {
-        let Some(rest) = s.strip_prefix('[') else {
-            break;
-        };
+    while let Some(rest) = s.strip_prefix('[') {
         let Some(end) = rest.find(']') else { break };
         s = rest[end + 1..].trim_start();
     }

@@ -46,7 +46,13 @@ pub fn fps_rational(fps: f64) -> (u64, u64) {
     if (fps - fps.round()).abs() < 0.001 {
         return (fps.round().max(1.0) as u64, 1);
     }
-    ((fps * 1000.0).round().max(1.0) as u64, 1000)
+    let (n, d) = ((fps * 1000.0).round().max(1.0) as u64, 1000);
+    let g = gcd(n, d);
+    (n / g, d / g)
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// [`fps_rational`] spelled for FFmpeg (`30`, `30000/1001`).
@@ -80,7 +86,7 @@ mod tests {
         assert_eq!(fps_string(30.0), "30");
         assert_eq!(fps_string(29.97), "30000/1001");
         assert_eq!(fps_string(23.976), "24000/1001");
-        assert_eq!(fps_string(12.5), "12500/1000");
+        assert_eq!(fps_string(12.5), "25/2");
         assert!((fps_exact(29.97) - 29.97003).abs() < 1e-4);
     }
 }

@@ -141,11 +141,11 @@ pub(super) fn probe(ff: &Ffmpeg, path: &Path) -> Result<MediaInfo, MediaError> {
         }
     }
     if !saw_input {
-        let reason = if errors.is_empty() {
-            "ffmpeg could not open it".to_string()
-        } else {
-            errors.join("; ")
-        };
+        // The first error is the cause; the rest repeat it in other words.
+        let reason = errors
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "ffmpeg could not open it".to_string());
         return Err(unreadable(explain(&reason)));
     }
     let Some(duration) = duration.filter(|d| d.is_finite() && *d > 0.0) else {
@@ -165,7 +165,7 @@ pub(super) fn probe(ff: &Ffmpeg, path: &Path) -> Result<MediaInfo, MediaError> {
 /// FFmpeg's terse reasons, said so that the fix is obvious.
 fn explain(reason: &str) -> String {
     if reason.contains("moov atom not found") {
-        format!("{reason} (the MP4 is truncated or was never finished)")
+        format!("{reason} (the file is truncated, unfinished, or not an MP4 at all)")
     } else if reason.contains("Invalid data found") {
         format!("{reason} (not a video, or a corrupt one)")
     } else {

@@ -118,6 +118,12 @@ pub fn run(
     on_progress: &mut dyn FnMut(Progress),
     cancel: &CancellationToken,
 ) -> Result<StepOutput, TaskError> {
+    if let Err((field, message)) = profile.validate() {
+        return Err(TaskError::permanent(
+            Some(format!("output.{field}")),
+            format!("output.{field}: {message}"),
+        ));
+    }
     let info = validate_against(ff, input, params)?;
     if params.accurate {
         run_accurate(

@@ -1,0 +1,5 @@
+//! Benchmarks: each prints its figures as ratios against a reference run in
+//! the same process on the same machine, so they mean something anywhere.
+
+pub mod media;
+pub mod rss;
