@@ -15,7 +15,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct, IConstruct } from 'constructs';
-import { Settings, checkLambdaAsset } from './settings';
+import { LAMBDA_FONT, Settings, checkLambdaAsset } from './settings';
 
 /**
  * Names of the variables the binary reads (src/config/env.rs). The tests parse
@@ -31,6 +31,7 @@ export const ENV = {
   prices: 'REELAY_PRICES',
   modelsDir: 'REELAY_MODELS_DIR',
   ffmpeg: 'REELAY_FFMPEG',
+  font: 'REELAY_FONT',
   logFormat: 'REELAY_LOG_FORMAT',
 } as const;
 
@@ -294,10 +295,7 @@ export class ReelayStack extends cdk.Stack {
       ],
     });
 
-    let routerFunction: lambda.Function | undefined;
-    let vpc: ec2.Vpc;
-
-    vpc = new ec2.Vpc(this, 'Vpc', {
+    const vpc = new ec2.Vpc(this, 'Vpc', {
       maxAzs: 2,
       natGateways: s.natGateways,
       restrictDefaultSecurityGroup: false,
@@ -353,7 +351,8 @@ export class ReelayStack extends cdk.Stack {
       // Shipped only if package-lambda.sh put them in the asset.
       if (asset.ffmpeg) env[ENV.ffmpeg] = '/var/task/ffmpeg';
       if (asset.config) env[ENV.config] = '/var/task/reelay.toml';
-      routerFunction = new lambda.Function(this, 'Router', {
+      if (asset.font) env[ENV.font] = `/var/task/${LAMBDA_FONT}`;
+      const routerFunction = new lambda.Function(this, 'Router', {
         description: 'reelay router: plans jobs, runs CPU steps, sends GPU steps',
         runtime: lambda.Runtime.PROVIDED_AL2023,
         architecture: s.lambdaArch === 'arm64' ? lambda.Architecture.ARM_64 : lambda.Architecture.X86_64,
@@ -586,6 +585,21 @@ export class ReelayStack extends cdk.Stack {
       evaluationPeriods: 1,
       cooldown: cdk.Duration.seconds(60),
     });
+
+    // ---- optional: the identity the Cloudflare R2 bridge signs SendMessage with ----
+    if (s.r2Bridge) {
+      const group = new iam.Group(this, 'R2BridgeGroup');
+      group.addToPolicy(
+        new iam.PolicyStatement({
+          sid: 'ForwardR2Notifications',
+          actions: ['sqs:SendMessage'],
+          resources: [events.queue.queueArn],
+        }),
+      );
+      // Access keys are created by hand (README), so no secret ever sits in the template.
+      const user = new iam.User(this, 'R2BridgeUser', { groups: [group] });
+      new cdk.CfnOutput(this, 'R2BridgeUserName', { value: user.userName });
+    }
 
     // ---- outputs ----
     new cdk.CfnOutput(this, 'BucketNameOutput', { key: 'Bucket', value: bucket.bucketName, description: 'Upload to sources/ and jobs/' });

@@ -5,7 +5,10 @@ import { Node } from 'constructs';
 /** Repository root: infra/aws/lib -> ../../.. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
-/** Where `scripts/package-lambda.sh` leaves `bootstrap` (and `ffmpeg`, `reelay.toml`). */
+/** Caption font inside the Lambda asset (package-lambda.sh puts it there). */
+export const LAMBDA_FONT = 'fonts/Roboto-Bold.ttf';
+
+/** Where `scripts/package-lambda.sh` leaves `bootstrap` (and `ffmpeg`, the font, `reelay.toml`). */
 export const DEFAULT_LAMBDA_ASSET = path.join(REPO_ROOT, 'target', 'lambda', 'reelay-lambda');
 
 export type RouterKind = 'lambda' | 'fargate';
@@ -29,6 +32,8 @@ export interface Settings {
   readonly logRetentionDays: number;
   readonly gpuInstanceType: string;
   readonly natGateways: number;
+  /** Create an IAM group + user the Cloudflare R2 bridge signs with (send to events only). */
+  readonly r2Bridge: boolean;
   /** Path of reelay.toml inside the container images; unset: no REELAY_CONFIG for ECS. */
   readonly containerConfigPath?: string;
 }
@@ -73,12 +78,13 @@ export function readSettings(node: Node, env: NodeJS.ProcessEnv = process.env): 
     logRetentionDays: num(node, 'logRetentionDays', 30),
     gpuInstanceType: str(node, 'gpuInstanceType', 'g4dn.xlarge'),
     natGateways: num(node, 'natGateways', 1),
+    r2Bridge: ['true', '1', 'yes'].includes(str(node, 'r2Bridge', 'false').toLowerCase()),
     containerConfigPath: containerConfigPath || undefined,
   };
 }
 
 /** Fails synth early with the fix, instead of a confusing asset error later. */
-export function checkLambdaAsset(dir: string): { ffmpeg: boolean; config: boolean } {
+export function checkLambdaAsset(dir: string): { ffmpeg: boolean; config: boolean; font: boolean } {
   const bootstrap = path.join(dir, 'bootstrap');
   if (!fs.existsSync(bootstrap)) {
     throw new Error(
@@ -89,5 +95,6 @@ export function checkLambdaAsset(dir: string): { ffmpeg: boolean; config: boolea
   return {
     ffmpeg: fs.existsSync(path.join(dir, 'ffmpeg')),
     config: fs.existsSync(path.join(dir, 'reelay.toml')),
+    font: fs.existsSync(path.join(dir, LAMBDA_FONT)),
   };
 }

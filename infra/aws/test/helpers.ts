@@ -13,6 +13,7 @@ const CDK_JSON_CONTEXT = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '
 export function fakeAsset(extra: string[] = []): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reelay-asset-'));
   for (const name of ['bootstrap', ...extra]) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
     fs.writeFileSync(path.join(dir, name), name === 'bootstrap' ? '#!/bin/sh\nexit 1\n' : 'x\n', { mode: 0o755 });
   }
   return dir;

@@ -190,6 +190,7 @@ describe('env var contract with src/config/env.rs', () => {
     assert.equal(render(v.REELAY_EVENTS_QUEUE_URL), `{${eventsQ}}`);
     assert.equal(render(v.REELAY_GPU_QUEUE_URL), `{${gpuQ}}`);
     assert.equal(v.REELAY_CONFIG, undefined, 'no reelay.toml in the asset, so no REELAY_CONFIG');
+    assert.equal(v.REELAY_FONT, undefined, 'no font in the asset, so no REELAY_FONT');
   });
 
   test('worker sets only variables the binary reads, and the required ones', () => {
@@ -199,12 +200,13 @@ describe('env var contract with src/config/env.rs', () => {
     assert.equal(new Set(names).size, names.length, 'duplicate variable');
   });
 
-  test('a shipped config and ffmpeg set REELAY_CONFIG and REELAY_FFMPEG', () => {
-    const s = synth({ containerConfigPath: '/etc/reelay/reelay.toml' }, ['reelay.toml', 'ffmpeg']);
+  test('a shipped config, ffmpeg and font set REELAY_CONFIG, REELAY_FFMPEG and REELAY_FONT', () => {
+    const s = synth({ containerConfigPath: '/etc/reelay/reelay.toml' }, ['reelay.toml', 'ffmpeg', 'fonts/Roboto-Bold.ttf']);
     const [, fn] = only(s.resources, 'AWS::Lambda::Function');
     const v = fn.Properties.Environment.Variables;
     assert.equal(v.REELAY_CONFIG, '/var/task/reelay.toml');
     assert.equal(v.REELAY_FFMPEG, '/var/task/ffmpeg');
+    assert.equal(v.REELAY_FONT, '/var/task/fonts/Roboto-Bold.ttf');
     for (const n of Object.keys(v)) assert.ok(known.has(n), n);
     const [, td] = only(s.resources, 'AWS::ECS::TaskDefinition');
     const env = Object.fromEntries(td.Properties.ContainerDefinitions[0].Environment.map((e: any) => [e.Name, e.Value]));
@@ -374,5 +376,26 @@ describe('router as a Fargate service (-c router=fargate)', () => {
     const roleId = td.Properties.TaskRoleArn['Fn::GetAtt'][0];
     const [fEvents] = byPath(FR, 'Test/EventsQueue/Resource');
     assert.ok(queueActions(roleStatements(FR, roleId), fEvents).includes('sqs:ReceiveMessage'));
+  });
+});
+
+describe('R2 bridge identity (-c r2Bridge=true)', () => {
+  test('absent by default', () => {
+    assert.equal(ofType(R, 'AWS::IAM::User').length, 0);
+  });
+
+  test('may only send to the events queue', () => {
+    const s = synth({ r2Bridge: 'true' });
+    const [userId, user] = only(s.resources, 'AWS::IAM::User');
+    assert.equal(user.Properties.Policies, undefined, 'no inline user policies');
+    const groupId = user.Properties.Groups[0].Ref;
+    const stmts = ofType(s.resources, 'AWS::IAM::Policy')
+      .filter(([, p]) => asArray(p.Properties.Groups).some((g: any) => g.Ref === groupId))
+      .flatMap(([, p]) => asArray<any>(p.Properties.PolicyDocument.Statement));
+    assert.equal(stmts.length, 1);
+    assert.deepEqual(asArray(stmts[0].Action), ['sqs:SendMessage']);
+    const [ev] = byPath(s.resources, 'Test/EventsQueue/Resource');
+    assert.deepEqual(asArray(stmts[0].Resource).map(render), [`{${ev}.Arn}`]);
+    assert.ok(s.json.Outputs.R2BridgeUserName.Value.Ref === userId);
   });
 });
