@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod events;
+pub mod models;
 pub mod ports;
 pub mod tasks;
