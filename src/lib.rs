@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod events;
+pub mod inference;
 pub mod models;
 pub mod ports;
 pub mod tasks;
