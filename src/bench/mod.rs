@@ -1,0 +1,3 @@
+//! Benchmarks: the logic behind `reelay bench`.
+
+pub mod inference;
