@@ -21,7 +21,11 @@ SCIKIT_IMAGE := 0.25.2
 
 .PHONY: setup demo test test-rust test-infra lint bench clean-tools
 
-setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(TOOLS)/testdata/.done
+setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(TOOLS)/testdata/.done $(TOOLS)/onnxruntime/lib/libonnxruntime.so
+
+# ONNX Runtime 1.31.1 (CPU) from the onnxruntime wheel, loaded by `ort` at run time.
+$(TOOLS)/onnxruntime/lib/libonnxruntime.so:
+	PYTHON=$(PYTHON) bash models/setup-ort.sh
 
 # Static FFmpeg 9 (libx264, drawtext, NVENC) from the imageio-ffmpeg wheel.
 $(TOOLS)/bin/ffmpeg:

@@ -1,5 +1,6 @@
 //! Benchmarks: each prints its figures as ratios against a reference run in
 //! the same process on the same machine, so they mean something anywhere.
 
+pub mod inference;
 pub mod media;
 pub mod rss;

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use crate::bench::inference::{InferenceBenchConfig, InferenceBenchReport, run as inference_bench};
 use crate::bench::media::{CpuBenchOptions, CpuBenchReport, run_cpu_bench};
 use crate::bench::rss;
 use crate::config::Config;
 use crate::media::Ffmpeg;
+use crate::models::Manifest;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -20,6 +22,28 @@ pub enum BenchCommand {
         /// Scratch folder for the generated source and outputs.
         #[arg(long, default_value = ".cache/bench")]
         scratch: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Model-only upscaler throughput; with `--batch` above 1 it also runs
+    /// batch 1 in the same process and prints the speed-up.
+    Upscale {
+        #[arg(long, default_value = "realesr-general-x4v3")]
+        model: String,
+        /// Crop (model input) size, WxH.
+        #[arg(long, default_value = "160x90")]
+        crop: String,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// cpu, cuda or auto.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// fp32 or fp16 (fp16 runs on CUDA only).
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+        /// Minimum timed seconds per configuration.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
         #[arg(long)]
         json: bool,
     },
@@ -56,6 +80,51 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", render_cpu(&report));
+            }
+            Ok(())
+        }
+        BenchCommand::Upscale {
+            model,
+            crop,
+            batch,
+            device,
+            precision,
+            seconds,
+            json,
+        } => {
+            let (w, h) = crop
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("--crop {crop:?}: expected WxH, e.g. 160x90"))?;
+            let mut cfg = InferenceBenchConfig::new(model, w, h);
+            cfg.device = device.parse().map_err(anyhow::Error::msg)?;
+            cfg.precision = precision.parse().map_err(anyhow::Error::msg)?;
+            cfg.min_seconds = seconds;
+            let manifest = Manifest::load_default()?;
+            let mut reports = Vec::new();
+            if batch > 1 {
+                reports.push(tokio::task::block_in_place(|| {
+                    inference_bench(&manifest, &cfg)
+                })?);
+            }
+            cfg.batch_size = batch;
+            reports.push(tokio::task::block_in_place(|| {
+                inference_bench(&manifest, &cfg)
+            })?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+                return Ok(());
+            }
+            println!("{}", InferenceBenchReport::table_header());
+            for r in &reports {
+                println!("{}", r.table_row());
+            }
+            if let [one, many] = reports.as_slice() {
+                println!(
+                    "batch {} / batch 1 frames per second: {:.3}",
+                    many.batch_size,
+                    many.fps / one.fps
+                );
             }
             Ok(())
         }

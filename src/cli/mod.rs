@@ -3,6 +3,7 @@
 mod bars;
 mod bench;
 mod demo;
+mod models;
 mod run_step;
 
 use std::path::PathBuf;
@@ -82,6 +83,11 @@ pub enum Command {
     Check { file: Option<PathBuf> },
     /// Lists the environment variables reelay reads.
     Env,
+    /// The ONNX models reelay runs, and their sha256 check.
+    Models {
+        #[command(subcommand)]
+        which: models::ModelsCommand,
+    },
     /// Benchmarks that print ratios against a reference run on this machine.
     Bench {
         #[command(subcommand)]
@@ -122,6 +128,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Demo { root } => demo::run(root.root, cli.config.as_deref())
             .await
             .map(|_| ()),
+        Command::Models { which } => models::run(which),
         Command::Bench { which } => bench::run(which, cli.config).await,
         Command::Run {
             kind,

@@ -1,0 +1,287 @@
+//! Sessions: one per process, model, precision and device, loaded after a
+//! sha256 check and warmed up once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::value::Tensor;
+
+use super::device::{CUDA_COMPILED, Device, ResolvedDevice};
+use super::runtime::{Runtime, runtime};
+use super::{InferenceError, ort_err};
+use crate::models::{Manifest, ModelEntry, Precision, Task, VerifiedModel};
+
+/// How to load a model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// fp16 is used only on CUDA; on the CPU the fp32 file is loaded instead.
+    pub precision: Precision,
+    /// CUDA device ordinal.
+    pub cuda_device: i32,
+    /// Threads inside one operator on the CPU; `None` lets ONNX Runtime pick
+    /// (one per physical core).
+    pub intra_threads: Option<usize>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: Device::Auto,
+            precision: Precision::Fp32,
+            cuda_device: 0,
+            intra_threads: None,
+        }
+    }
+}
+
+/// A loaded, warmed-up model. Shared (`Arc`) by everything in the process
+/// that uses the same model, precision and device.
+pub struct LoadedModel {
+    pub entry: ModelEntry,
+    /// The precision that really runs (fp16 asked on the CPU runs fp32).
+    pub precision: Precision,
+    /// sha256 of the file that was checked and loaded.
+    pub sha256: String,
+    pub device: ResolvedDevice,
+    /// Milliseconds spent reading, checking, creating and warming up.
+    pub load_ms: u64,
+    pub(crate) session: Mutex<Session>,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("model", &self.entry.name)
+            .field("precision", &self.precision)
+            .field("device", &self.device)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+impl LoadedModel {
+    /// `cpu` or `cuda:<GPU name>`, for audit records.
+    pub fn device_name(&self) -> String {
+        self.device.device_name()
+    }
+
+    /// `name@<sha256 prefix>` of the file that runs, for audit records.
+    pub fn audit_id(&self) -> String {
+        format!("{}@{}", self.entry.name, &self.sha256[..12])
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    /// The models folder: the same name and digest elsewhere is another file,
+    /// which must be checked before it is used.
+    dir: std::path::PathBuf,
+    name: String,
+    sha256: String,
+    options: LoadOptions,
+}
+
+static CACHE: Mutex<Option<HashMap<Key, Arc<LoadedModel>>>> = Mutex::new(None);
+static LOADS: AtomicU64 = AtomicU64::new(0);
+
+/// How many sessions this process has created (each after a sha256 check).
+/// A job that loads its model once moves this by exactly one.
+pub fn load_count() -> u64 {
+    LOADS.load(Ordering::SeqCst)
+}
+
+/// The process's session for `name` under `options`: from the cache, or
+/// verified, loaded and warmed up now.
+pub fn load(
+    manifest: &Manifest,
+    name: &str,
+    options: &LoadOptions,
+) -> Result<Arc<LoadedModel>, InferenceError> {
+    let entry = manifest.get(name)?;
+    let key = Key {
+        dir: manifest.dir.clone(),
+        name: entry.name.clone(),
+        sha256: entry.sha256.clone(),
+        options: options.clone(),
+    };
+    // Held through the load so two threads never load the same model twice.
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = cache.get_or_insert_with(HashMap::new).get(&key) {
+        return Ok(Arc::clone(m));
+    }
+    let rt = runtime()?;
+    let started = Instant::now();
+    let (verified, mut session, device) = create(rt, manifest, name, options)?;
+    warm_up(&verified.entry, &mut session)?;
+    let model = Arc::new(LoadedModel {
+        entry: verified.entry,
+        precision: verified.precision,
+        sha256: verified.sha256,
+        device,
+        load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        session: Mutex::new(session),
+    });
+    LOADS.fetch_add(1, Ordering::SeqCst);
+    tracing::info!(
+        model = %model.audit_id(),
+        precision = %model.precision,
+        device = %model.device_name(),
+        load_ms = model.load_ms,
+        "model loaded"
+    );
+    cache
+        .get_or_insert_with(HashMap::new)
+        .insert(key, Arc::clone(&model));
+    Ok(model)
+}
+
+fn create(
+    rt: &Runtime,
+    manifest: &Manifest,
+    name: &str,
+    options: &LoadOptions,
+) -> Result<(VerifiedModel, Session, ResolvedDevice), InferenceError> {
+    match options.device {
+        Device::Cpu => create_cpu(rt, manifest, name, options),
+        Device::Cuda => {
+            if !CUDA_COMPILED {
+                return Err(InferenceError::CudaNotCompiled);
+            }
+            create_cuda(rt, manifest, name, options)
+        }
+        Device::Auto => {
+            if CUDA_COMPILED {
+                match create_cuda(rt, manifest, name, options) {
+                    Ok(r) => {
+                        tracing::info!(model = name, device = %r.2, "device auto: picked CUDA");
+                        return Ok(r);
+                    }
+                    // A bad model file is not a device problem: report it.
+                    Err(e @ InferenceError::Model(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::info!(model = name, reason = %e, "device auto: CUDA unavailable, picked cpu")
+                    }
+                }
+            } else {
+                tracing::info!(
+                    model = name,
+                    "device auto: picked cpu (built without the `cuda` feature)"
+                );
+            }
+            create_cpu(rt, manifest, name, options)
+        }
+    }
+}
+
+fn builder(rt: &Runtime, options: &LoadOptions) -> Result<SessionBuilder, InferenceError> {
+    let mut b = Session::builder(&rt.env)
+        .map_err(ort_err("create a session builder"))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort_err("set the optimisation level"))?;
+    if let Some(n) = options.intra_threads {
+        b = b
+            .with_intra_threads(n)
+            .map_err(ort_err("set intra-op threads"))?;
+    }
+    Ok(b)
+}
+
+fn create_cpu(
+    rt: &Runtime,
+    manifest: &Manifest,
+    name: &str,
+    options: &LoadOptions,
+) -> Result<(VerifiedModel, Session, ResolvedDevice), InferenceError> {
+    if options.precision != Precision::Fp32 {
+        tracing::info!(
+            model = name,
+            asked = %options.precision,
+            "fp16 is used only on CUDA; loading the fp32 model on the cpu"
+        );
+    }
+    let verified = manifest.load_verified(name, Precision::Fp32)?;
+    let session = builder(rt, options)?
+        .commit_from_memory(&verified.bytes)
+        .map_err(|e| InferenceError::Ort {
+            context: format!("load {} on the cpu", verified.path.display()),
+            message: e.to_string(),
+        })?;
+    Ok((verified, session, ResolvedDevice::Cpu))
+}
+
+#[cfg(feature = "cuda")]
+fn create_cuda(
+    rt: &Runtime,
+    manifest: &Manifest,
+    name: &str,
+    options: &LoadOptions,
+) -> Result<(VerifiedModel, Session, ResolvedDevice), InferenceError> {
+    use ort::ep::{CUDA, ExecutionProvider};
+
+    let verified = manifest.load_verified(name, options.precision)?;
+    let id = options.cuda_device;
+    let unavailable = |reason: String| InferenceError::CudaUnavailable { reason };
+    if !CUDA::is_available().unwrap_or(false) {
+        return Err(unavailable(format!(
+            "the ONNX Runtime at {} has no CUDA execution provider (the CPU wheel was installed; CUDA needs onnxruntime-gpu's libraries)",
+            rt.library.display()
+        )));
+    }
+    let session = builder(rt, options)?
+        .with_execution_providers([CUDA::default()
+            .with_device_id(id)
+            .build()
+            .error_on_failure()])
+        .map_err(|e| unavailable(e.to_string()))?
+        .commit_from_memory(&verified.bytes)
+        .map_err(|e| unavailable(format!("load {}: {e}", verified.path.display())))?;
+    let device = ResolvedDevice::Cuda {
+        id,
+        name: super::device::gpu_name(id),
+    };
+    Ok((verified, session, device))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn create_cuda(
+    _rt: &Runtime,
+    _manifest: &Manifest,
+    _name: &str,
+    _options: &LoadOptions,
+) -> Result<(VerifiedModel, Session, ResolvedDevice), InferenceError> {
+    Err(InferenceError::CudaNotCompiled)
+}
+
+/// One small run, so the first real batch does not pay for lazy
+/// initialisation (allocators, kernels, cuDNN plans for small shapes).
+fn warm_up(entry: &ModelEntry, session: &mut Session) -> Result<(), InferenceError> {
+    let input = entry.inputs[0].as_str();
+    let started = Instant::now();
+    match entry.task {
+        Task::Upscale => {
+            let x = Tensor::from_array(([1usize, 3, 16, 16], vec![0.5f32; 3 * 16 * 16]))
+                .map_err(ort_err("make the warm-up tensor"))?;
+            session
+                .run(ort::inputs![input => x])
+                .map_err(ort_err("run the warm-up batch"))?;
+        }
+        Task::Detect => {
+            let x = Tensor::from_array(([1usize, 32, 32, 3], vec![128u8; 32 * 32 * 3]))
+                .map_err(ort_err("make the warm-up tensor"))?;
+            session
+                .run(ort::inputs![input => x])
+                .map_err(ort_err("run the warm-up batch"))?;
+        }
+    }
+    tracing::debug!(model = %entry.name, ms = started.elapsed().as_millis() as u64, "warmed up");
+    Ok(())
+}
