@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod parse;
+
+pub use parse::{EventError, Notification, parse_message};
+
 /// A new object in the bucket, whatever announced it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectCreated {
