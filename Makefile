@@ -19,7 +19,7 @@ IMAGEIO_FFMPEG := 0.8.1
 FONT_ROBOTO := 0.0.1
 SCIKIT_IMAGE := 0.25.2
 
-.PHONY: setup demo test test-rust test-infra lint bench clean-tools
+.PHONY: setup tools demo test test-rust test-infra lint bench clean-tools
 
 setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(TOOLS)/testdata/.done $(TOOLS)/onnxruntime/lib/libonnxruntime.so
 
@@ -54,11 +54,18 @@ $(TOOLS)/testdata/.done:
 	  [open("$(TOOLS)/testdata/" + n, "wb").write(w.read("skimage/data/" + n)) for n in ("astronaut.png", "camera.png", "grass.png")]'
 	touch $@
 
+# Test-only Python tools (moto server for S3+SQS) in a project-local venv.
+tools: $(TOOLS)/venv/.done
+$(TOOLS)/venv/.done: tests/requirements.txt
+	$(PYTHON) -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install --quiet --cache-dir $(CACHE)/pip-cache -r tests/requirements.txt
+	touch $@
+
 demo: setup
 	cargo build --release --bin reelay
 	./target/release/reelay demo --root "$(REELAY_ROOT)"
 
-test: setup test-rust
+test: setup tools test-rust
 
 test-rust:
 	cargo test --all-targets --no-fail-fast 2>&1 | tee $(CACHE)/test-rust.log

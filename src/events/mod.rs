@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod parse;
+
+pub use parse::{EventError, Notification, parse_message};
+
 /// A new object in the bucket, whatever announced it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectCreated {
@@ -16,12 +20,4 @@ pub struct ObjectCreated {
     pub sequencer: Option<String>,
     /// RFC 3339 event time, when the notification carried one.
     pub time: Option<String>,
-}
-
-/// Bucket notifications in `body` as uploads; ignored shapes give none.
-/// Until the AWS shapes land this understands a bare `ObjectCreated`.
-pub fn parse_notifications(body: &str) -> Result<Vec<ObjectCreated>, String> {
-    serde_json::from_str::<ObjectCreated>(body)
-        .map(|e| vec![e])
-        .map_err(|e| format!("not a notification reelay understands: {e}"))
 }

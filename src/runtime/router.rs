@@ -120,15 +120,22 @@ impl Router {
     }
 
     async fn on_notification(&self, body: &str) -> Result<(), Failure> {
-        let events = crate::events::parse_notifications(body).map_err(|e| Failure {
+        let notifications = crate::events::parse_message(body).map_err(|e| Failure {
             object: "(notification)".into(),
             job: None,
             step: "notification".into(),
             task: None,
-            error: TaskError::permanent(None, e),
+            error: TaskError::permanent(None, e.to_string()),
         })?;
-        for event in events {
-            self.on_upload(&event).await?;
+        for notification in notifications {
+            match notification {
+                crate::events::Notification::Created(event) => {
+                    self.on_upload(&event).await?;
+                }
+                crate::events::Notification::Ignored { reason } => {
+                    tracing::debug!(%reason, "ignored notification");
+                }
+            }
         }
         Ok(())
     }
