@@ -65,11 +65,15 @@ demo: setup
 	cargo build --release --bin reelay
 	./target/release/reelay demo --root "$(REELAY_ROOT)"
 
-test: setup tools test-rust
+test: setup tools test-rust test-infra
 
 test-rust:
 	cargo test --all-targets --no-fail-fast 2>&1 | tee $(CACHE)/test-rust.log
 	./.ci/summarize-tests $(CACHE)/test-rust.log
+
+# CDK stack, R2 bridge (miniflare + moto) and Dockerfiles, offline.
+test-infra: tools
+	bash infra/test.sh
 
 lint:
 	cargo fmt --check
