@@ -39,7 +39,16 @@ impl CostLine {
 pub async fn cost(store: &dyn ObjectStore, prefix: &str) -> Result<CostReport, StoreError> {
     let mut report = CostReport::default();
     for meta in store.list(prefix).await? {
-        if let Some(r) = AuditRecord::from_metadata(&meta.metadata) {
+        // S3 listings carry no user metadata; a head does.
+        let metadata = if meta.metadata.is_empty() {
+            match store.head(&meta.key).await? {
+                Some(m) => m.metadata,
+                None => continue,
+            }
+        } else {
+            meta.metadata
+        };
+        if let Some(r) = AuditRecord::from_metadata(&metadata) {
             report
                 .lines
                 .entry((r.kind.clone(), r.device.clone()))

@@ -3,4 +3,5 @@
 
 pub mod inference;
 pub mod media;
+pub mod router;
 pub mod rss;

@@ -54,6 +54,23 @@ pub enum BenchCommand {
         #[arg(long, default_value = ".cache/bench/demo-bucket")]
         root: PathBuf,
     },
+    /// Router cost per event (parse, match, plan) in process, and PutObject →
+    /// step start latency on loopback against moto (p50, p99), with peak RSS.
+    Router {
+        /// Events timed in process.
+        #[arg(long, default_value_t = 5000)]
+        events: usize,
+        /// Sequential uploads timed against the S3+SQS server.
+        #[arg(long, default_value_t = 200)]
+        uploads: usize,
+        /// An S3+SQS endpoint (default: start moto from .tools/venv).
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, default_value = ".cache/bench")]
+        scratch: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
@@ -125,6 +142,27 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
                     many.batch_size,
                     many.fps / one.fps
                 );
+            }
+            Ok(())
+        }
+        BenchCommand::Router {
+            events,
+            uploads,
+            endpoint,
+            scratch,
+            json,
+        } => {
+            let report = crate::bench::router::run(&crate::bench::router::RouterBenchOptions {
+                events,
+                uploads,
+                endpoint,
+                scratch,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.render());
             }
             Ok(())
         }

@@ -1,5 +1,6 @@
 //! The `reelay` command line.
 
+mod aws;
 mod bars;
 mod bench;
 mod demo;
@@ -65,6 +66,9 @@ pub enum Command {
     Audit {
         #[command(flatten)]
         root: RootArg,
+        /// The bucket, s3://NAME (instead of --root).
+        #[arg(long)]
+        bucket: Option<String>,
         key: String,
         /// Print JSON instead of a tree.
         #[arg(long)]
@@ -74,11 +78,20 @@ pub enum Command {
     Cost {
         #[command(flatten)]
         root: RootArg,
+        /// The bucket, s3://NAME (instead of --root).
+        #[arg(long)]
+        bucket: Option<String>,
         #[arg(default_value = "")]
         prefix: String,
         #[arg(long)]
         json: bool,
     },
+    /// The router on the events queue (AWS mode): runs CPU steps, sends GPU steps to the gpu queue.
+    Route(aws::RouteArgs),
+    /// The worker loop on the gpu queue (AWS mode).
+    Work(aws::WorkArgs),
+    /// Re-drives jobs whose next step never started, and backfills earlier uploads.
+    Reconcile(aws::ReconcileArgs),
     /// Validates a configuration file and prints the rules it defines.
     Check { file: Option<PathBuf> },
     /// Lists the environment variables reelay reads.
@@ -136,9 +149,15 @@ pub async fn main() -> anyhow::Result<()> {
             output,
             set,
         } => run_step::run(&kind, &input, &output, &set, cli.config.as_deref()).await,
-        Command::Audit { root, key, json } => {
-            let store = open_local(&root.root)?;
-            let tree = lineage::lineage(&store, &key).await?;
+        Command::Audit {
+            root,
+            bucket,
+            key,
+            json,
+        } => {
+            let store =
+                aws::open_store(bucket.as_deref(), &root.root, cli.config.as_deref()).await?;
+            let tree = lineage::lineage(store.as_ref(), &key).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tree)?);
             } else {
@@ -146,9 +165,15 @@ pub async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Cost { root, prefix, json } => {
-            let store = open_local(&root.root)?;
-            let report = cost::cost(&store, &prefix).await?;
+        Command::Cost {
+            root,
+            bucket,
+            prefix,
+            json,
+        } => {
+            let store =
+                aws::open_store(bucket.as_deref(), &root.root, cli.config.as_deref()).await?;
+            let report = cost::cost(store.as_ref(), &prefix).await?;
             if json {
                 let lines: Vec<_> = report.lines.iter().map(|((k, d), l)| serde_json::json!({"kind": k, "device": d, "steps": l.steps, "millis": l.millis, "cost_usd": l.cost_usd})).collect();
                 println!(
@@ -162,6 +187,9 @@ pub async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Route(args) => aws::route(args, cli.config.as_deref()).await,
+        Command::Work(args) => aws::work(args, cli.config.as_deref()).await,
+        Command::Reconcile(args) => aws::reconcile(args, cli.config.as_deref()).await,
         Command::Check { file } => {
             let config = Config::load(file.as_deref().or(cli.config.as_deref()))?;
             println!("{}: valid", config.source);

@@ -1,6 +1,7 @@
 //! Configuration: `reelay.toml`, with `REELAY_*` environment overrides,
 //! validated at load. Every error names the file, the field and the fix.
 
+pub mod aws;
 pub mod env;
 pub mod prices;
 pub mod rules;
@@ -46,6 +47,12 @@ pub struct ConfigFile {
     pub output: EncodeProfile,
     #[serde(default = "default_rules")]
     pub rules: Vec<RuleSpec>,
+    /// AWS-mode settings (S3 addressing, long poll, shutdown grace).
+    #[serde(default)]
+    pub aws: aws::AwsSettings,
+    /// Step kind → `cpu` or `gpu`: which queue its tasks go to.
+    #[serde(default)]
+    pub placement: aws::PlacementTable,
 }
 
 /// Where things live in the bucket.
@@ -277,6 +284,16 @@ impl Config {
                 ));
             }
         }
+        aws::validate(
+            &file.aws,
+            &file.placement,
+            file.bucket.as_deref(),
+            [
+                ("events_queue_url", file.events_queue_url.as_deref()),
+                ("gpu_queue_url", file.gpu_queue_url.as_deref()),
+            ],
+        )
+        .map_err(|(field, problem, fix)| err(field, problem, fix))?;
         let mut rules = Vec::with_capacity(file.rules.len());
         for (i, spec) in file.rules.iter().enumerate() {
             rules.push(
@@ -295,6 +312,11 @@ impl Config {
     /// The first rule matching `key`.
     pub fn rule_for(&self, key: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.matches(key))
+    }
+
+    /// Where tasks of `kind` run: its own hardware unless `[placement]` says otherwise.
+    pub fn hardware_for(&self, kind: StepKind) -> Hardware {
+        aws::hardware_for(&self.file.placement, kind)
     }
 
     /// Whether `key` is under a prefix users upload to.

@@ -82,7 +82,7 @@ impl Executor {
                     }
                 })?;
             self.dispatcher
-                .dispatch(&next.ready)
+                .dispatch_for(&self.config, &next.ready)
                 .await
                 .map_err(|e| TaskError::transient(format!("dispatching the next steps: {e}")))?;
         }

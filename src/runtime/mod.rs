@@ -1,11 +1,17 @@
 //! Thin shells over the core: the queue consumer, the router logic, the
-//! executor, and the local all-in-one runtime.
+//! executor, the local all-in-one runtime, and AWS mode (`route`, `work`,
+//! `reconcile`, the Lambda handler).
 
+pub mod aws;
 pub mod consumer;
 pub mod dispatch;
+pub mod ecs;
 pub mod executor;
 pub mod journal;
+pub mod lambda;
 pub mod local;
 pub mod progress;
+pub mod reconcile;
 pub mod router;
+pub mod shutdown;
 pub mod watcher;

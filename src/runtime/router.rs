@@ -41,6 +41,7 @@ impl Router {
         receive_count: u32,
         cancel: CancellationToken,
     ) -> Result<Option<Duration>, String> {
+        let stopped = cancel.clone();
         let result = match InternalMessage::parse(body) {
             Some(Ok(InternalMessage::Task(task))) => self.run_task(task, cancel).await,
             Some(Ok(InternalMessage::Upload(event))) => self.on_upload(&event).await.map(|_| None),
@@ -57,7 +58,10 @@ impl Router {
             Ok(busy) => Ok(busy),
             Err(failure) => {
                 let message = failure.error.to_string();
-                self.record_failure(failure, receive_count).await;
+                // Stopped from outside (shutdown, lost message): not the input's fault.
+                if !stopped.is_cancelled() {
+                    self.record_failure(failure, receive_count).await;
+                }
                 Err(message)
             }
         }
@@ -104,7 +108,7 @@ impl Router {
                 },
             })?;
         exec.dispatcher
-            .dispatch(&plan.ready)
+            .dispatch_for(&exec.config, &plan.ready)
             .await
             .map_err(|e| Failure {
                 object: event.key.clone(),

@@ -1,0 +1,232 @@
+//! AWS-mode settings: the `[aws]` section of `reelay.toml`, the bucket and
+//! queue URLs (`bucket`, `events_queue_url`, `gpu_queue_url` at the top level,
+//! overridden by `REELAY_BUCKET`, `REELAY_EVENTS_QUEUE_URL`,
+//! `REELAY_GPU_QUEUE_URL`), and `[placement]`, which says which queue a step
+//! kind is sent to.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::task::{Hardware, StepKind};
+
+/// `[aws]`: how `reelay route`, `reelay work`, `reelay reconcile` and the
+/// Lambda reach the bucket and the queues. Credentials and region come from
+/// the standard `AWS_*` variables through aws-config's default chain, which
+/// also honours `AWS_ENDPOINT_URL`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsSettings {
+    /// Path-style addressing (moto, MinIO, some R2 setups); env
+    /// `REELAY_S3_PATH_STYLE` overrides it.
+    pub path_style: bool,
+    /// S3-compatible endpoint, e.g. `https://ACCOUNT.r2.cloudflarestorage.com`;
+    /// env `REELAY_S3_ENDPOINT` overrides it.
+    pub endpoint: Option<String>,
+    /// Region override for the bucket (R2 uses `auto`).
+    pub region: Option<String>,
+    /// Seconds each receive long-polls (SQS allows 0 to 20).
+    pub poll_wait_seconds: u64,
+    /// Seconds in-flight work may run after SIGTERM before it is handed back.
+    /// Keep it below the container's stop timeout (ECS: 30 s by default).
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            path_style: false,
+            endpoint: None,
+            region: None,
+            poll_wait_seconds: 20,
+            shutdown_grace_seconds: 25,
+        }
+    }
+}
+
+/// `[placement]`: step kind → `cpu` (run by the router, from the events
+/// queue) or `gpu` (sent to the gpu queue for `reelay work`). Kinds not named
+/// keep their own hardware.
+pub type PlacementTable = BTreeMap<String, String>;
+
+/// A problem with the AWS settings: (field, problem, fix).
+pub type Problem = (String, String, String);
+
+/// Checks `[aws]`, `[placement]` and the bucket and queue URLs.
+pub fn validate(
+    aws: &AwsSettings,
+    placement: &PlacementTable,
+    bucket: Option<&str>,
+    queues: [(&str, Option<&str>); 2],
+) -> Result<(), Problem> {
+    if aws.poll_wait_seconds > 20 {
+        return Err((
+            "aws.poll_wait_seconds".into(),
+            format!("{} is out of range", aws.poll_wait_seconds),
+            "use 0 to 20 (SQS's longest long poll)".into(),
+        ));
+    }
+    if aws.shutdown_grace_seconds > 3600 {
+        return Err((
+            "aws.shutdown_grace_seconds".into(),
+            format!("{} is out of range", aws.shutdown_grace_seconds),
+            "use 0 to 3600, below the container's stop timeout".into(),
+        ));
+    }
+    if let Some(endpoint) = &aws.endpoint
+        && !is_http_url(endpoint)
+    {
+        return Err((
+            "aws.endpoint".into(),
+            format!("`{endpoint}` is not an http(s) URL"),
+            "write e.g. https://ACCOUNT.r2.cloudflarestorage.com".into(),
+        ));
+    }
+    if let Some(bucket) = bucket
+        && let Some(Err(problem)) = crate::adapters::s3::parse_bucket_url(bucket)
+    {
+        return Err((
+            "bucket".into(),
+            problem,
+            format!(
+                "write s3://NAME in `bucket` or {}",
+                crate::config::env::BUCKET
+            ),
+        ));
+    }
+    for (field, url) in queues {
+        if let Some(url) = url
+            && !is_http_url(url)
+        {
+            return Err((
+                field.into(),
+                format!("`{url}` is not a queue URL"),
+                "give the queue's URL, e.g. https://sqs.us-east-1.amazonaws.com/123456789012/reelay-events".into(),
+            ));
+        }
+    }
+    for (kind, where_) in placement {
+        if StepKind::parse(kind).is_none() {
+            return Err((
+                format!("placement.{kind}"),
+                format!("`{kind}` is not a step kind"),
+                format!(
+                    "use one of: {}",
+                    StepKind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if parse_hardware(where_).is_none() {
+            return Err((
+                format!("placement.{kind}"),
+                format!("`{where_}` is not a placement"),
+                "use \"cpu\" (the router runs it) or \"gpu\" (the gpu queue)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_http_url(s: &str) -> bool {
+    (s.starts_with("https://") || s.starts_with("http://"))
+        && s.split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty())
+}
+
+fn parse_hardware(s: &str) -> Option<Hardware> {
+    match s {
+        "cpu" => Some(Hardware::Cpu),
+        "gpu" => Some(Hardware::Gpu),
+        _ => None,
+    }
+}
+
+/// Where `kind` runs under `placement` (validated at load).
+pub fn hardware_for(placement: &PlacementTable, kind: StepKind) -> Hardware {
+    placement
+        .get(kind.as_str())
+        .and_then(|h| parse_hardware(h))
+        .unwrap_or_else(|| kind.hardware())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(aws: &AwsSettings, placement: &[(&str, &str)]) -> Result<(), Problem> {
+        let p = placement
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        validate(
+            aws,
+            &p,
+            None,
+            [("events_queue_url", None), ("gpu_queue_url", None)],
+        )
+    }
+
+    #[test]
+    fn placement_overrides_a_kinds_hardware() {
+        let p: PlacementTable = [("extract".to_string(), "gpu".to_string())].into();
+        assert_eq!(hardware_for(&p, StepKind::Extract), Hardware::Gpu);
+        assert_eq!(hardware_for(&p, StepKind::Compile), Hardware::Cpu);
+        assert_eq!(
+            check(&AwsSettings::default(), &[("extract", "gpu")]),
+            Ok(())
+        );
+        let e = check(&AwsSettings::default(), &[("extract", "tpu")]).unwrap_err();
+        assert_eq!(e.0, "placement.extract");
+        let e = check(&AwsSettings::default(), &[("upscal", "gpu")]).unwrap_err();
+        assert_eq!(e.0, "placement.upscal");
+    }
+
+    #[test]
+    fn urls_and_ranges_are_checked() {
+        let aws = AwsSettings {
+            poll_wait_seconds: 21,
+            ..AwsSettings::default()
+        };
+        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.poll_wait_seconds");
+        let aws = AwsSettings {
+            endpoint: Some("r2.example".into()),
+            ..AwsSettings::default()
+        };
+        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.endpoint");
+        let d = AwsSettings::default();
+        let none = PlacementTable::new();
+        let e = validate(
+            &d,
+            &none,
+            Some("s3://Bad_Bucket"),
+            [("events_queue_url", None), ("gpu_queue_url", None)],
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "bucket");
+        // A local folder is a bucket too (dev mode).
+        assert!(
+            validate(
+                &d,
+                &none,
+                Some("/data/bucket"),
+                [("events_queue_url", None), ("gpu_queue_url", None)]
+            )
+            .is_ok()
+        );
+        let e = validate(
+            &d,
+            &none,
+            Some("s3://media"),
+            [
+                ("events_queue_url", Some("reelay-events")),
+                ("gpu_queue_url", None),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(e.0, "events_queue_url");
+    }
+}
