@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use crate::bench::frame::{FrameBenchConfig, render as render_frame, run as frame_bench};
 use crate::bench::inference::{InferenceBenchConfig, InferenceBenchReport, run as inference_bench};
 use crate::bench::media::{CpuBenchOptions, CpuBenchReport, run_cpu_bench};
 use crate::bench::rss;
@@ -44,6 +45,44 @@ pub enum BenchCommand {
         /// Minimum timed seconds per configuration.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The frame step against its model: (a) model-only frames/s on random
+    /// input after warm-up, (b) the whole step's frames/s on a generated
+    /// clip with the same model, crop size, batch and device; efficiency b/a.
+    Frame {
+        #[arg(long, default_value = "realesr-general-x4v3")]
+        model: String,
+        /// Crop (model input) size, WxH.
+        #[arg(long, default_value = "160x90")]
+        crop: String,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// cpu, cuda or auto.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// fp32 or fp16 (fp16 runs on CUDA only).
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+        /// Frames in the generated clip.
+        #[arg(long, default_value_t = 48)]
+        frames: u32,
+        /// Generated clip size, WxH (30 fps, with audio).
+        #[arg(long, default_value = "1280x720")]
+        source: String,
+        /// Output size, WxH; default: the crop times the model's scale.
+        #[arg(long)]
+        size: Option<String>,
+        /// Minimum timed seconds of each model-only run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// (a)-then-(b) pairs; the report gives medians.
+        #[arg(long, default_value_t = 3)]
+        repetitions: u32,
+        /// Scratch folder for the generated clip and the output.
+        #[arg(long, default_value = ".cache/bench")]
+        scratch: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -166,6 +205,50 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
             }
             Ok(())
         }
+        BenchCommand::Frame {
+            model,
+            crop,
+            batch,
+            device,
+            precision,
+            frames,
+            source,
+            size,
+            seconds,
+            repetitions,
+            scratch,
+            json,
+        } => {
+            let (w, h) = parse_wxh("--crop", &crop)?;
+            let (sw, sh) = parse_wxh("--source", &source)?;
+            let mut cfg = FrameBenchConfig::new(model, w, h);
+            cfg.batch = batch;
+            cfg.device = device.parse().map_err(anyhow::Error::msg)?;
+            cfg.precision = precision.parse().map_err(anyhow::Error::msg)?;
+            cfg.frames = frames.max(1);
+            cfg.source_w = sw;
+            cfg.source_h = sh;
+            cfg.size = size
+                .map(|s| s.parse().map_err(anyhow::Error::msg))
+                .transpose()?;
+            cfg.model_seconds = seconds;
+            cfg.repetitions = repetitions.max(1);
+            let ff = Ffmpeg::locate()?;
+            let profile = Config::load(config.as_deref())?.file.output;
+            let manifest = Manifest::load_default()?;
+            let report = tokio::task::spawn_blocking(move || {
+                frame_bench(&ff, &manifest, &profile, &scratch, &cfg, &mut |l| {
+                    eprintln!("{l}")
+                })
+            })
+            .await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", render_frame(&report));
+            }
+            Ok(())
+        }
         BenchCommand::Demo { root } => {
             // Keep the source between runs; drop everything the pipeline made.
             for dir in ["jobs", "work", "exports", "_reelay"] {
@@ -206,6 +289,14 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
             Ok(())
         }
     }
+}
+
+fn parse_wxh(flag: &str, value: &str) -> anyhow::Result<(u32, u32)> {
+    value
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|(w, h)| *w > 0 && *h > 0)
+        .ok_or_else(|| anyhow::anyhow!("{flag} {value:?}: expected WxH, e.g. 160x90"))
 }
 
 fn render_cpu(report: &CpuBenchReport) -> String {

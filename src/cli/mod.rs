@@ -52,7 +52,7 @@ pub enum Command {
     },
     /// Runs one step on local files, with no queue: for debugging and benchmarks.
     Run {
-        /// Step kind: extract or compile.
+        /// Step kind: extract, compile or frame.
         kind: String,
         #[arg(long, num_args = 1.., required = true)]
         input: Vec<PathBuf>,

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::media::Ffmpeg;
 use crate::pipeline::task::StepKind;
-use crate::tasks::{self, compile, extract};
+use crate::tasks::{self, compile, extract, frame};
 
 use super::bars::Bars;
 
@@ -78,6 +78,9 @@ pub async fn run(
     }
     let ff = Ffmpeg::locate()?;
     let profile = config.file.output.clone();
+    // `--set device=...` wins; else the configured device (REELAY_DEVICE).
+    let device: crate::inference::Device =
+        config.file.device.parse().map_err(anyhow::Error::msg)?;
     let (inputs, output) = (inputs.to_vec(), output.to_path_buf());
     let bars = Bars::new();
     let bar = bars.bar(kind.as_str());
@@ -118,6 +121,25 @@ pub async fn run(
                     &cancel,
                 )
             }
+            StepKind::Frame => {
+                if inputs.len() != 1 {
+                    return Err(tasks::TaskError::permanent(
+                        Some("input".into()),
+                        "frame takes exactly one --input",
+                    ));
+                }
+                let p: frame::FrameParams = serde_json::from_value(params).expect("validated");
+                frame::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    &profile,
+                    device,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
         };
         bar.finish();
         out
@@ -147,11 +169,14 @@ mod tests {
             "transition.kind=fade".into(),
             "transition.seconds=0.5".into(),
             "accurate=false".into(),
+            "crop=800,400,480,270".into(),
+            "size=1920x1080".into(),
         ])
         .unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"start": 3, "end": 9.5, "accurate": false, "transition": {"kind": "fade", "seconds": 0.5}})
+            serde_json::json!({"start": 3, "end": 9.5, "accurate": false, "transition": {"kind": "fade", "seconds": 0.5},
+                               "crop": "800,400,480,270", "size": "1920x1080"})
         );
         assert!(params_from_sets(&["novalue".into()]).is_err());
     }

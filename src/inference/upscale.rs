@@ -157,6 +157,14 @@ impl Upscaler {
         self.batch_size
     }
 
+    /// Model runs per batch for `h`×`w` input: 1, or the number of tiles.
+    pub fn tiles_for(&self, h: usize, w: usize) -> usize {
+        match self.tile {
+            Some(t) if h > t || w > t => tile_grid(h, w, t, self.overlap).len(),
+            _ => 1,
+        }
+    }
+
     /// `cpu` or `cuda:<GPU name>`, for audit records.
     pub fn device_name(&self) -> String {
         self.model.device_name()
@@ -215,6 +223,46 @@ impl Upscaler {
                 let x = to_nchw(batch.slice(s![.., t.y0..t.y1, t.x0..t.x1, ..]));
                 self.run(x.view(), |y| {
                     write_back(y, t, s, &mut out_batch);
+                })?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Upscales `[N,3,H,W]` f32 (0..1) to the model's raw `[N,3,H·s,W·s]`
+    /// f32 output (not clamped), in batches of `batch_size`, tiled like
+    /// [`upscale_array`](Self::upscale_array). For pipelines that convert
+    /// to tensors and back to pixels in stages of their own.
+    pub fn upscale_tensor(&self, x: ArrayView4<'_, f32>) -> Result<Array4<f32>, InferenceError> {
+        let (n, c, h, w) = x.dim();
+        if c != 3 || h == 0 || w == 0 {
+            return Err(InferenceError::BadInput(format!(
+                "input must be N×3×H×W with H, W ≥ 1; got {n}×{c}×{h}×{w}"
+            )));
+        }
+        let s = self.scale;
+        let tiles = match self.tile {
+            Some(t) if h > t || w > t => tile_grid(h, w, t, self.overlap),
+            _ => vec![Tile::whole(h, w)],
+        };
+        let mut out = Array4::<f32>::zeros((n, 3, h * s, w * s));
+        for start in (0..n).step_by(self.batch_size) {
+            let end = (start + self.batch_size).min(n);
+            for t in &tiles {
+                let part = x.slice(s![start..end, .., t.y0..t.y1, t.x0..t.x1]);
+                let part = part.as_standard_layout();
+                let oy = (t.core_y0 - t.y0) * s;
+                let ox = (t.core_x0 - t.x0) * s;
+                let ch = (t.core_y1 - t.core_y0) * s;
+                let cw = (t.core_x1 - t.core_x0) * s;
+                let mut dst = out.slice_mut(s![
+                    start..end,
+                    ..,
+                    t.core_y0 * s..t.core_y0 * s + ch,
+                    t.core_x0 * s..t.core_x0 * s + cw
+                ]);
+                self.run(part.view(), |y| {
+                    dst.assign(&y.slice(s![.., .., oy..oy + ch, ox..ox + cw]));
                 })?;
             }
         }

@@ -324,6 +324,197 @@ impl Ffmpeg {
     }
 }
 
+/// Which of FFmpeg's standard streams a piped run connects to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pipe {
+    /// The caller writes FFmpeg's input (`-i pipe:0`) into [`PipedFfmpeg::stdin`].
+    Stdin,
+    /// The caller reads FFmpeg's output (`pipe:1`) from [`PipedFfmpeg::stdout`].
+    Stdout,
+}
+
+/// What a piped run's stderr drain saw.
+#[derive(Debug, Default)]
+struct Drained {
+    last: Option<Progress>,
+    tail: String,
+}
+
+/// An FFmpeg child with stdin or stdout connected to the caller and stderr
+/// always drained on its own thread (so FFmpeg never blocks on it). Dropping
+/// it unfinished kills the child.
+pub struct PipedFfmpeg {
+    child: std::process::Child,
+    /// FFmpeg's stdin, for [`Pipe::Stdin`]: take it, write, drop it to end
+    /// the input.
+    pub stdin: Option<std::process::ChildStdin>,
+    /// FFmpeg's stdout, for [`Pipe::Stdout`]: take it and read to the end.
+    pub stdout: Option<std::process::ChildStdout>,
+    drain: Option<std::thread::JoinHandle<Drained>>,
+    path: PathBuf,
+    what: String,
+    done: bool,
+}
+
+impl std::fmt::Debug for PipedFfmpeg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipedFfmpeg")
+            .field("pid", &self.child.id())
+            .field("what", &self.what)
+            .finish()
+    }
+}
+
+impl Ffmpeg {
+    /// Spawns FFmpeg with `args` (a vector, never a shell string) and one
+    /// pipe connected; `-hide_banner -nostdin -y` and a parseable log level
+    /// go in front, as for [`Ffmpeg::run`]. The other standard stream is
+    /// closed and stderr is drained to the end on a thread, keeping the
+    /// last progress report and the last error lines for
+    /// [`PipedFfmpeg::finish`]. `what` describes the job for messages.
+    pub fn spawn_piped(
+        &self,
+        args: &[OsString],
+        pipe: Pipe,
+        what: &str,
+    ) -> Result<PipedFfmpeg, MediaError> {
+        let mut command = FfmpegCommand::new_with_path(&self.path);
+        command.hide_banner().args(["-nostdin", "-y"]).args(args);
+        let mut command = Command::from(command);
+        command
+            .stdin(match pipe {
+                Pipe::Stdin => Stdio::piped(),
+                Pipe::Stdout => Stdio::null(),
+            })
+            .stdout(match pipe {
+                Pipe::Stdout => Stdio::piped(),
+                Pipe::Stdin => Stdio::null(),
+            })
+            .stderr(Stdio::piped());
+        tracing::debug!(ffmpeg = %self.path.display(), args = ?args, "spawning piped ffmpeg");
+        let mut child = command.spawn().map_err(|source| MediaError::Spawn {
+            path: self.path.clone(),
+            source,
+        })?;
+        let stderr = child
+            .stderr
+            .take()
+            .expect("stderr is piped by construction");
+        let drain = std::thread::Builder::new()
+            .name("ffmpeg-stderr".into())
+            .spawn(move || {
+                let mut parser = FfmpegLogParser::new(BufReader::new(stderr));
+                let mut out = Drained::default();
+                let mut errors: VecDeque<String> = VecDeque::new();
+                let mut lines: VecDeque<String> = VecDeque::new();
+                loop {
+                    match parser.parse_next_event() {
+                        Ok(FfmpegEvent::LogEOF) => break,
+                        Ok(FfmpegEvent::Progress(p)) => {
+                            out.last = Some(Progress {
+                                out_time: parse_time_str(&p.time).unwrap_or(0.0).max(0.0),
+                                frame: u64::from(p.frame),
+                                fraction: None,
+                            });
+                        }
+                        Ok(FfmpegEvent::Log(level, line)) => {
+                            let line = clean_line(&line);
+                            if !line.is_empty() {
+                                if matches!(level, LogLevel::Error | LogLevel::Fatal) {
+                                    push_bounded(&mut errors, line.clone());
+                                }
+                                push_bounded(&mut lines, line);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => push_bounded(&mut lines, e.to_string()),
+                    }
+                }
+                let tail = if errors.is_empty() { lines } else { errors };
+                out.tail = if tail.is_empty() {
+                    "(ffmpeg printed nothing)".to_string()
+                } else {
+                    Vec::from(tail).join(" | ")
+                };
+                out
+            });
+        let drain = match drain {
+            Ok(d) => d,
+            Err(source) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(MediaError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        Ok(PipedFfmpeg {
+            child,
+            stdin,
+            stdout,
+            drain: Some(drain),
+            path: self.path.clone(),
+            what: what.to_string(),
+            done: false,
+        })
+    }
+}
+
+impl PipedFfmpeg {
+    /// Kills the child (idempotent) and reaps it.
+    pub fn kill(&mut self) {
+        if !self.done {
+            self.stdin = None;
+            self.stdout = None;
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if let Some(d) = self.drain.take() {
+                let _ = d.join();
+            }
+            self.done = true;
+        }
+    }
+
+    /// Closes the caller's end of the pipe, waits for FFmpeg to exit and
+    /// returns its last progress report; a failure quotes its last error
+    /// lines.
+    pub fn finish(mut self) -> Result<Option<Progress>, MediaError> {
+        self.stdin = None;
+        self.stdout = None;
+        let status = self.child.wait().map_err(|source| MediaError::Io {
+            path: self.path.clone(),
+            source,
+        });
+        let drained = self
+            .drain
+            .take()
+            .and_then(|d| d.join().ok())
+            .unwrap_or_default();
+        self.done = true;
+        let status = status?;
+        if status.success() {
+            Ok(drained.last)
+        } else {
+            Err(MediaError::Failed {
+                what: self.what.clone(),
+                status: status
+                    .code()
+                    .map_or_else(|| "killed by a signal".into(), |c| c.to_string()),
+                stderr: drained.tail,
+            })
+        }
+    }
+}
+
+impl Drop for PipedFfmpeg {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Builds an argument vector from anything string-like.
 pub(crate) fn os_args<I, S>(items: I) -> Vec<OsString>
 where
@@ -365,6 +556,14 @@ mod tests {
             "Error opening input: Invalid data"
         );
         assert_eq!(clean_line("plain"), "plain");
+    }
+
+    #[test]
+    fn piped_missing_binary_is_a_spawn_error() {
+        let err = Ffmpeg::at("/nonexistent/ffmpeg")
+            .spawn_piped(&[], Pipe::Stdout, "testing")
+            .unwrap_err();
+        assert!(matches!(err, MediaError::Spawn { .. }), "{err}");
     }
 
     #[test]

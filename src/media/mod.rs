@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 pub use error::MediaError;
-pub use ffmpeg::{Ffmpeg, Progress};
+pub use ffmpeg::{Ffmpeg, Pipe, PipedFfmpeg, Progress};
 pub use locate::find_tool;
 pub use probe::{AudioInfo, MediaInfo, VideoInfo};
 pub use profile::EncodeProfile;

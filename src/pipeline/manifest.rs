@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys;
 use crate::tasks::compile::{Transition, TransitionKind};
+use crate::tasks::frame::{Crop, Framing};
 
 /// Largest manifest reelay reads; anything bigger is not a job description.
 pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
@@ -44,6 +45,12 @@ pub struct Clip {
     /// Text drawn over this clip in the export.
     #[serde(default)]
     pub caption: Option<String>,
+    /// AI framing: crop this clip, upscale the crop with a model and resize
+    /// it to `size` (a `frame` step on the GPU fleet between the clip's
+    /// extract and the compile). Keyframe times are seconds from the clip's
+    /// start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framing: Option<Framing>,
 }
 
 /// A manifest problem: which object, which field, what is wrong, how to fix it.
@@ -88,7 +95,7 @@ impl JobManifest {
             let inner = e.into_inner();
             let message = inner.to_string();
             let (field, fix) = if message.starts_with("unknown field") {
-                (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, clips[].start/end/caption, transition.kind/seconds, accurate)")
+                (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, clips[].start/end/caption, clips[].framing.crop/model/size, transition.kind/seconds, accurate)")
             } else if message.starts_with("missing field") {
                 (path.clone(), "add the field")
             } else if inner.is_syntax() || inner.is_eof() {
@@ -174,6 +181,37 @@ impl JobManifest {
                     "shorten it",
                 ));
             }
+            if let Some(framing) = &clip.framing {
+                let field = format!("clips[{i}].framing.crop");
+                framing.crop.validate(&field).map_err(|e| {
+                    err(
+                        e.field.clone(),
+                        e.message.clone(),
+                        "give a box {\"x\", \"y\", \"w\", \"h\"} in source pixels, or keyframes in time order with t in seconds from the clip's start",
+                    )
+                })?;
+                if let Crop::Keyframes(k) = &framing.crop {
+                    let length = clip.end - clip.start;
+                    if let Some((j, kf)) = k.iter().enumerate().find(|(_, kf)| kf.t > length + 1e-6)
+                    {
+                        return Err(err(
+                            format!("{field}.keyframes[{j}].t"),
+                            format!(
+                                "t {} is after the clip's end (the clip lasts {length:.3} s)",
+                                kf.t
+                            ),
+                            "keyframe times are seconds from the clip's start: keep them within 0 and end - start",
+                        ));
+                    }
+                }
+                if framing.model.trim().is_empty() {
+                    return Err(err(
+                        format!("clips[{i}].framing.model"),
+                        "the model name is empty".into(),
+                        "name an upscale model, e.g. realesr-general-x4v3 (`reelay models list`)",
+                    ));
+                }
+            }
         }
         if let Some(t) = &self.transition {
             if !t.seconds.is_finite() || t.seconds < 0.0 {
@@ -222,6 +260,43 @@ mod tests {
         assert_eq!(m.clips.len(), 2);
         assert_eq!(m.clips[1].caption.as_deref(), Some("Goal!"));
         assert_eq!(m.transition.unwrap().kind, TransitionKind::Fade);
+    }
+
+    #[test]
+    fn framing_parses_and_is_checked() {
+        let framed = GOOD.replace(
+            "\"caption\": \"Goal!\"",
+            "\"caption\": \"Goal!\", \"framing\": {\"crop\": {\"x\": 800, \"y\": 400, \"w\": 480, \"h\": 270}, \"model\": \"realesr-general-x4v3\", \"size\": \"1920x1080\"}",
+        );
+        let m = JobManifest::parse("jobs/a.json", framed.as_bytes()).unwrap();
+        let f = m.clips[1].framing.as_ref().unwrap();
+        assert_eq!(f.size.to_string(), "1920x1080");
+        assert_eq!(f.crop.describe(), "800,400,480,270");
+        // A manifest without framing keeps its job id: framing is not serialised when absent.
+        let plain = JobManifest::parse("jobs/a.json", GOOD.as_bytes()).unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("framing"));
+
+        let e = error_for(&framed.replace("\"size\"", "\"sise\""));
+        assert_eq!(e.field, "clips[1].framing.sise");
+        let e = error_for(&framed.replace("\"w\": 480", "\"width\": 480"));
+        assert_eq!(e.field, "clips[1].framing.crop");
+        assert!(e.problem.contains("unknown field `width`"), "{e}");
+        let e = error_for(&framed.replace("1920x1080", "1921x1080"));
+        assert_eq!(e.field, "clips[1].framing.size");
+        let keyframes = framed.replace(
+            "{\"x\": 800, \"y\": 400, \"w\": 480, \"h\": 270}",
+            "{\"keyframes\": [{\"t\": 0, \"x\": 0, \"y\": 0, \"w\": 480, \"h\": 270}, {\"t\": 9, \"x\": 10, \"y\": 0, \"w\": 480, \"h\": 270}]}",
+        );
+        let e = error_for(&keyframes);
+        assert_eq!(e.field, "clips[1].framing.crop.keyframes[1].t");
+        assert!(e.problem.contains("after the clip's end"), "{e}");
+        JobManifest::parse(
+            "jobs/a.json",
+            keyframes.replace("\"t\": 9", "\"t\": 6").as_bytes(),
+        )
+        .unwrap();
+        let e = error_for(&framed.replace("\"w\": 480", "\"w\": 0"));
+        assert_eq!(e.field, "clips[1].framing.crop");
     }
 
     fn error_for(json: &str) -> ManifestError {

@@ -16,6 +16,7 @@ use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
 use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
 use crate::tasks::extract::ExtractParams;
+use crate::tasks::frame::FrameParams;
 
 /// Audit field holding the id of the task that wrote an object.
 pub const TASK_FIELD: &str = "reelay-task";
@@ -157,7 +158,8 @@ pub fn job_id(manifest: &JobManifest) -> String {
     hex::encode(&Sha256::digest(canonical.as_bytes())[..6])
 }
 
-/// The DAG of a job: `extract` per clip, then `compile` over all of them.
+/// The DAG of a job: `extract` per clip; `frame` after the extract of each
+/// clip with `framing`; then `compile` over every clip's last step.
 pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
     let mut steps: Vec<PlannedStep> = manifest
         .clips
@@ -176,7 +178,20 @@ pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
             output: None,
         })
         .collect();
-    let clip_steps = (0..steps.len()).map(StepInput::Step).collect();
+    let mut clip_steps: Vec<StepInput> = (0..steps.len()).map(StepInput::Step).collect();
+    for (i, clip) in manifest.clips.iter().enumerate() {
+        if let Some(framing) = &clip.framing {
+            clip_steps[i] = StepInput::Step(steps.len());
+            steps.push(PlannedStep {
+                name: format!("frame-{i}"),
+                kind: StepKind::Frame,
+                inputs: vec![StepInput::Step(i)],
+                params: serde_json::to_value(FrameParams::from(framing.clone()))
+                    .expect("params serialise"),
+                output: None,
+            });
+        }
+    }
     let compile = CompileParams {
         transition: manifest.transition.clone().unwrap_or(Transition {
             kind: TransitionKind::None,
@@ -367,6 +382,64 @@ mod tests {
             .await
             .unwrap();
         assert!(end.ready.is_empty() && end.complete());
+    }
+
+    #[tokio::test]
+    async fn a_framed_clip_goes_extract_then_frame_on_the_gpu_then_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        let job = r#"{"version": 1, "source": "sources/m.mp4", "output": "exports/h.mp4",
+            "clips": [{"start": 0, "end": 1},
+                      {"start": 2, "end": 3, "framing": {"crop": {"x": 8, "y": 4, "w": 64, "h": 36},
+                                                         "model": "realesr-general-x4v3", "size": "256x144"}}]}"#;
+        put(&store, "sources/m.mp4", b"video", None).await;
+        put(&store, "jobs/a.json", job.as_bytes(), None).await;
+        let first = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
+        let names: Vec<_> = first
+            .steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("extract-0", StepKind::Extract),
+                ("extract-1", StepKind::Extract),
+                ("frame-1", StepKind::Frame),
+                ("compile", StepKind::Compile)
+            ]
+        );
+        assert_eq!(
+            StepKind::Frame.hardware(),
+            crate::pipeline::task::Hardware::Gpu
+        );
+        let (e0, e1) = (&first.ready[0], &first.ready[1]);
+        put(&store, &e1.output, b"clip1", Some(&e1.id)).await;
+        let after = plan(&store, &config, Trigger::Finished(e1)).await.unwrap();
+        assert_eq!(after.ready.len(), 1, "the frame step, not the compile");
+        let frame = &after.ready[0];
+        assert_eq!(frame.kind, StepKind::Frame);
+        assert!(frame.inputs[0].starts_with(&e1.output));
+        assert_eq!(frame.params["model"], "realesr-general-x4v3");
+        assert_eq!(frame.params["crop"]["w"], 64);
+        assert_eq!(frame.params["size"], "256x144");
+        put(&store, &e0.output, b"clip0", Some(&e0.id)).await;
+        let waiting = plan(&store, &config, Trigger::Finished(e0)).await.unwrap();
+        assert!(waiting.ready.is_empty(), "compile waits for the frame step");
+        put(&store, &frame.output, b"framed", Some(&frame.id)).await;
+        let last = plan(&store, &config, Trigger::Finished(frame))
+            .await
+            .unwrap();
+        let compile = &last.ready[0];
+        assert_eq!(compile.kind, StepKind::Compile);
+        assert!(compile.inputs[0].starts_with(&e0.output));
+        assert!(
+            compile.inputs[1].starts_with(&frame.output),
+            "compile takes the frame output"
+        );
     }
 
     #[tokio::test]

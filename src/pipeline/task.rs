@@ -17,6 +17,8 @@ pub const TASK_MESSAGE_VERSION: u32 = 1;
 pub enum StepKind {
     Extract,
     Compile,
+    /// Crop, upscale with a model, resize, encode: on the GPU fleet.
+    Frame,
 }
 
 /// Where a step runs: in the router, or on the GPU fleet.
@@ -28,18 +30,20 @@ pub enum Hardware {
 }
 
 impl StepKind {
-    pub const ALL: &'static [StepKind] = &[StepKind::Extract, StepKind::Compile];
+    pub const ALL: &'static [StepKind] = &[StepKind::Extract, StepKind::Compile, StepKind::Frame];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Extract => "extract",
             StepKind::Compile => "compile",
+            StepKind::Frame => "frame",
         }
     }
 
     pub fn hardware(self) -> Hardware {
         match self {
             StepKind::Extract | StepKind::Compile => Hardware::Cpu,
+            StepKind::Frame => Hardware::Gpu,
         }
     }
 

@@ -229,6 +229,7 @@ impl Executor {
     ) -> Result<StepOutput, TaskError> {
         let ff = self.ffmpeg.clone();
         let profile = self.config.file.output.clone();
+        let device = self.config.file.device.clone();
         let params = task.params.clone();
         let kind = task.kind;
         let progress = self.progress.clone();
@@ -259,6 +260,23 @@ impl Executor {
                     &p,
                     &profile,
                     &font,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Frame => {
+                let p = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                // The worker's device when the task names none; the model
+                // records the device it really ran on.
+                let device = device.parse().unwrap_or_default();
+                tasks::frame::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    &profile,
+                    device,
                     &mut on_progress,
                     &cancel,
                 )

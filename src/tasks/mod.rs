@@ -50,6 +50,7 @@ pub struct StepOutput {
 
 pub mod compile;
 pub mod extract;
+pub mod frame;
 
 /// Checks `params` deserialise for `kind`; the message names the problem.
 pub fn validate_params(
@@ -79,5 +80,11 @@ pub fn validate_params(
             Ok(())
         }
         StepKind::Compile => check::<compile::CompileParams>(params),
+        StepKind::Frame => {
+            check::<frame::FrameParams>(params)?;
+            let p: frame::FrameParams =
+                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+            p.validate().map_err(|e| e.to_string())
+        }
     }
 }
