@@ -17,6 +17,8 @@ pub const TASK_MESSAGE_VERSION: u32 = 1;
 pub enum StepKind {
     Extract,
     Compile,
+    Detect,
+    Overlay,
 }
 
 /// Where a step runs: in the router, or on the GPU fleet.
@@ -28,24 +30,35 @@ pub enum Hardware {
 }
 
 impl StepKind {
-    pub const ALL: &'static [StepKind] = &[StepKind::Extract, StepKind::Compile];
+    pub const ALL: &'static [StepKind] = &[
+        StepKind::Extract,
+        StepKind::Compile,
+        StepKind::Detect,
+        StepKind::Overlay,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Extract => "extract",
             StepKind::Compile => "compile",
+            StepKind::Detect => "detect",
+            StepKind::Overlay => "overlay",
         }
     }
 
     pub fn hardware(self) -> Hardware {
         match self {
-            StepKind::Extract | StepKind::Compile => Hardware::Cpu,
+            StepKind::Extract | StepKind::Compile | StepKind::Overlay => Hardware::Cpu,
+            StepKind::Detect => Hardware::Gpu,
         }
     }
 
     /// Extension of the object the step writes.
     pub fn output_extension(self) -> &'static str {
-        "mp4"
+        match self {
+            StepKind::Detect => "json",
+            _ => "mp4",
+        }
     }
 
     pub fn parse(s: &str) -> Option<StepKind> {

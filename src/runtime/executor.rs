@@ -231,6 +231,7 @@ impl Executor {
         let profile = self.config.file.output.clone();
         let params = task.params.clone();
         let kind = task.kind;
+        let device = self.config.file.device.clone();
         let progress = self.progress.clone();
         let task_for_progress = task.clone();
         let mut on_progress = move |p: Progress| progress.progress(&task_for_progress, &p);
@@ -259,6 +260,41 @@ impl Executor {
                     &p,
                     &profile,
                     &font,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Detect => {
+                let p = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                let device = device
+                    .parse()
+                    .map_err(|e: String| TaskError::permanent(Some("device".into()), e))?;
+                tasks::detect::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    device,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Overlay => {
+                let p: tasks::overlay::OverlayParams = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                let font = if p.spec.text.is_empty() {
+                    None
+                } else {
+                    Some(tasks::compile::locate_font()?)
+                };
+                tasks::overlay::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
+                    font,
                     &mut on_progress,
                     &cancel,
                 )
