@@ -10,8 +10,9 @@
 //!    was last seen); none within the gate is
 //!    a miss. After `max_gap` seconds of misses the player is lost and the
 //!    track ends there.
-//! 3. **Smooth:** a Gaussian over time (sigma `smoothing` seconds) of centre
-//!    and size.
+//! 3. **Smooth:** centre and size, by a locally weighted straight-line fit
+//!    (Gaussian weights, sigma `smoothing` seconds): jitter goes, steady
+//!    motion stays where it is.
 //! 4. **Bridge:** between observations the position is interpolated
 //!    linearly; before the first and after the last it is held.
 
@@ -151,7 +152,10 @@ impl TrackPath {
     }
 }
 
-/// Gaussian smoothing over time of centre and size.
+/// Smoothing over time of centre and size: at each sample, a straight line
+/// fitted by least squares with Gaussian weights (sigma seconds), read at
+/// that time. Unlike a plain weighted mean, it does not pull a player moving
+/// steadily back towards the middle at the ends of the track.
 fn smooth(observed: &[(f64, BBox)], sigma: f64) -> Vec<(f64, BBox)> {
     if sigma <= 0.0 || observed.len() < 3 {
         return observed.to_vec();
@@ -159,21 +163,35 @@ fn smooth(observed: &[(f64, BBox)], sigma: f64) -> Vec<(f64, BBox)> {
     observed
         .iter()
         .map(|&(t, _)| {
-            let (mut wsum, mut cx, mut cy, mut w, mut h) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            let (mut s0, mut s1, mut s2) = (0.0, 0.0, 0.0);
+            let mut sy = [0.0f64; 4];
+            let mut sxy = [0.0f64; 4];
             for &(u, b) in observed {
-                let d = (u - t) / sigma;
-                if d.abs() > 3.0 {
+                let d = u - t;
+                if (d / sigma).abs() > 3.0 {
                     continue;
                 }
-                let k = (-0.5 * d * d).exp();
+                let k = (-0.5 * (d / sigma).powi(2)).exp();
                 let c = b.center();
-                wsum += k;
-                cx += k * c.0;
-                cy += k * c.1;
-                w += k * b.w;
-                h += k * b.h;
+                let v = [c.0, c.1, b.w, b.h];
+                s0 += k;
+                s1 += k * d;
+                s2 += k * d * d;
+                for j in 0..4 {
+                    sy[j] += k * v[j];
+                    sxy[j] += k * d * v[j];
+                }
             }
-            let (cx, cy, w, h) = (cx / wsum, cy / wsum, w / wsum, h / wsum);
+            let det = s0 * s2 - s1 * s1;
+            let fit: [f64; 4] = std::array::from_fn(|j| {
+                if det.abs() > 1e-12 * s0.max(1e-300) * s2.max(1e-300) && det > 0.0 {
+                    // Intercept of the weighted line at d = 0.
+                    (s2 * sy[j] - s1 * sxy[j]) / det
+                } else {
+                    sy[j] / s0
+                }
+            });
+            let [cx, cy, w, h] = fit;
             (t, BBox { x: cx - w / 2.0, y: cy - h / 2.0, w, h })
         })
         .collect()
