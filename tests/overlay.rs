@@ -24,11 +24,20 @@ fn fine_config(dir: &Path) -> PathBuf {
     path
 }
 
-fn overlay(config: &Path, input: &Path, output: &Path, spec: &serde_json::Value, extra: &[&Path]) -> Output {
+fn overlay(
+    config: &Path,
+    input: &Path,
+    output: &Path,
+    spec: &serde_json::Value,
+    extra: &[&Path],
+) -> Output {
     let spec_path = output.with_extension("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec(spec).unwrap()).unwrap();
     let mut cmd = reelay();
-    cmd.arg("--config").arg(config).args(["run", "overlay", "--input"]).arg(input);
+    cmd.arg("--config")
+        .arg(config)
+        .args(["run", "overlay", "--input"])
+        .arg(input);
     for e in extra {
         cmd.arg("--input").arg(e);
     }
@@ -43,11 +52,41 @@ fn overlay(config: &Path, input: &Path, output: &Path, spec: &serde_json::Value,
 /// A 320×240 clip of the astronaut photo with a tone.
 fn photo_clip(path: &Path, seconds: f64) {
     let status = Command::new(ffmpeg().path())
-        .args(["-y", "-hide_banner", "-loglevel", "error", "-loop", "1", "-framerate", "25", "-i"])
+        .args([
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-loop",
+            "1",
+            "-framerate",
+            "25",
+            "-i",
+        ])
         .arg(root().join(".tools/testdata/astronaut.png"))
-        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={seconds}")])
-        .args(["-vf", "scale=320:240,format=yuv420p", "-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", "-c:a", "aac", "-shortest"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:duration={seconds}"),
+        ])
+        .args([
+            "-vf",
+            "scale=320:240,format=yuv420p",
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "10",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
         .arg(path)
         .status()
         .unwrap();
@@ -94,10 +133,18 @@ fn the_spotlight_darkens_outside_by_dim_and_keeps_inside() {
     let inside = inside.0 / inside.1 as f64;
     let outside = outside.0 / outside.1 as f64;
     let ratio = sum_out / sum_in;
-    eprintln!("mean |out - in| inside {inside:.2}, mean |out - dim*in| outside {outside:.2}, ratio {ratio:.4}");
+    eprintln!(
+        "mean |out - in| inside {inside:.2}, mean |out - dim*in| outside {outside:.2}, ratio {ratio:.4}"
+    );
     assert!(inside <= 2.5, "inside changed by {inside:.2} on average");
-    assert!(outside <= 2.5, "outside is {outside:.2} off dim*in on average");
-    assert!((ratio - dim).abs() <= 0.02, "outside brightness ratio {ratio:.4}");
+    assert!(
+        outside <= 2.5,
+        "outside is {outside:.2} off dim*in on average"
+    );
+    assert!(
+        (ratio - dim).abs() <= 0.02,
+        "outside brightness ratio {ratio:.4}"
+    );
 }
 
 /// A dark 320×240 clip: a white 40×80 box moving right at 60 px/s from
@@ -120,14 +167,24 @@ fn moving_box_detections(seconds: f64) -> Detections {
         .map(|k| {
             let t = k as f64 * 0.2;
             let mut detections = vec![Detection {
-                bbox: BBox { x: 250.0, y: 60.0, w: 40.0, h: 80.0 },
+                bbox: BBox {
+                    x: 250.0,
+                    y: 60.0,
+                    w: 40.0,
+                    h: 80.0,
+                },
                 score: 0.9,
                 class: 1,
             }];
             // Missed for 0.6 s in the middle.
             if !(6..9).contains(&k) {
                 detections.push(Detection {
-                    bbox: BBox { x: 20.0 + 60.0 * t, y: 80.0, w: 40.0, h: 80.0 },
+                    bbox: BBox {
+                        x: 20.0 + 60.0 * t,
+                        y: 80.0,
+                        w: 40.0,
+                        h: 80.0,
+                    },
                     score: 0.8,
                     class: 1,
                 });
@@ -135,7 +192,12 @@ fn moving_box_detections(seconds: f64) -> Detections {
             FrameDetections { t, detections }
         })
         .collect();
-    Detections { frames, video: None, model: None, sample_fps: Some(5.0) }
+    Detections {
+        frames,
+        video: None,
+        model: None,
+        sample_fps: Some(5.0),
+    }
 }
 
 #[test]
@@ -146,7 +208,11 @@ fn a_tracked_spotlight_follows_the_moving_box() {
     let clip = dir.path().join("boxes.mp4");
     moving_box_clip(&clip, seconds);
     let dets = dir.path().join("d.json");
-    std::fs::write(&dets, serde_json::to_vec(&moving_box_detections(seconds)).unwrap()).unwrap();
+    std::fs::write(
+        &dets,
+        serde_json::to_vec(&moving_box_detections(seconds)).unwrap(),
+    )
+    .unwrap();
     let spec = json!({"spotlight": {"track": {"detections": dets.to_str().unwrap(), "pick": {"t": 0.0, "x": 45, "y": 120}}, "dim": 0.3, "scale": 1.4}});
 
     // The ellipse's centre stays on the box, through the gap too.
@@ -183,9 +249,16 @@ fn a_tracked_spotlight_follows_the_moving_box() {
         let (px, w, _) = frame_rgb(&out, t);
         let at = |x: usize, y: usize| px[(y * w as usize + x) * 3 + 1];
         let bx = (40.0 + 60.0 * t) as usize;
-        assert!(at(bx, 120) >= 225, "t={t}: the tracked box is {} at its centre", at(bx, 120));
+        assert!(
+            at(bx, 120) >= 225,
+            "t={t}: the tracked box is {} at its centre",
+            at(bx, 120)
+        );
         let grey = at(270, 100);
-        assert!((28..=50).contains(&grey), "t={t}: the other box is {grey}, expected about 0.3·128");
+        assert!(
+            (28..=50).contains(&grey),
+            "t={t}: the other box is {grey}, expected about 0.3·128"
+        );
     }
 }
 
@@ -208,7 +281,12 @@ fn detections_that_do_not_match_the_video_are_rejected_clearly() {
     let o = overlay(&config, &clip, &out, &spec(&late_path), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("`frames[0].t`") && err.contains("outside the video") && err.contains("lasts 2.00 s"), "{err}");
+    assert!(
+        err.contains("`frames[0].t`")
+            && err.contains("outside the video")
+            && err.contains("lasts 2.00 s"),
+        "{err}"
+    );
     assert!(!out.exists());
 
     // Boxes outside the frame: detections of a larger video.
@@ -219,14 +297,21 @@ fn detections_that_do_not_match_the_video_are_rejected_clearly() {
     let o = overlay(&config, &clip, &out, &spec(&large_path), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("`frames[3].detections[0].box`") && err.contains("not inside the 320x240 frame"), "{err}");
+    assert!(
+        err.contains("`frames[3].detections[0].box`")
+            && err.contains("not inside the 320x240 frame"),
+        "{err}"
+    );
 
     // Not a detections file at all.
     let bad_path = dir.path().join("bad.json");
     std::fs::write(&bad_path, br#"{"frames": [{"t": 0.0, "detections": [{"box": {"x": "1", "y": 2, "w": 3, "h": 4}, "score": 1, "class": 1}]}]}"#).unwrap();
     let o = overlay(&config, &clip, &out, &spec(&bad_path), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("`frames[0].detections[0].box.x`"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("`frames[0].detections[0].box.x`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -237,10 +322,22 @@ fn an_overlay_spec_with_wrong_types_is_rejected_naming_the_field() {
     moving_box_clip(&clip, 1.0);
     let out = dir.path().join("out.mp4");
     for (spec, field) in [
-        (json!({"spotlight": {"keyframes": [{"t": 0, "x": "160", "y": 120, "rx": 50, "ry": 60}]}}), "spotlight.keyframes[0].x"),
-        (json!({"spotlight": {"keyframes": [{"t": 0, "x": 160, "y": 120, "rx": 50, "ry": 60}], "dim": "half"}}), "spotlight.dim"),
-        (json!({"text": [{"text": "#10", "x": 40, "y": 40, "size": [48]}]}), "text[0].size"),
-        (json!({"boxes": [{"keyframes": [{"t": 0, "x": 1, "y": 1, "w": 10, "h": 10}], "colour": "red"}]}), "boxes[0].colour"),
+        (
+            json!({"spotlight": {"keyframes": [{"t": 0, "x": "160", "y": 120, "rx": 50, "ry": 60}]}}),
+            "spotlight.keyframes[0].x",
+        ),
+        (
+            json!({"spotlight": {"keyframes": [{"t": 0, "x": 160, "y": 120, "rx": 50, "ry": 60}], "dim": "half"}}),
+            "spotlight.dim",
+        ),
+        (
+            json!({"text": [{"text": "#10", "x": 40, "y": 40, "size": [48]}]}),
+            "text[0].size",
+        ),
+        (
+            json!({"boxes": [{"keyframes": [{"t": 0, "x": 1, "y": 1, "w": 10, "h": 10}], "colour": "red"}]}),
+            "boxes[0].colour",
+        ),
     ] {
         let o = overlay(&config, &clip, &out, &spec, &[]);
         let err = String::from_utf8_lossy(&o.stderr);
@@ -293,9 +390,24 @@ fn a_job_clip_gets_a_tracked_spotlight_after_detect_on_its_source() {
     std::fs::create_dir_all(root.join("sources")).unwrap();
     // The astronaut panning left at 64 px/s, 4 s.
     let status = Command::new(ffmpeg().path())
-        .args(["-y", "-hide_banner", "-loglevel", "error", "-loop", "1", "-framerate", "25", "-i"])
+        .args([
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-loop",
+            "1",
+            "-framerate",
+            "25",
+            "-i",
+        ])
         .arg(reelay_root().join(".tools/testdata/astronaut.png"))
-        .args(["-vf", "pad=1024:512:256:0:color=gray,crop=640:512:x='t*64':y=0,format=yuv420p", "-t", "4"])
+        .args([
+            "-vf",
+            "pad=1024:512:256:0:color=gray,crop=640:512:x='t*64':y=0,format=yuv420p",
+            "-t",
+            "4",
+        ])
         .args(["-c:v", "libx264", "-preset", "ultrafast"])
         .arg(root.join("sources/pan.mp4"))
         .status()
@@ -312,12 +424,24 @@ fn a_job_clip_gets_a_tracked_spotlight_after_detect_on_its_source() {
     );
     dev_until_idle(&root, None);
     assert!(root.join("exports/spot.mp4").is_file());
-    let d = Detections::parse("d", &std::fs::read(root.join("detections/pan.mp4.json")).unwrap()).unwrap();
+    let d = Detections::parse(
+        "d",
+        &std::fs::read(root.join("detections/pan.mp4.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(d.frames.len(), 20);
-    let audit = reelay().args(["audit", "--root"]).arg(&root).arg("exports/spot.mp4").output().unwrap();
+    let audit = reelay()
+        .args(["audit", "--root"])
+        .arg(&root)
+        .arg("exports/spot.mp4")
+        .output()
+        .unwrap();
     let tree = String::from_utf8(audit.stdout).unwrap();
     assert!(tree.contains("[overlay overlay-0]"), "{tree}");
-    assert!(tree.contains("[detect detect]") || tree.contains("[detect "), "{tree}");
+    assert!(
+        tree.contains("[detect detect]") || tree.contains("[detect "),
+        "{tree}"
+    );
     assert!((duration(&root.join("exports/spot.mp4")) - 3.0).abs() < 0.1);
     // The spotlight sits on the astronaut: at export time 1.0 (source 1.5)
     // her face is as in the source, and the grey canvas far left of her is
@@ -335,9 +459,15 @@ fn a_job_clip_gets_a_tracked_spotlight_after_detect_on_its_source() {
         sum / 100.0
     };
     let (face_src, face_exp) = (patch(&src, 380, 125), patch(&exp, 380, 125));
-    assert!((face_src - face_exp).abs() < 8.0, "face {face_src:.1} -> {face_exp:.1}");
+    assert!(
+        (face_src - face_exp).abs() < 8.0,
+        "face {face_src:.1} -> {face_exp:.1}"
+    );
     let (grey_src, grey_exp) = (patch(&src, 15, 400), patch(&exp, 15, 400));
-    assert!((grey_exp / grey_src - 0.4).abs() < 0.05, "canvas {grey_src:.1} -> {grey_exp:.1}");
+    assert!(
+        (grey_exp / grey_src - 0.4).abs() < 0.05,
+        "canvas {grey_src:.1} -> {grey_exp:.1}"
+    );
 }
 
 fn reelay_root() -> PathBuf {

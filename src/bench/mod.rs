@@ -1,6 +1,8 @@
 //! Benchmarks: each prints its figures as ratios against a reference run in
 //! the same process on the same machine, so they mean something anywhere.
 
+pub mod detect;
 pub mod inference;
 pub mod media;
+pub mod overlay;
 pub mod rss;

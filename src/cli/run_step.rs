@@ -92,7 +92,8 @@ pub async fn run(
             inputs.push(PathBuf::from(path));
         }
     }
-    let device: crate::inference::Device = config.file.device.parse().map_err(anyhow::Error::msg)?;
+    let device: crate::inference::Device =
+        config.file.device.parse().map_err(anyhow::Error::msg)?;
     let ff = Ffmpeg::locate()?;
     let profile = config.file.output.clone();
     let output = output.to_path_buf();
@@ -143,7 +144,15 @@ pub async fn run(
                     ));
                 }
                 let p: detect::DetectParams = serde_json::from_value(params).expect("validated");
-                detect::run(&ff, &inputs[0], &output, &p, device, &mut on_progress, &cancel)
+                detect::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    device,
+                    &mut on_progress,
+                    &cancel,
+                )
             }
             StepKind::Overlay => {
                 let p: overlay::OverlayParams = serde_json::from_value(params).expect("validated");
@@ -152,7 +161,16 @@ pub async fn run(
                 } else {
                     Some(compile::locate_font()?)
                 };
-                overlay::run(&ff, &inputs, &output, &p, &profile, font, &mut on_progress, &cancel)
+                overlay::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
+                    font,
+                    &mut on_progress,
+                    &cancel,
+                )
             }
         };
         bar.finish();

@@ -73,7 +73,9 @@ impl ModelFormat {
         let find = |stem: &str| {
             outputs
                 .iter()
-                .find(|(n, _, _)| n.split(':').next() == Some(stem) || n.ends_with(&format!("/{stem}")))
+                .find(|(n, _, _)| {
+                    n.split(':').next() == Some(stem) || n.ends_with(&format!("/{stem}"))
+                })
                 .map(|(n, _, _)| n.clone())
         };
         if let (Some(boxes), Some(scores), Some(classes), Some(num)) = (
@@ -99,7 +101,9 @@ impl ModelFormat {
             && shape.len() == 3
         {
             let fixed_ok = match (shape[1], shape[2]) {
-                (a, b) if a > 0 && b > 0 => yolo::HeadLayout::from_dims(a as usize, b as usize).is_some(),
+                (a, b) if a > 0 && b > 0 => {
+                    yolo::HeadLayout::from_dims(a as usize, b as usize).is_some()
+                }
                 (a, _) if a > 0 => a > 4,
                 _ => true,
             };
@@ -187,7 +191,10 @@ impl Detector {
                 config.threshold, config.iou
             )));
         }
-        if config.imgsz.is_some_and(|s| s < 32 || s % 32 != 0 || s > 4096) {
+        if config
+            .imgsz
+            .is_some_and(|s| s < 32 || s % 32 != 0 || s > 4096)
+        {
             return Err(bad(format!(
                 "imgsz {} must be a multiple of 32 from 32 to 4096",
                 config.imgsz.unwrap_or(0)
@@ -288,13 +295,16 @@ impl Detector {
                     &frame.data,
                 )
                 .map_err(|e| bad(e.to_string()))?;
-                let x = TensorRef::from_array_view(x).map_err(crate::inference::ort_err("wrap the input"))?;
+                let x = TensorRef::from_array_view(x)
+                    .map_err(crate::inference::ort_err("wrap the input"))?;
                 let mut session = self.model.lock();
                 let outputs = session
                     .run(ort::inputs![input.as_str() => x])
                     .map_err(crate::inference::ort_err("run the detector"))?;
                 let get = |name: &str| -> Result<Vec<f32>, InferenceError> {
-                    let v = outputs.get(name).ok_or_else(|| bad(format!("the model gave no `{name}`")))?;
+                    let v = outputs
+                        .get(name)
+                        .ok_or_else(|| bad(format!("the model gave no `{name}`")))?;
                     let (_, data) = v
                         .try_extract_tensor::<f32>()
                         .map_err(crate::inference::ort_err("read a detector output"))?;
@@ -348,8 +358,18 @@ impl Detector {
                     _ => None,
                 }
                 .ok_or_else(|| bad(format!("the YOLO head has shape {dims:?}, not [1, 4+C, N]")))?;
-                let candidates = yolo::decode(head, layout, self.config.threshold, self.config.classes.as_deref());
-                let kept = nms(candidates, self.config.iou, false, self.config.max_detections);
+                let candidates = yolo::decode(
+                    head,
+                    layout,
+                    self.config.threshold,
+                    self.config.classes.as_deref(),
+                );
+                let kept = nms(
+                    candidates,
+                    self.config.iou,
+                    false,
+                    self.config.max_detections,
+                );
                 kept.into_iter()
                     .map(|c| {
                         let (x1, y1) = plan.unmap(f64::from(c.x1), f64::from(c.y1));
@@ -375,7 +395,11 @@ impl Detector {
 mod tests {
     use super::*;
 
-    fn t(n: &str, ty: TensorElementType, s: &[i64]) -> (String, Option<TensorElementType>, Vec<i64>) {
+    fn t(
+        n: &str,
+        ty: TensorElementType,
+        s: &[i64],
+    ) -> (String, Option<TensorElementType>, Vec<i64>) {
         (n.to_string(), Some(ty), s.to_vec())
     }
 

@@ -135,7 +135,10 @@ mod tests {
         assert_eq!(l.unmap(320.0, 320.0), (960.0, 540.0));
         // 320x240 into 320x320: no resize, 40 px bars.
         let l = Letterbox::plan(320, 240, 320, 320);
-        assert_eq!((l.inner_w, l.inner_h, l.left, l.top, l.gain), (320, 240, 0, 40, 1.0));
+        assert_eq!(
+            (l.inner_w, l.inner_h, l.left, l.top, l.gain),
+            (320, 240, 0, 40, 1.0)
+        );
         // Odd padding: 1 px more at the bottom (round(dh - 0.1)).
         let l = Letterbox::plan(320, 239, 320, 320);
         assert_eq!((l.top, l.inner_h), (40, 239));

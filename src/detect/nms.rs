@@ -31,7 +31,12 @@ impl Candidate {
 
 /// Keeps the best boxes: per class unless `agnostic`. The order of the
 /// result is by score, highest first (ties: the earlier candidate first).
-pub fn nms(mut candidates: Vec<Candidate>, iou: f32, agnostic: bool, max_det: usize) -> Vec<Candidate> {
+pub fn nms(
+    mut candidates: Vec<Candidate>,
+    iou: f32,
+    agnostic: bool,
+    max_det: usize,
+) -> Vec<Candidate> {
     // Stable: equal scores keep their anchor order, as numpy's stable argsort.
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Candidate> = Vec::new();
@@ -66,10 +71,28 @@ mod tests {
 
     #[test]
     fn suppresses_overlaps_of_the_same_class_only() {
-        let kept = nms(vec![c(0.0, 0.8, 0), c(1.0, 0.9, 0), c(1.0, 0.7, 1), c(50.0, 0.6, 0)], 0.45, false, 300);
+        let kept = nms(
+            vec![
+                c(0.0, 0.8, 0),
+                c(1.0, 0.9, 0),
+                c(1.0, 0.7, 1),
+                c(50.0, 0.6, 0),
+            ],
+            0.45,
+            false,
+            300,
+        );
         assert_eq!(kept, vec![c(1.0, 0.9, 0), c(1.0, 0.7, 1), c(50.0, 0.6, 0)]);
-        let kept = nms(vec![c(0.0, 0.8, 0), c(1.0, 0.9, 0), c(1.0, 0.7, 1)], 0.45, true, 300);
+        let kept = nms(
+            vec![c(0.0, 0.8, 0), c(1.0, 0.9, 0), c(1.0, 0.7, 1)],
+            0.45,
+            true,
+            300,
+        );
         assert_eq!(kept, vec![c(1.0, 0.9, 0)]);
-        assert_eq!(nms(vec![c(0.0, 0.8, 0), c(50.0, 0.9, 0)], 0.45, false, 1).len(), 1);
+        assert_eq!(
+            nms(vec![c(0.0, 0.8, 0), c(50.0, 0.9, 0)], 0.45, false, 1).len(),
+            1
+        );
     }
 }

@@ -19,7 +19,9 @@ pub fn read(
     threshold: f32,
     keep: Option<&[u32]>,
 ) -> Vec<Detection> {
-    let n = (num.max(0.0) as usize).min(scores.len()).min(boxes.len() / 4);
+    let n = (num.max(0.0) as usize)
+        .min(scores.len())
+        .min(boxes.len() / 4);
     let mut out = Vec::new();
     for k in 0..n {
         let score = scores[k];
@@ -34,7 +36,12 @@ pub fn read(
         }
         let b = &boxes[k * 4..k * 4 + 4];
         let clip = |v: f32, size: f64| (f64::from(v).clamp(0.0, 1.0)) * size;
-        let (y1, x1, y2, x2) = (clip(b[0], height), clip(b[1], width), clip(b[2], height), clip(b[3], width));
+        let (y1, x1, y2, x2) = (
+            clip(b[0], height),
+            clip(b[1], width),
+            clip(b[2], height),
+            clip(b[3], width),
+        );
         out.push(Detection {
             bbox: BBox::from_corners(x1, y1, x2, y2),
             score: f64::from(score),
@@ -51,12 +58,33 @@ mod tests {
     #[test]
     fn maps_normalised_boxes_to_pixels() {
         let boxes = [0.1, 0.2, 0.5, 0.6, 0.0, 0.0, 1.0, 1.0];
-        let d = read(2.0, &boxes, &[0.9, 0.3], &[1.0, 1.0], 200.0, 100.0, 0.5, None);
+        let d = read(
+            2.0,
+            &boxes,
+            &[0.9, 0.3],
+            &[1.0, 1.0],
+            200.0,
+            100.0,
+            0.5,
+            None,
+        );
         assert_eq!(d.len(), 1);
         let b = d[0].bbox;
         assert!((b.x - 40.0).abs() < 1e-4 && (b.y - 10.0).abs() < 1e-4);
         assert!((b.w - 80.0).abs() < 1e-4 && (b.h - 40.0).abs() < 1e-4);
         assert_eq!(d[0].class, 1);
-        assert!(read(2.0, &boxes, &[0.9, 0.3], &[1.0, 1.0], 200.0, 100.0, 0.5, Some(&[2])).is_empty());
+        assert!(
+            read(
+                2.0,
+                &boxes,
+                &[0.9, 0.3],
+                &[1.0, 1.0],
+                200.0,
+                100.0,
+                0.5,
+                Some(&[2])
+            )
+            .is_empty()
+        );
     }
 }

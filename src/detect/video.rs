@@ -133,9 +133,11 @@ pub fn detect_video(
         args.extend(["-fps_mode".into(), "passthrough".into()]);
     }
     args.extend(
-        ["-an", "-sn", "-dn", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-            .iter()
-            .map(OsString::from),
+        [
+            "-an", "-sn", "-dn", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        ]
+        .iter()
+        .map(OsString::from),
     );
     let what = format!("decoding `{}` for detection", input.display());
     let mut reader = FrameReader::spawn(ff, &args, PixelFormat::Rgb24, ww, wh, what.clone())?;
@@ -207,8 +209,16 @@ mod tests {
         assert_eq!(p("2.5").unwrap(), SampleRate::Fps(2.5));
         assert_eq!(p("\"all\"").unwrap(), SampleRate::EveryFrame);
         assert_eq!(p("0").unwrap(), SampleRate::EveryFrame);
-        assert!(p("-1").unwrap_err().to_string().contains("not a sample rate"));
+        assert!(
+            p("-1")
+                .unwrap_err()
+                .to_string()
+                .contains("not a sample rate")
+        );
         assert!(p("\"fast\"").is_err());
-        assert_eq!(serde_json::to_string(&SampleRate::EveryFrame).unwrap(), "\"all\"");
+        assert_eq!(
+            serde_json::to_string(&SampleRate::EveryFrame).unwrap(),
+            "\"all\""
+        );
     }
 }

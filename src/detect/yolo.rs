@@ -23,8 +23,12 @@ pub struct HeadLayout {
 impl HeadLayout {
     /// From one image's `[d1, d2]`; `None` when it cannot be a YOLO head.
     pub fn from_dims(d1: usize, d2: usize) -> Option<HeadLayout> {
-        let (rows, anchors, transposed) = if d1 <= d2 { (d1, d2, false) } else { (d2, d1, true) };
-        (rows > 4).then_some(HeadLayout {
+        let (rows, anchors, transposed) = if d1 <= d2 {
+            (d1, d2, false)
+        } else {
+            (d2, d1, true)
+        };
+        (rows > 4).then(|| HeadLayout {
             classes: rows - 4,
             anchors,
             transposed,
@@ -43,7 +47,12 @@ impl HeadLayout {
 /// The candidates of one image's head: best class per anchor, kept when its
 /// score is above `threshold` (strictly, as Ultralytics) and its class is in
 /// `classes` (when given). Boxes in model input pixels, corners form.
-pub fn decode(head: &[f32], layout: HeadLayout, threshold: f32, classes: Option<&[u32]>) -> Vec<Candidate> {
+pub fn decode(
+    head: &[f32],
+    layout: HeadLayout,
+    threshold: f32,
+    classes: Option<&[u32]>,
+) -> Vec<Candidate> {
     debug_assert_eq!(head.len(), (layout.classes + 4) * layout.anchors);
     let mut out = Vec::new();
     for a in 0..layout.anchors {
@@ -90,7 +99,11 @@ mod tests {
     fn layout_from_shape() {
         assert_eq!(
             HeadLayout::from_dims(84, 8400),
-            Some(HeadLayout { classes: 80, anchors: 8400, transposed: false })
+            Some(HeadLayout {
+                classes: 80,
+                anchors: 8400,
+                transposed: false
+            })
         );
         assert!(HeadLayout::from_dims(2100, 22).unwrap().transposed);
         assert_eq!(HeadLayout::from_dims(4, 100), None);
@@ -108,10 +121,18 @@ mod tests {
             0.9, 0.1, 0.2,    // class 0
             0.3, 0.2, 0.8,    // class 1
         ];
-        let l = HeadLayout::from_dims(6, 3).unwrap();
+        // (A real head has far more anchors than rows; from_dims relies on it.)
+        let l = HeadLayout {
+            classes: 2,
+            anchors: 3,
+            transposed: false,
+        };
         let c = decode(&head, l, 0.5, None);
         assert_eq!(c.len(), 2);
-        assert_eq!((c[0].x1, c[0].y1, c[0].x2, c[0].y2, c[0].class), (8.0, 9.0, 12.0, 11.0, 0));
+        assert_eq!(
+            (c[0].x1, c[0].y1, c[0].x2, c[0].y2, c[0].class),
+            (8.0, 9.0, 12.0, 11.0, 0)
+        );
         assert_eq!((c[1].score, c[1].class), (0.8, 1));
         assert_eq!(decode(&head, l, 0.5, Some(&[1])).len(), 1);
     }

@@ -278,12 +278,18 @@ fn warm_up(entry: &ModelEntry, session: &mut Session) -> Result<(), InferenceErr
             // u8 NHWC (TF OD API), or f32 NCHW (Ultralytics YOLO): the
             // input's own type says which.
             let (ty, shape) = match session.inputs().first().map(|i| i.dtype()) {
-                Some(ort::value::ValueType::Tensor { ty, shape, .. }) => (Some(*ty), shape.to_vec()),
+                Some(ort::value::ValueType::Tensor { ty, shape, .. }) => {
+                    (Some(*ty), shape.to_vec())
+                }
                 _ => (None, Vec::new()),
             };
             if ty == Some(ort::value::TensorElementType::Float32) {
                 let dim = |i: usize, d: usize| {
-                    shape.get(i).copied().filter(|v| *v > 0).map_or(d, |v| v as usize)
+                    shape
+                        .get(i)
+                        .copied()
+                        .filter(|v| *v > 0)
+                        .map_or(d, |v| v as usize)
                 };
                 let (c, h, w) = (dim(1, 3), dim(2, 64), dim(3, 64));
                 let x = Tensor::from_array(([1usize, c, h, w], vec![0.5f32; c * h * w]))

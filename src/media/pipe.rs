@@ -57,7 +57,10 @@ struct StderrTail {
 impl StderrTail {
     fn start(child: &mut Child) -> StderrTail {
         let lines = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr = child.stderr.take().expect("stderr is piped by construction");
+        let stderr = child
+            .stderr
+            .take()
+            .expect("stderr is piped by construction");
         let sink = lines.clone();
         let thread = std::thread::Builder::new()
             .name("ffmpeg-stderr".into())
@@ -92,12 +95,7 @@ impl StderrTail {
     }
 }
 
-fn spawn(
-    ff: &Ffmpeg,
-    args: &[OsString],
-    stdin: Stdio,
-    stdout: Stdio,
-) -> Result<Child, MediaError> {
+fn spawn(ff: &Ffmpeg, args: &[OsString], stdin: Stdio, stdout: Stdio) -> Result<Child, MediaError> {
     let mut cmd = Command::new(ff.path());
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
         .args(args)
@@ -183,7 +181,10 @@ impl FrameReader {
             return Ok(false);
         }
         buf.resize(self.frame_bytes, 0);
-        let stdout = self.stdout.as_mut().expect("stdout is piped until finished");
+        let stdout = self
+            .stdout
+            .as_mut()
+            .expect("stdout is piped until finished");
         let mut filled = 0;
         while filled < buf.len() {
             match stdout.read(&mut buf[filled..]) {
@@ -301,6 +302,9 @@ mod tests {
         assert_eq!(PixelFormat::Rgb24.frame_bytes(4, 2), 24);
         assert_eq!(PixelFormat::Yuv420p.frame_bytes(4, 2), 8 + 2 * 2);
         assert_eq!(PixelFormat::Yuv420p.frame_bytes(3, 3), 9 + 2 * 4);
-        assert_eq!(PixelFormat::Yuv420p.frame_bytes(1920, 1080), 1920 * 1080 * 3 / 2);
+        assert_eq!(
+            PixelFormat::Yuv420p.frame_bytes(1920, 1080),
+            1920 * 1080 * 3 / 2
+        );
     }
 }

@@ -25,7 +25,10 @@ use crate::detect::{BBox, Detections};
 enum Position<K> {
     Keys(Vec<K>),
     /// A tracked box; clip time + `offset` = detections time.
-    Track { path: TrackPath, offset: f64 },
+    Track {
+        path: TrackPath,
+        offset: f64,
+    },
 }
 
 trait Keyframe: Copy {
@@ -236,10 +239,12 @@ impl Scene {
             let path = inputs.font.as_ref().ok_or_else(|| {
                 SceneError::Font("the spec has text but no font was found; run `make setup` or set REELAY_FONT to a .ttf file".into())
             })?;
-            let bytes = std::fs::read(path)
-                .map_err(|e| SceneError::Font(format!("cannot read the font {}: {e}", path.display())))?;
-            let font = fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default())
-                .map_err(|e| SceneError::Font(format!("{} is not a usable font: {e}", path.display())))?;
+            let bytes = std::fs::read(path).map_err(|e| {
+                SceneError::Font(format!("cannot read the font {}: {e}", path.display()))
+            })?;
+            let font = fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default()).map_err(
+                |e| SceneError::Font(format!("{} is not a usable font: {e}", path.display())),
+            )?;
             for t in &spec.text {
                 let bitmap = TextBitmap::render(&font, &t.text, t.size as f32);
                 let d = (t.size / 24.0).round().max(1.0) as i64;
@@ -276,7 +281,12 @@ impl Scene {
     pub fn spotlight_at(&self, t: f64) -> Option<(Ellipse, f64, f64)> {
         let s = self.spotlight.as_ref()?;
         let e = match s.pos.at(t) {
-            Ok([x, y, rx, ry]) => Ellipse { cx: x, cy: y, rx, ry },
+            Ok([x, y, rx, ry]) => Ellipse {
+                cx: x,
+                cy: y,
+                rx,
+                ry,
+            },
             Err(b) => {
                 let (cx, cy) = b.center();
                 Ellipse {
@@ -287,7 +297,9 @@ impl Scene {
                 }
             }
         };
-        let feather = s.feather.unwrap_or_else(|| (0.15 * e.rx.min(e.ry)).max(2.0));
+        let feather = s
+            .feather
+            .unwrap_or_else(|| (0.15 * e.rx.min(e.ry)).max(2.0));
         Some((e, feather, s.dim))
     }
 
@@ -299,7 +311,12 @@ impl Scene {
         }
         if let Some(r) = &self.ring {
             let e = match r.pos.at(t) {
-                Ok([x, y, rx, ry]) => Ellipse { cx: x, cy: y, rx, ry },
+                Ok([x, y, rx, ry]) => Ellipse {
+                    cx: x,
+                    cy: y,
+                    rx,
+                    ry,
+                },
                 Err(b) => {
                     let rx = (b.w / 2.0 * r.scale).max(2.0);
                     Ellipse {
@@ -350,10 +367,9 @@ fn check_detections(
         Some(offset) => {
             d.check_against(name, inputs.width, inputs.height, f64::INFINITY)?;
             let (from, to) = (offset, offset + inputs.duration);
-            let covered = d
-                .frames
-                .iter()
-                .any(|f| f.t >= from - crate::detect::TIME_SLACK && f.t <= to + crate::detect::TIME_SLACK);
+            let covered = d.frames.iter().any(|f| {
+                f.t >= from - crate::detect::TIME_SLACK && f.t <= to + crate::detect::TIME_SLACK
+            });
             if covered {
                 Ok(())
             } else {
@@ -379,8 +395,20 @@ mod tests {
     #[test]
     fn keyframes_interpolate_and_hold() {
         let keys = [
-            EllipseKey { t: 1.0, x: 0.0, y: 0.0, rx: 10.0, ry: 10.0 },
-            EllipseKey { t: 3.0, x: 100.0, y: 50.0, rx: 20.0, ry: 10.0 },
+            EllipseKey {
+                t: 1.0,
+                x: 0.0,
+                y: 0.0,
+                rx: 10.0,
+                ry: 10.0,
+            },
+            EllipseKey {
+                t: 3.0,
+                x: 100.0,
+                y: 50.0,
+                rx: 20.0,
+                ry: 10.0,
+            },
         ];
         assert_eq!(interpolate(&keys, 0.0), [0.0, 0.0, 10.0, 10.0]);
         assert_eq!(interpolate(&keys, 2.0), [50.0, 25.0, 15.0, 10.0]);

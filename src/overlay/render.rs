@@ -84,8 +84,16 @@ pub struct YuvColor {
 
 impl YuvColor {
     pub fn from_rgb(c: Color, frame_height: usize) -> YuvColor {
-        let (kr, kb) = if frame_height >= 720 { (0.2126, 0.0722) } else { (0.299, 0.114) };
-        let (r, g, b) = (f64::from(c.r) / 255.0, f64::from(c.g) / 255.0, f64::from(c.b) / 255.0);
+        let (kr, kb) = if frame_height >= 720 {
+            (0.2126, 0.0722)
+        } else {
+            (0.299, 0.114)
+        };
+        let (r, g, b) = (
+            f64::from(c.r) / 255.0,
+            f64::from(c.g) / 255.0,
+            f64::from(c.b) / 255.0,
+        );
         let y = kr * r + (1.0 - kr - kb) * g + kb * b;
         YuvColor {
             y: (16.0 + 219.0 * y) as f32,
@@ -116,7 +124,15 @@ fn smoothstep(s: f64) -> f64 {
 }
 
 /// Darkens one plane outside `e` (soft edge `feather` wide), towards `off`.
-fn spotlight_plane(plane: &mut [u8], pw: usize, ph: usize, e: Ellipse, feather: f64, dim: f64, off: f64) {
+fn spotlight_plane(
+    plane: &mut [u8],
+    pw: usize,
+    ph: usize,
+    e: Ellipse,
+    feather: f64,
+    dim: f64,
+    off: f64,
+) {
     let mul = (dim * 256.0).round() as u16;
     let add = (off * (1.0 - dim) * 256.0 + 128.0).round() as u16;
     let outer = Ellipse {
@@ -190,7 +206,15 @@ fn ring_alpha(e: &Ellipse, thickness: f64, x: f64, y: f64) -> f64 {
     (thickness / 2.0 + 0.5 - dist.abs()).clamp(0.0, 1.0)
 }
 
-fn ring_plane(plane: &mut [u8], pw: usize, ph: usize, e: Ellipse, thickness: f64, value: f32, alpha: f32) {
+fn ring_plane(
+    plane: &mut [u8],
+    pw: usize,
+    ph: usize,
+    e: Ellipse,
+    thickness: f64,
+    value: f32,
+    alpha: f32,
+) {
     let m = thickness / 2.0 + 1.0;
     let x0 = (e.cx - e.rx - m).floor().max(0.0) as usize;
     let x1 = ((e.cx + e.rx + m).ceil().max(0.0) as usize).min(pw);
@@ -216,11 +240,34 @@ pub fn ring(p: &mut Planes<'_>, e: Ellipse, thickness: f64, color: YuvColor) {
     ring_plane(p.y, w, h, e, thickness, color.y, color.alpha);
     let (cw, ch) = p.chroma_size();
     let ce = e.in_chroma();
-    ring_plane(p.u, cw, ch, ce, (thickness / 2.0).max(1.0), color.u, color.alpha);
-    ring_plane(p.v, cw, ch, ce, (thickness / 2.0).max(1.0), color.v, color.alpha);
+    ring_plane(
+        p.u,
+        cw,
+        ch,
+        ce,
+        (thickness / 2.0).max(1.0),
+        color.u,
+        color.alpha,
+    );
+    ring_plane(
+        p.v,
+        cw,
+        ch,
+        ce,
+        (thickness / 2.0).max(1.0),
+        color.v,
+        color.alpha,
+    );
 }
 
-fn fill_plane(plane: &mut [u8], pw: usize, ph: usize, r: (f64, f64, f64, f64), value: f32, alpha: f32) {
+fn fill_plane(
+    plane: &mut [u8],
+    pw: usize,
+    ph: usize,
+    r: (f64, f64, f64, f64),
+    value: f32,
+    alpha: f32,
+) {
     let (x0, y0, x1, y1) = r;
     let cx = |v: f64| (v.round().max(0.0) as usize).min(pw);
     let cy = |v: f64| (v.round().max(0.0) as usize).min(ph);
@@ -242,7 +289,15 @@ fn fill(p: &mut Planes<'_>, r: (f64, f64, f64, f64), color: YuvColor) {
 }
 
 /// A rectangle outline, `thickness` wide, centred on the box's edges.
-pub fn rectangle(p: &mut Planes<'_>, x: f64, y: f64, w: f64, h: f64, thickness: f64, color: YuvColor) {
+pub fn rectangle(
+    p: &mut Planes<'_>,
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    thickness: f64,
+    color: YuvColor,
+) {
     let t = thickness / 2.0;
     let (x0, y0, x1, y1) = (x - t, y - t, x + w + t, y + h + t);
     fill(p, (x0, y0, x1, y + t), color);
@@ -332,7 +387,11 @@ impl TextBitmap {
                 let mut sum = 0u32;
                 for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                     let (col, row) = (2 * cx + dx - x, 2 * cy + dy - y);
-                    if col >= 0 && row >= 0 && (col as usize) < self.width && (row as usize) < self.height {
+                    if col >= 0
+                        && row >= 0
+                        && (col as usize) < self.width
+                        && (row as usize) < self.height
+                    {
                         sum += u32::from(self.coverage[row as usize * self.width + col as usize]);
                     }
                 }
@@ -362,7 +421,12 @@ mod tests {
         let (w, h) = (64, 48);
         let mut buf = frame(w, h, 216, 178);
         let mut p = Planes::split(&mut buf, w, h);
-        let e = Ellipse { cx: 32.0, cy: 24.0, rx: 10.0, ry: 8.0 };
+        let e = Ellipse {
+            cx: 32.0,
+            cy: 24.0,
+            rx: 10.0,
+            ry: 8.0,
+        };
         spotlight(&mut p, e, 4.0, 0.5);
         // Inside: untouched. Far outside: 16 + 0.5·200 = 116, 128 + 0.5·50 = 153.
         assert_eq!(p.y[24 * w + 32], 216);
@@ -380,7 +444,10 @@ mod tests {
         let white = YuvColor::from_rgb(Color::rgb(255, 255, 255), 1080);
         assert!((white.y - 235.0).abs() < 0.01 && (white.u - 128.0).abs() < 0.01);
         let red = YuvColor::from_rgb(Color::rgb(255, 0, 0), 480);
-        assert!((red.y - 81.5).abs() < 0.1 && (red.v - 240.0).abs() < 0.1, "{red:?}");
+        assert!(
+            (red.y - 81.5).abs() < 0.1 && (red.v - 240.0).abs() < 0.1,
+            "{red:?}"
+        );
     }
 
     #[test]
@@ -389,7 +456,17 @@ mod tests {
         let mut buf = frame(w, h, 16, 128);
         let mut p = Planes::split(&mut buf, w, h);
         let white = YuvColor::from_rgb(Color::rgb(255, 255, 255), h);
-        ring(&mut p, Ellipse { cx: 32.0, cy: 32.0, rx: 20.0, ry: 10.0 }, 2.0, white);
+        ring(
+            &mut p,
+            Ellipse {
+                cx: 32.0,
+                cy: 32.0,
+                rx: 20.0,
+                ry: 10.0,
+            },
+            2.0,
+            white,
+        );
         assert_eq!(p.y[32 * w + 32], 16);
         assert!(p.y[32 * w + 52] > 200);
         assert!(p.y[22 * w + 32] > 200);

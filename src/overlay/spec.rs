@@ -223,7 +223,9 @@ impl Color {
             _ => None,
         };
         parsed.ok_or_else(|| {
-            format!("`{s}` is not a colour: use #rrggbb, #rrggbbaa or a name such as white or yellow")
+            format!(
+                "`{s}` is not a colour: use #rrggbb, #rrggbbaa or a name such as white or yellow"
+            )
         })
     }
 }
@@ -309,28 +311,38 @@ fn check_times<'a>(field: &str, times: impl Iterator<Item = f64> + 'a) -> Result
     for (i, t) in times.enumerate() {
         let f = format!("{field}[{i}].t");
         if !t.is_finite() || t < 0.0 {
-            return Err(err(f, format!("{t} is not a time: use seconds from the clip's start, 0 or more")));
+            return Err(err(
+                f,
+                format!("{t} is not a time: use seconds from the clip's start, 0 or more"),
+            ));
         }
         if t <= last {
-            return Err(err(f, format!("{t} is not after the previous keyframe's {last}: keyframes go in time order")));
+            return Err(err(
+                f,
+                format!(
+                    "{t} is not after the previous keyframe's {last}: keyframes go in time order"
+                ),
+            ));
         }
         last = t;
         n += 1;
     }
     if n == 0 {
-        return Err(err(field, "there are no keyframes: give at least one {\"t\": 0, ...}"));
+        return Err(err(
+            field,
+            "there are no keyframes: give at least one {\"t\": 0, ...}",
+        ));
     }
     Ok(())
 }
 
-fn check_source(
-    field: &str,
-    keyframes: bool,
-    track: Option<&Track>,
-) -> Result<(), SpecError> {
+fn check_source(field: &str, keyframes: bool, track: Option<&Track>) -> Result<(), SpecError> {
     match (keyframes, track) {
         (true, Some(_)) => Err(err(field, "give either `keyframes` or `track`, not both")),
-        (false, None) => Err(err(field, "give its position: `keyframes` (a list of {\"t\", ...}) or `track` (following a player through detections)")),
+        (false, None) => Err(err(
+            field,
+            "give its position: `keyframes` (a list of {\"t\", ...}) or `track` (following a player through detections)",
+        )),
         (false, Some(t)) => t.validate(&format!("{field}.track")),
         (true, None) => Ok(()),
     }
@@ -352,18 +364,30 @@ impl Track {
         if let Some(key) = &self.detections
             && key.trim().is_empty()
         {
-            return Err(err(format!("{field}.detections"), "the detections key is empty"));
+            return Err(err(
+                format!("{field}.detections"),
+                "the detections key is empty",
+            ));
         }
         if !self.pick.t.is_finite() || self.pick.t < 0.0 {
-            return Err(err(format!("{field}.pick.t"), format!("{} is not a time in the clip", self.pick.t)));
+            return Err(err(
+                format!("{field}.pick.t"),
+                format!("{} is not a time in the clip", self.pick.t),
+            ));
         }
         finite(&format!("{field}.pick.x"), self.pick.x)?;
         finite(&format!("{field}.pick.y"), self.pick.y)?;
         if !(self.smoothing.is_finite() && (0.0..=10.0).contains(&self.smoothing)) {
-            return Err(err(format!("{field}.smoothing"), format!("{} must be 0 to 10 seconds", self.smoothing)));
+            return Err(err(
+                format!("{field}.smoothing"),
+                format!("{} must be 0 to 10 seconds", self.smoothing),
+            ));
         }
         if !(self.max_gap.is_finite() && (0.0..=60.0).contains(&self.max_gap)) {
-            return Err(err(format!("{field}.max_gap"), format!("{} must be 0 to 60 seconds", self.max_gap)));
+            return Err(err(
+                format!("{field}.max_gap"),
+                format!("{} must be 0 to 60 seconds", self.max_gap),
+            ));
         }
         Ok(())
     }
@@ -375,7 +399,11 @@ impl OverlaySpec {
         let spec: OverlaySpec = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             err(
-                if path == "." || path.is_empty() { "(top level)".to_string() } else { path },
+                if path == "." || path.is_empty() {
+                    "(top level)".to_string()
+                } else {
+                    path
+                },
                 e.into_inner().to_string(),
             )
         })?;
@@ -386,7 +414,11 @@ impl OverlaySpec {
     /// Checks values serde cannot: ranges, keyframe order, one position
     /// source per element, something to draw.
     pub fn validate(&self) -> Result<(), SpecError> {
-        if self.spotlight.is_none() && self.ring.is_none() && self.boxes.is_empty() && self.text.is_empty() {
+        if self.spotlight.is_none()
+            && self.ring.is_none()
+            && self.boxes.is_empty()
+            && self.text.is_empty()
+        {
             return Err(err(
                 "(top level)",
                 "the spec draws nothing: give at least one of spotlight, ring, boxes, text",
@@ -398,15 +430,24 @@ impl OverlaySpec {
                 check_ellipses("spotlight.keyframes", k)?;
             }
             if !(s.dim.is_finite() && (0.0..=1.0).contains(&s.dim)) {
-                return Err(err("spotlight.dim", format!("{} is not in 0..1 (0 black outside, 1 unchanged)", s.dim)));
+                return Err(err(
+                    "spotlight.dim",
+                    format!("{} is not in 0..1 (0 black outside, 1 unchanged)", s.dim),
+                ));
             }
             if let Some(f) = s.feather
                 && !(f.is_finite() && (0.0..=MAX_PX).contains(&f))
             {
-                return Err(err("spotlight.feather", format!("{f} must be 0 or more pixels")));
+                return Err(err(
+                    "spotlight.feather",
+                    format!("{f} must be 0 or more pixels"),
+                ));
             }
             if !(s.scale.is_finite() && s.scale > 0.0 && s.scale <= 20.0) {
-                return Err(err("spotlight.scale", format!("{} must be above 0 and at most 20", s.scale)));
+                return Err(err(
+                    "spotlight.scale",
+                    format!("{} must be above 0 and at most 20", s.scale),
+                ));
             }
         }
         if let Some(r) = &self.ring {
@@ -416,7 +457,10 @@ impl OverlaySpec {
             }
             positive("ring.thickness", r.thickness)?;
             if !(r.scale.is_finite() && r.scale > 0.0 && r.scale <= 20.0) {
-                return Err(err("ring.scale", format!("{} must be above 0 and at most 20", r.scale)));
+                return Err(err(
+                    "ring.scale",
+                    format!("{} must be above 0 and at most 20", r.scale),
+                ));
             }
         }
         for (i, b) in self.boxes.iter().enumerate() {
@@ -439,24 +483,36 @@ impl OverlaySpec {
                 return Err(err(format!("{field}.text"), "the text is empty"));
             }
             if t.text.chars().count() > MAX_TEXT_CHARS {
-                return Err(err(format!("{field}.text"), format!("longer than {MAX_TEXT_CHARS} characters")));
+                return Err(err(
+                    format!("{field}.text"),
+                    format!("longer than {MAX_TEXT_CHARS} characters"),
+                ));
             }
             finite(&format!("{field}.x"), t.x)?;
             finite(&format!("{field}.y"), t.y)?;
             if !(t.size.is_finite() && (4.0..=1000.0).contains(&t.size)) {
-                return Err(err(format!("{field}.size"), format!("{} must be 4 to 1000 pixels", t.size)));
+                return Err(err(
+                    format!("{field}.size"),
+                    format!("{} must be 4 to 1000 pixels", t.size),
+                ));
             }
             for (name, v) in [("start", t.start), ("end", t.end)] {
                 if let Some(v) = v
                     && !(v.is_finite() && v >= 0.0)
                 {
-                    return Err(err(format!("{field}.{name}"), format!("{v} is not a time in the clip")));
+                    return Err(err(
+                        format!("{field}.{name}"),
+                        format!("{v} is not a time in the clip"),
+                    ));
                 }
             }
             if let (Some(s), Some(e)) = (t.start, t.end)
                 && e <= s
             {
-                return Err(err(format!("{field}.end"), format!("end {e} is not after start {s}")));
+                return Err(err(
+                    format!("{field}.end"),
+                    format!("end {e} is not after start {s}"),
+                ));
             }
         }
         Ok(())
@@ -519,27 +575,53 @@ mod tests {
     #[test]
     fn wrong_types_and_unknown_fields_name_the_field() {
         assert_eq!(
-            field_of(json!({"spotlight": {"keyframes": [{"t": 0, "x": "600", "y": 500, "rx": 180, "ry": 260}]}})),
+            field_of(
+                json!({"spotlight": {"keyframes": [{"t": 0, "x": "600", "y": 500, "rx": 180, "ry": 260}]}})
+            ),
             "spotlight.keyframes[0].x"
         );
-        assert_eq!(field_of(json!({"spotlight": {"keyframes": [], "dimm": 0.5}})), "spotlight.dimm");
-        assert_eq!(field_of(json!({"text": [{"text": 10, "x": 1, "y": 2}]})), "text[0].text");
-        assert_eq!(field_of(json!({"text": {"text": "a", "x": 1, "y": 2}})), "text");
-        assert_eq!(field_of(json!({"ring": {"keyframes": [{"t": 0, "x": 1, "y": 1, "rx": 1, "ry": 1}], "color": "#12"}})), "ring.color");
+        assert_eq!(
+            field_of(json!({"spotlight": {"keyframes": [], "dimm": 0.5}})),
+            "spotlight.dimm"
+        );
+        assert_eq!(
+            field_of(json!({"text": [{"text": 10, "x": 1, "y": 2}]})),
+            "text[0].text"
+        );
+        assert_eq!(
+            field_of(json!({"text": {"text": "a", "x": 1, "y": 2}})),
+            "text"
+        );
+        assert_eq!(
+            field_of(
+                json!({"ring": {"keyframes": [{"t": 0, "x": 1, "y": 1, "rx": 1, "ry": 1}], "color": "#12"}})
+            ),
+            "ring.color"
+        );
         assert_eq!(field_of(json!({"sptlight": {}})), "sptlight");
-        assert_eq!(field_of(json!([1])), "(top level)");
+        assert_eq!(field_of(json!("spotlight")), "(top level)");
     }
 
     #[test]
     fn values_are_checked() {
         let key = json!([{"t": 0, "x": 1, "y": 1, "rx": 10, "ry": 10}]);
-        assert_eq!(field_of(json!({"spotlight": {"keyframes": key, "dim": 1.5}})), "spotlight.dim");
+        assert_eq!(
+            field_of(json!({"spotlight": {"keyframes": key, "dim": 1.5}})),
+            "spotlight.dim"
+        );
         assert_eq!(field_of(json!({"spotlight": {"dim": 0.5}})), "spotlight");
         assert_eq!(
-            field_of(json!({"spotlight": {"keyframes": [{"t": 1, "x": 1, "y": 1, "rx": 10, "ry": 10}, {"t": 1, "x": 1, "y": 1, "rx": 10, "ry": 10}]}})),
+            field_of(
+                json!({"spotlight": {"keyframes": [{"t": 1, "x": 1, "y": 1, "rx": 10, "ry": 10}, {"t": 1, "x": 1, "y": 1, "rx": 10, "ry": 10}]}})
+            ),
             "spotlight.keyframes[1].t"
         );
-        assert_eq!(field_of(json!({"spotlight": {"keyframes": [{"t": 0, "x": 1, "y": 1, "rx": 0, "ry": 10}]}})), "spotlight.keyframes[0].rx");
+        assert_eq!(
+            field_of(
+                json!({"spotlight": {"keyframes": [{"t": 0, "x": 1, "y": 1, "rx": 0, "ry": 10}]}})
+            ),
+            "spotlight.keyframes[0].rx"
+        );
         assert_eq!(field_of(json!({})), "(top level)");
         assert_eq!(
             field_of(json!({"ring": {"track": {"pick": {"t": -1, "x": 0, "y": 0}}}})),
@@ -555,7 +637,10 @@ mod tests {
             "boxes": [{"track": {"detections": "d/a.json", "pick": {"t": 0, "x": 1, "y": 1}}}]
         }))
         .unwrap();
-        assert_eq!(s.detections_sources(), vec![Some("d/a.json".to_string()), None]);
+        assert_eq!(
+            s.detections_sources(),
+            vec![Some("d/a.json".to_string()), None]
+        );
         assert_eq!(Color::parse("#ff000080").unwrap().a, 128);
     }
 }

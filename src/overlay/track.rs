@@ -29,11 +29,20 @@ pub struct TrackPath {
 /// Why a player could not be tracked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrackError {
-    #[error("the detections have no sampled frame within {window} s of pick.t = {t} s; pick a time the detections cover ({first:.2} to {last:.2} s)")]
-    NoFrameNear { t: f64, window: f64, first: f64, last: f64 },
+    #[error(
+        "the detections have no sampled frame within {window} s of pick.t = {t} s; pick a time the detections cover ({first:.2} to {last:.2} s)"
+    )]
+    NoFrameNear {
+        t: f64,
+        window: f64,
+        first: f64,
+        last: f64,
+    },
     #[error("the detections have no frames at all; run detect on the video first")]
     Empty,
-    #[error("no player was detected within {window} s of pick.t = {t} s; pick a time when the player is visible")]
+    #[error(
+        "no player was detected within {window} s of pick.t = {t} s; pick a time when the player is visible"
+    )]
     NoBoxNear { t: f64, window: f64 },
 }
 
@@ -56,7 +65,11 @@ impl TrackPath {
         let window = track.max_gap.max(0.5);
         // Seed: the nearest sampled frame to pick_t that has any box.
         let mut order: Vec<usize> = (0..frames.len()).collect();
-        order.sort_by(|&a, &b| (frames[a].t - pick_t).abs().total_cmp(&(frames[b].t - pick_t).abs()));
+        order.sort_by(|&a, &b| {
+            (frames[a].t - pick_t)
+                .abs()
+                .total_cmp(&(frames[b].t - pick_t).abs())
+        });
         let nearest = order[0];
         if (frames[nearest].t - pick_t).abs() > window {
             return Err(TrackError::NoFrameNear {
@@ -76,10 +89,16 @@ impl TrackPath {
         let boxes = &frames[seed_frame].detections;
         let containing = boxes
             .iter()
-            .filter(|d| p.0 >= d.bbox.x && p.0 <= d.bbox.x2() && p.1 >= d.bbox.y && p.1 <= d.bbox.y2())
+            .filter(|d| {
+                p.0 >= d.bbox.x && p.0 <= d.bbox.x2() && p.1 >= d.bbox.y && p.1 <= d.bbox.y2()
+            })
             .min_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()));
         let seed = containing
-            .or_else(|| boxes.iter().min_by(|a, b| dist(a.bbox.center(), p).total_cmp(&dist(b.bbox.center(), p))))
+            .or_else(|| {
+                boxes
+                    .iter()
+                    .min_by(|a, b| dist(a.bbox.center(), p).total_cmp(&dist(b.bbox.center(), p)))
+            })
             .map(|d| d.bbox)
             .expect("the seed frame has boxes");
 
@@ -192,7 +211,15 @@ fn smooth(observed: &[(f64, BBox)], sigma: f64) -> Vec<(f64, BBox)> {
                 }
             });
             let [cx, cy, w, h] = fit;
-            (t, BBox { x: cx - w / 2.0, y: cy - h / 2.0, w, h })
+            (
+                t,
+                BBox {
+                    x: cx - w / 2.0,
+                    y: cy - h / 2.0,
+                    w,
+                    h,
+                },
+            )
         })
         .collect()
 }
@@ -205,7 +232,12 @@ mod tests {
 
     fn det(x: f64, y: f64) -> Detection {
         Detection {
-            bbox: BBox { x, y, w: 40.0, h: 80.0 },
+            bbox: BBox {
+                x,
+                y,
+                w: 40.0,
+                h: 80.0,
+            },
             score: 0.9,
             class: 1,
         }
@@ -233,7 +265,12 @@ mod tests {
                 FrameDetections { t, detections: d }
             })
             .collect();
-        let dets = Detections { frames, video: None, model: None, sample_fps: None };
+        let dets = Detections {
+            frames,
+            video: None,
+            model: None,
+            sample_fps: None,
+        };
         let path = TrackPath::follow(&dets, &track(1.0, 160.0, 140.0), 1.0).unwrap();
         // Seen in 17 frames, the 3-frame gap bridged by interpolation.
         assert_eq!(path.samples.len(), 17);
@@ -249,7 +286,10 @@ mod tests {
     #[test]
     fn no_frames_near_the_pick_is_an_error() {
         let dets = Detections {
-            frames: vec![FrameDetections { t: 10.0, detections: vec![det(0.0, 0.0)] }],
+            frames: vec![FrameDetections {
+                t: 10.0,
+                detections: vec![det(0.0, 0.0)],
+            }],
             video: None,
             model: None,
             sample_fps: None,

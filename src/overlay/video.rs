@@ -37,13 +37,24 @@ pub fn decode_args(input: &Path, fps: f64) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["-i".into(), path_arg(input)];
     a.extend(
         [
-            "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "cfr", "-r",
+            "-map",
+            "0:v:0",
+            "-an",
+            "-sn",
+            "-dn",
+            "-fps_mode",
+            "cfr",
+            "-r",
         ]
         .iter()
         .map(OsString::from),
     );
     a.push(fps_string(fps).into());
-    a.extend(["-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"].iter().map(OsString::from));
+    a.extend(
+        ["-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
+            .iter()
+            .map(OsString::from),
+    );
     a
 }
 
@@ -119,7 +130,9 @@ pub fn render(
     let (read_result, write_result) = std::thread::scope(|s| {
         let read = s.spawn(move || -> Result<(), MediaError> {
             loop {
-                let mut buf = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(frame_bytes));
+                let mut buf = recycled
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(frame_bytes));
                 if !reader.read_frame(&mut buf)? {
                     return Ok(());
                 }

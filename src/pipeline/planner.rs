@@ -274,7 +274,11 @@ async fn plan_job(
                 StepInput::Object(key) => match store.head(key).await? {
                     Some(meta) => inputs.push(Some(meta.reference())),
                     None => {
-                        let field = if *key == manifest.source { "source" } else { "clips[].overlay.track.detections" };
+                        let field = if *key == manifest.source {
+                            "source"
+                        } else {
+                            "clips[].overlay.track.detections"
+                        };
                         return Err(ManifestError {
                             object: manifest_key.to_string(),
                             field: field.into(),
@@ -521,7 +525,10 @@ mod tests {
             .await
             .unwrap();
         let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["extract-0", "extract-1", "detect", "overlay-1", "compile"]);
+        assert_eq!(
+            names,
+            ["extract-0", "extract-1", "detect", "overlay-1", "compile"]
+        );
         assert_eq!(p.ready.len(), 3, "two extracts and the detect");
         let detect = p.ready.iter().find(|t| t.kind == StepKind::Detect).unwrap();
         // The default rule's task for the source upload is the same task.
@@ -544,7 +551,9 @@ mod tests {
         let e0 = p.ready.iter().find(|t| t.step == "extract-0").unwrap();
         put(&store, &e0.output, b"clip", Some(&e0.id)).await;
         put(&store, &overlay.output, b"clip", Some(&overlay.id)).await;
-        let last = plan(&store, &config, Trigger::Finished(overlay)).await.unwrap();
+        let last = plan(&store, &config, Trigger::Finished(overlay))
+            .await
+            .unwrap();
         assert_eq!(last.ready.len(), 1);
         assert_eq!(last.ready[0].kind, StepKind::Compile);
         assert!(last.ready[0].inputs[1].starts_with(&overlay.output));

@@ -15,8 +15,8 @@ use crate::audit::record::{DEVICE, MODEL};
 use crate::detect::video::{SampleRate, detect_video};
 use crate::detect::{Detector, DetectorConfig};
 use crate::inference::{Device, InferenceError, LoadOptions};
-use crate::models::{Manifest, ModelError};
 use crate::media::{Ffmpeg, Progress};
+use crate::models::{Manifest, ModelError};
 
 /// The model `detect` runs unless told otherwise.
 pub const DEFAULT_MODEL: &str = "ssdlite-person";
@@ -71,7 +71,9 @@ pub fn validate_params(p: &DetectParams) -> Result<(), String> {
     if let Some(s) = p.imgsz
         && (s < 32 || s % 32 != 0 || s > 4096)
     {
-        return Err(format!("imgsz: {s} must be a multiple of 32 from 32 to 4096"));
+        return Err(format!(
+            "imgsz: {s} must be a multiple of 32 from 32 to 4096"
+        ));
     }
     if p.model.trim().is_empty() {
         return Err("model: name a model from models/manifest.toml".into());
@@ -88,7 +90,11 @@ pub fn inference_error(e: InferenceError) -> TaskError {
             | InferenceError::Model(ModelError::UnknownModel { .. } | ModelError::NoVariant { .. })
     );
     TaskError {
-        class: if permanent { ErrorClass::Permanent } else { ErrorClass::Transient },
+        class: if permanent {
+            ErrorClass::Permanent
+        } else {
+            ErrorClass::Transient
+        },
         field: permanent.then(|| "model".to_string()),
         message: e.to_string(),
     }
@@ -128,22 +134,27 @@ pub fn run(
     info.require_video(input)
         .map_err(|e| e.into_task_error(Some("input")))?;
     let detector = detector(params, device)?;
-    let (detections, stats) = detect_video(ff, &detector, input, &info, params.fps, on_progress, cancel)
-        .map_err(|e| match e {
-            crate::detect::video::VideoDetectError::Media(m) => m.into_task_error(Some("input")),
-            crate::detect::video::VideoDetectError::Inference(i) => inference_error(i),
-        })?;
+    let (detections, stats) =
+        detect_video(ff, &detector, input, &info, params.fps, on_progress, cancel).map_err(
+            |e| match e {
+                crate::detect::video::VideoDetectError::Media(m) => {
+                    m.into_task_error(Some("input"))
+                }
+                crate::detect::video::VideoDetectError::Inference(i) => inference_error(i),
+            },
+        )?;
     let body = serde_json::to_vec(&detections).expect("detections serialise");
     std::fs::write(output, body)
         .map_err(|e| TaskError::transient(format!("writing {}: {e}", output.display())))?;
     let mut out = StepOutput::default();
-    out.metadata.insert(MODEL.into(), detector.model().audit_id());
-    out.metadata.insert(DEVICE.into(), detector.model().device_name());
-    out.metadata.insert("reelay-frames".into(), stats.frames.to_string());
-    out.metadata.insert(
-        "reelay-format".into(),
-        detector.format().name().to_string(),
-    );
+    out.metadata
+        .insert(MODEL.into(), detector.model().audit_id());
+    out.metadata
+        .insert(DEVICE.into(), detector.model().device_name());
+    out.metadata
+        .insert("reelay-frames".into(), stats.frames.to_string());
+    out.metadata
+        .insert("reelay-format".into(), detector.format().name().to_string());
     Ok(out)
 }
 
@@ -159,6 +170,8 @@ mod tests {
         assert!(validate_params(&p).is_ok());
         let p: DetectParams = serde_json::from_value(serde_json::json!({"threshold": 2})).unwrap();
         assert!(validate_params(&p).unwrap_err().starts_with("threshold"));
-        assert!(serde_json::from_value::<DetectParams>(serde_json::json!({"treshold": 0.5})).is_err());
+        assert!(
+            serde_json::from_value::<DetectParams>(serde_json::json!({"treshold": 0.5})).is_err()
+        );
     }
 }

@@ -32,8 +32,12 @@ pub struct OverlayParams {
 
 fn scene_error(e: SceneError) -> TaskError {
     match e {
-        SceneError::Spec(s) => TaskError::permanent(Some(format!("spec.{}", s.field)), s.to_string()),
-        SceneError::Detections(d) => TaskError::permanent(Some("detections".to_string()), d.to_string()),
+        SceneError::Spec(s) => {
+            TaskError::permanent(Some(format!("spec.{}", s.field)), s.to_string())
+        }
+        SceneError::Detections(d) => {
+            TaskError::permanent(Some("detections".to_string()), d.to_string())
+        }
         SceneError::Font(f) => TaskError::transient(f),
     }
 }
@@ -70,7 +74,10 @@ pub fn run(
         ));
     }
     let Some(clip) = inputs.first() else {
-        return Err(TaskError::permanent(Some("input".to_string()), "overlay needs the clip as its first input"));
+        return Err(TaskError::permanent(
+            Some("input".to_string()),
+            "overlay needs the clip as its first input",
+        ));
     };
     let sources = params.spec.detections_sources();
     if inputs.len() - 1 != sources.len() {
@@ -87,13 +94,18 @@ pub fn run(
     for (path, source) in inputs[1..].iter().zip(&sources) {
         let name = source.clone().unwrap_or_else(|| path.display().to_string());
         let bytes = std::fs::read(path).map_err(|e| {
-            TaskError::permanent(Some("detections".to_string()), format!("cannot read detections `{name}`: {e}"))
+            TaskError::permanent(
+                Some("detections".to_string()),
+                format!("cannot read detections `{name}`: {e}"),
+            )
         })?;
         let d = Detections::parse(&name, &bytes)
             .map_err(|e| TaskError::permanent(Some("detections".to_string()), e.to_string()))?;
         detections.push((name, d));
     }
-    let info = ff.probe(clip).map_err(|e| e.into_task_error(Some("input")))?;
+    let info = ff
+        .probe(clip)
+        .map_err(|e| e.into_task_error(Some("input")))?;
     let video = info
         .require_video(clip)
         .map_err(|e| e.into_task_error(Some("input")))?;
@@ -105,13 +117,27 @@ pub fn run(
             duration: info.duration,
             detections: &detections,
             offset: params.offset,
-            font: if params.spec.text.is_empty() { None } else { font },
+            font: if params.spec.text.is_empty() {
+                None
+            } else {
+                font
+            },
         },
     )
     .map_err(scene_error)?;
-    let stats = video::render(ff, clip, output, &info, &scene, profile, on_progress, cancel)
-        .map_err(|e| e.into_task_error(Some("input")))?;
+    let stats = video::render(
+        ff,
+        clip,
+        output,
+        &info,
+        &scene,
+        profile,
+        on_progress,
+        cancel,
+    )
+    .map_err(|e| e.into_task_error(Some("input")))?;
     let mut out = StepOutput::default();
-    out.metadata.insert("reelay-frames".into(), stats.frames.to_string());
+    out.metadata
+        .insert("reelay-frames".into(), stats.frames.to_string());
     Ok(out)
 }
