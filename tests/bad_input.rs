@@ -160,7 +160,16 @@ fn every_bad_input_is_recorded_and_the_good_job_still_finishes() {
         ("sources/empty.mp4", ""),
         ("sources/text.mp4", ""),
     ] {
-        let records = failures_for_object(&root, source);
+        let (detect, records): (Vec<_>, Vec<_>) = failures_for_object(&root, source)
+            .into_iter()
+            .partition(|r| r["step"] == "detect");
+        // The default rule's detect on the upload fails too, on its own record.
+        assert_eq!(
+            detect.len(),
+            1,
+            "one detect record for {source}: {detect:?}"
+        );
+        assert_eq!(detect[0]["class"], "permanent", "{:?}", detect[0]);
         assert_eq!(records.len(), 1, "one record for {source}: {records:?}");
         let r = &records[0];
         assert_eq!(r["dead_lettered"], true, "{r}");
@@ -175,12 +184,13 @@ fn every_bad_input_is_recorded_and_the_good_job_still_finishes() {
     assert_eq!(beyond["field"], "end", "{beyond}");
     assert!(beyond["error"].as_str().unwrap().contains("60"), "{beyond}");
 
-    // Nothing else was exported, and the DLQ got all seven.
+    // Nothing else was exported, and the DLQ got all seven, and the default
+    // rule's detect on each of the three bad uploads.
     for k in ["t", "e", "x", "b", "m", "r", "u"] {
         assert!(!root.join(format!("exports/{k}.mp4")).exists());
     }
     assert!(
-        stderr.contains("7 message(s) went to the dead-letter queue"),
+        stderr.contains("10 message(s) went to the dead-letter queue"),
         "{stderr}"
     );
 }

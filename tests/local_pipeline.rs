@@ -68,7 +68,9 @@ async fn a_dropped_job_becomes_an_export_with_lineage_and_cost() {
         .output()
         .unwrap();
     let cost: serde_json::Value = serde_json::from_slice(&cost.stdout).unwrap();
-    assert_eq!(cost["total"]["steps"], 4);
+    // The job's 4 steps, and the default rule's detect on the uploaded source.
+    assert_eq!(cost["total"]["steps"], 5);
+    assert!(root.join("detections/match.mp4.json").is_file());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,8 +280,8 @@ fn a_killed_dev_resumes_without_redoing_finished_steps() {
     );
     assert_eq!(
         done_per_task.len(),
-        5,
-        "4 extracts and a compile: {done_per_task:?}"
+        6,
+        "4 extracts, a compile and the default rule's detect: {done_per_task:?}"
     );
     assert!(done_per_task.values().all(|&n| n == 1), "{done_per_task:?}");
     let d = duration(&root.join("exports/long.mp4"));

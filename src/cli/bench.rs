@@ -86,6 +86,42 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The overlay step at 1080p on the CPU against the same FFmpeg decode
+    /// and encode without an overlay (frames/s and their ratio; target 0.90).
+    Overlay {
+        #[arg(long, default_value_t = 3)]
+        repetitions: u32,
+        /// Source length in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Scratch folder for the generated source and outputs.
+        #[arg(long, default_value = ".cache/bench")]
+        scratch: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detection frames/s: the model alone against end to end (decode, scale,
+    /// model, boxes back in source pixels), on a 1080p pan across a photo.
+    Detect {
+        #[arg(long, default_value = crate::tasks::detect::DEFAULT_MODEL)]
+        model: String,
+        /// cpu, cuda or auto.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// YOLO input side, when the model does not fix it.
+        #[arg(long)]
+        imgsz: Option<u32>,
+        /// Source length in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Minimum timed seconds of the model-only loop.
+        #[arg(long, default_value_t = 3.0)]
+        model_seconds: f64,
+        #[arg(long, default_value = ".cache/bench")]
+        scratch: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The demo end to end: wall time against its critical path of steps,
     /// and peak RSS of reelay against that of its FFmpeg children.
     Demo {
@@ -246,6 +282,73 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", render_frame(&report));
+            }
+            Ok(())
+        }
+        BenchCommand::Overlay {
+            repetitions,
+            seconds,
+            scratch,
+            json,
+        } => {
+            let ff = Ffmpeg::locate()?;
+            let profile = Config::load(config.as_deref())?.file.output;
+            let font = crate::tasks::compile::locate_font().ok();
+            let opts = crate::bench::overlay::OverlayBenchOptions {
+                repetitions,
+                seconds,
+                ..Default::default()
+            };
+            let report = tokio::task::spawn_blocking(move || {
+                crate::bench::overlay::run_overlay_bench(
+                    &ff,
+                    &scratch,
+                    &opts,
+                    &profile,
+                    font,
+                    &mut |l| eprintln!("{l}"),
+                )
+            })
+            .await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", crate::bench::overlay::render(&report));
+            }
+            Ok(())
+        }
+        BenchCommand::Detect {
+            model,
+            device,
+            imgsz,
+            seconds,
+            model_seconds,
+            scratch,
+            json,
+        } => {
+            let ff = Ffmpeg::locate()?;
+            let manifest = Manifest::load_default()?;
+            let opts = crate::bench::detect::DetectBenchOptions {
+                model,
+                load: crate::inference::LoadOptions {
+                    device: device.parse().map_err(anyhow::Error::msg)?,
+                    ..Default::default()
+                },
+                imgsz,
+                seconds,
+                min_model_secs: model_seconds,
+                ..Default::default()
+            };
+            let report = tokio::task::spawn_blocking(move || {
+                crate::bench::detect::run_detect_bench(&ff, &manifest, &scratch, &opts, &mut |l| {
+                    eprintln!("{l}")
+                })
+            })
+            .await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", crate::bench::detect::render(&report));
             }
             Ok(())
         }

@@ -52,7 +52,9 @@ pub enum Command {
     },
     /// Runs one step on local files, with no queue: for debugging and benchmarks.
     Run {
-        /// Step kind: extract, compile or frame.
+        /// Step kind: extract, compile, frame, detect or overlay. `detect` writes a
+        /// detections JSON (--set fps=5|all, model=NAME, threshold=0.5);
+        /// `overlay` draws `--set spec=@overlay.json` on a clip.
         kind: String,
         #[arg(long, num_args = 1.., required = true)]
         input: Vec<PathBuf>,

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::media::Ffmpeg;
 use crate::pipeline::task::StepKind;
-use crate::tasks::{self, compile, extract, frame};
+use crate::tasks::{self, compile, detect, extract, frame, overlay};
 
 use super::bars::Bars;
 
@@ -76,12 +76,27 @@ pub async fn run(
     for input in inputs {
         anyhow::ensure!(input.is_file(), "input `{}` is not a file", input.display());
     }
-    let ff = Ffmpeg::locate()?;
-    let profile = config.file.output.clone();
-    // `--set device=...` wins; else the configured device (REELAY_DEVICE).
+    let mut inputs = inputs.to_vec();
+    if kind == StepKind::Overlay && inputs.len() == 1 {
+        // The spec's `track.detections` are local paths here (relative to
+        // the working directory), unless given as further --input files.
+        let p: overlay::OverlayParams = serde_json::from_value(params.clone()).expect("validated");
+        for source in p.spec.detections_sources() {
+            let path = source.with_context(|| {
+                "the overlay spec tracks a player but names no `track.detections` file; set it to the detections JSON's path"
+            })?;
+            anyhow::ensure!(
+                Path::new(&path).is_file(),
+                "track.detections `{path}` is not a file; run `reelay run detect` first, or fix the path"
+            );
+            inputs.push(PathBuf::from(path));
+        }
+    }
     let device: crate::inference::Device =
         config.file.device.parse().map_err(anyhow::Error::msg)?;
-    let (inputs, output) = (inputs.to_vec(), output.to_path_buf());
+    let ff = Ffmpeg::locate()?;
+    let profile = config.file.output.clone();
+    let output = output.to_path_buf();
     let bars = Bars::new();
     let bar = bars.bar(kind.as_str());
     let started = std::time::Instant::now();
@@ -136,6 +151,42 @@ pub async fn run(
                     &p,
                     &profile,
                     device,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Detect => {
+                if inputs.len() != 1 {
+                    return Err(tasks::TaskError::permanent(
+                        Some("input".into()),
+                        "detect takes exactly one --input",
+                    ));
+                }
+                let p: detect::DetectParams = serde_json::from_value(params).expect("validated");
+                detect::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    device,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Overlay => {
+                let p: overlay::OverlayParams = serde_json::from_value(params).expect("validated");
+                let font = if p.spec.text.is_empty() {
+                    None
+                } else {
+                    Some(compile::locate_font()?)
+                };
+                overlay::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
+                    font,
                     &mut on_progress,
                     &cancel,
                 )

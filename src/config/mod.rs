@@ -106,13 +106,23 @@ fn default_device() -> String {
     "auto".into()
 }
 fn default_rules() -> Vec<RuleSpec> {
-    vec![RuleSpec {
-        name: Some("jobs".into()),
-        pattern: "jobs/*.json".into(),
-        kind: "job".into(),
-        params: None,
-        output: None,
-    }]
+    vec![
+        RuleSpec {
+            name: Some("jobs".into()),
+            pattern: "jobs/*.json".into(),
+            kind: "job".into(),
+            params: None,
+            output: None,
+        },
+        // Every uploaded video gets its players detected.
+        RuleSpec {
+            name: Some("detect".into()),
+            pattern: rules::DEFAULT_DETECT_MATCH.into(),
+            kind: "detect".into(),
+            params: None,
+            output: Some(rules::DEFAULT_DETECTIONS_OUTPUT.into()),
+        },
+    ]
 }
 
 impl Default for ConfigFile {
@@ -501,7 +511,17 @@ mod tests {
             c.rule_for("jobs/a.json").unwrap().action,
             RuleAction::Job
         ));
-        assert!(c.rule_for("sources/a.mp4").is_none());
+        match &c.rule_for("sources/a/b.mp4").unwrap().action {
+            RuleAction::Step { kind, output, .. } => {
+                assert_eq!(*kind, StepKind::Detect);
+                assert_eq!(
+                    rules::render_template(output, "sources/a/b.mp4", "t"),
+                    "detections/a/b.mp4.json"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.rule_for("sources/notes.txt").is_none());
         assert!(c.is_upload("sources/a.mp4"));
         assert!(!c.is_upload("work/a.mp4"));
     }

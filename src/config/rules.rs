@@ -66,6 +66,14 @@ impl Rule {
     }
 }
 
+/// Where the default `detect` rule writes: `sources/a/b.mp4` →
+/// `detections/a/b.mp4.json`. Jobs that track players use the same key for
+/// their source, so the rule's task and the job's are one task.
+pub const DEFAULT_DETECTIONS_OUTPUT: &str = "detections/{path}.json";
+/// Uploads the default `detect` rule runs on: videos under `sources/`.
+pub const DEFAULT_DETECT_MATCH: &str =
+    "sources/**/*.{mp4,MP4,mov,MOV,m4v,M4V,mkv,MKV,webm,WEBM,avi,AVI}";
+
 pub const PLACEHOLDERS: &[&str] = &["key", "path", "dir", "name", "stem", "ext", "task"];
 
 /// Fills an output template for `key`. `{path}` is the key without its first

@@ -275,11 +275,35 @@ fn warm_up(entry: &ModelEntry, session: &mut Session) -> Result<(), InferenceErr
                 .map_err(ort_err("run the warm-up batch"))?;
         }
         Task::Detect => {
-            let x = Tensor::from_array(([1usize, 32, 32, 3], vec![128u8; 32 * 32 * 3]))
-                .map_err(ort_err("make the warm-up tensor"))?;
-            session
-                .run(ort::inputs![input => x])
-                .map_err(ort_err("run the warm-up batch"))?;
+            // u8 NHWC (TF OD API), or f32 NCHW (Ultralytics YOLO): the
+            // input's own type says which.
+            let (ty, shape) = match session.inputs().first().map(|i| i.dtype()) {
+                Some(ort::value::ValueType::Tensor { ty, shape, .. }) => {
+                    (Some(*ty), shape.to_vec())
+                }
+                _ => (None, Vec::new()),
+            };
+            if ty == Some(ort::value::TensorElementType::Float32) {
+                let dim = |i: usize, d: usize| {
+                    shape
+                        .get(i)
+                        .copied()
+                        .filter(|v| *v > 0)
+                        .map_or(d, |v| v as usize)
+                };
+                let (c, h, w) = (dim(1, 3), dim(2, 64), dim(3, 64));
+                let x = Tensor::from_array(([1usize, c, h, w], vec![0.5f32; c * h * w]))
+                    .map_err(ort_err("make the warm-up tensor"))?;
+                session
+                    .run(ort::inputs![input => x])
+                    .map_err(ort_err("run the warm-up batch"))?;
+            } else {
+                let x = Tensor::from_array(([1usize, 32, 32, 3], vec![128u8; 32 * 32 * 3]))
+                    .map_err(ort_err("make the warm-up tensor"))?;
+                session
+                    .run(ort::inputs![input => x])
+                    .map_err(ort_err("run the warm-up batch"))?;
+            }
         }
     }
     tracing::debug!(model = %entry.name, ms = started.elapsed().as_millis() as u64, "warmed up");

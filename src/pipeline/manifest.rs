@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
+use crate::overlay::spec::OverlaySpec;
 use crate::tasks::compile::{Transition, TransitionKind};
 use crate::tasks::frame::{Crop, Framing};
 
@@ -51,6 +52,9 @@ pub struct Clip {
     /// start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub framing: Option<Framing>,
+    /// Drawn on this clip before it is compiled (the overlay spec format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlaySpec>,
 }
 
 /// A manifest problem: which object, which field, what is wrong, how to fix it.
@@ -95,7 +99,7 @@ impl JobManifest {
             let inner = e.into_inner();
             let message = inner.to_string();
             let (field, fix) = if message.starts_with("unknown field") {
-                (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, clips[].start/end/caption, clips[].framing.crop/model/size, transition.kind/seconds, accurate)")
+                (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, clips[].start/end/caption/framing/overlay, clips[].framing.crop/model/size, transition.kind/seconds, accurate; clips[].overlay takes an overlay spec: spotlight, ring, boxes, text)")
             } else if message.starts_with("missing field") {
                 (path.clone(), "add the field")
             } else if inner.is_syntax() || inner.is_eof() {
@@ -171,6 +175,26 @@ impl JobManifest {
                     format!("end {} is not after start {}", clip.end, clip.start),
                     "make end greater than start",
                 ));
+            }
+            if let Some(spec) = &clip.overlay {
+                spec.validate().map_err(|e| {
+                    err(
+                        format!("clips[{i}].overlay.{}", e.field),
+                        e.problem.clone(),
+                        "fix the overlay spec as the message says",
+                    )
+                })?;
+                for (field, track) in spec.tracks() {
+                    if let Some(key) = &track.detections {
+                        keys::validate(key).map_err(|e| {
+                            err(
+                                format!("clips[{i}].overlay.{field}.detections"),
+                                e.to_string(),
+                                "use the detections object's key, e.g. `detections/match.mp4.json`, or leave it out to detect on the source",
+                            )
+                        })?;
+                    }
+                }
             }
             if let Some(caption) = &clip.caption
                 && caption.chars().count() > MAX_CAPTION_CHARS

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::config::rules::{RuleAction, render_template};
+use crate::config::rules::{DEFAULT_DETECTIONS_OUTPUT, RuleAction, render_template};
 use crate::events::ObjectCreated;
 use crate::pipeline::manifest::{JobManifest, ManifestError};
 use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
@@ -17,6 +17,7 @@ use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
 use crate::tasks::extract::ExtractParams;
 use crate::tasks::frame::FrameParams;
+use crate::tasks::overlay::OverlayParams;
 
 /// Audit field holding the id of the task that wrote an object.
 pub const TASK_FIELD: &str = "reelay-task";
@@ -178,20 +179,24 @@ pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
             output: None,
         })
         .collect();
-    let mut clip_steps: Vec<StepInput> = (0..steps.len()).map(StepInput::Step).collect();
+    // The step whose output is each clip so far; later per-clip steps chain
+    // after it (extract, then frame, then overlay) and compile takes the last.
+    let mut clip_step: Vec<usize> = (0..steps.len()).collect();
     for (i, clip) in manifest.clips.iter().enumerate() {
         if let Some(framing) = &clip.framing {
-            clip_steps[i] = StepInput::Step(steps.len());
             steps.push(PlannedStep {
                 name: format!("frame-{i}"),
                 kind: StepKind::Frame,
-                inputs: vec![StepInput::Step(i)],
+                inputs: vec![StepInput::Step(clip_step[i])],
                 params: serde_json::to_value(FrameParams::from(framing.clone()))
                     .expect("params serialise"),
                 output: None,
             });
+            clip_step[i] = steps.len() - 1;
         }
     }
+    add_overlays(manifest, &mut steps, &mut clip_step);
+    let clip_steps = clip_step.into_iter().map(StepInput::Step).collect();
     let compile = CompileParams {
         transition: manifest.transition.clone().unwrap_or(Transition {
             kind: TransitionKind::None,
@@ -207,6 +212,48 @@ pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
         output: Some(manifest.output.clone()),
     });
     steps
+}
+
+/// Per-clip `overlay` steps, each after whatever made its clip. Tracks that
+/// name no detections (or the source's default detections key) share one
+/// `detect` step on the source, the same task as the default rule's.
+fn add_overlays(manifest: &JobManifest, steps: &mut Vec<PlannedStep>, clip_step: &mut [usize]) {
+    let own_detections = render_template(DEFAULT_DETECTIONS_OUTPUT, &manifest.source, "");
+    let mut detect_step: Option<usize> = None;
+    for (i, clip) in manifest.clips.iter().enumerate() {
+        let Some(spec) = &clip.overlay else { continue };
+        let mut inputs = vec![StepInput::Step(clip_step[i])];
+        for source in spec.detections_sources() {
+            match source {
+                Some(key) if key != own_detections => inputs.push(StepInput::Object(key)),
+                _ => {
+                    let d = *detect_step.get_or_insert_with(|| {
+                        steps.push(PlannedStep {
+                            name: "detect".into(),
+                            kind: StepKind::Detect,
+                            inputs: vec![StepInput::Object(manifest.source.clone())],
+                            params: serde_json::json!({}),
+                            output: Some(own_detections.clone()),
+                        });
+                        steps.len() - 1
+                    });
+                    inputs.push(StepInput::Step(d));
+                }
+            }
+        }
+        steps.push(PlannedStep {
+            name: format!("overlay-{i}"),
+            kind: StepKind::Overlay,
+            inputs,
+            params: serde_json::to_value(OverlayParams {
+                spec: spec.clone(),
+                offset: Some(clip.start),
+            })
+            .expect("params serialise"),
+            output: None,
+        });
+        clip_step[i] = steps.len() - 1;
+    }
 }
 
 /// Loads and validates a manifest from the bucket.
@@ -242,11 +289,16 @@ async fn plan_job(
                 StepInput::Object(key) => match store.head(key).await? {
                     Some(meta) => inputs.push(Some(meta.reference())),
                     None => {
+                        let field = if *key == manifest.source {
+                            "source"
+                        } else {
+                            "clips[].overlay.track.detections"
+                        };
                         return Err(ManifestError {
                             object: manifest_key.to_string(),
-                            field: "source".into(),
+                            field: field.into(),
                             problem: format!("object `{key}` is not in the bucket"),
-                            fix: "upload the source first, then drop the job again (or run `reelay reconcile`)".into(),
+                            fix: "upload it first, then drop the job again (or run `reelay reconcile`)".into(),
                         }
                         .into());
                     }
@@ -504,13 +556,79 @@ mod tests {
     async fn uploads_without_a_rule_plan_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
+        put(&store, "sources/notes.txt", b"text", None).await;
         let p = plan(
             &store,
             &Config::defaults(),
-            Trigger::Upload(&upload("sources/m.mp4")),
+            Trigger::Upload(&upload("sources/notes.txt")),
         )
         .await
         .unwrap();
         assert!(p.ready.is_empty() && p.job.is_none());
+    }
+
+    #[tokio::test]
+    async fn an_uploaded_video_is_detected_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        put(&store, "sources/a/m.mp4", b"video", None).await;
+        let p = plan(
+            &store,
+            &Config::defaults(),
+            Trigger::Upload(&upload("sources/a/m.mp4")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.ready.len(), 1);
+        assert_eq!(p.ready[0].kind, StepKind::Detect);
+        assert_eq!(p.ready[0].output, "detections/a/m.mp4.json");
+    }
+
+    #[tokio::test]
+    async fn overlays_chain_after_their_clip_and_share_the_rules_detect_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        let job = r#"{"version": 1, "source": "sources/m.mp4", "output": "exports/h.mp4",
+            "clips": [{"start": 0, "end": 1},
+                      {"start": 2, "end": 3, "overlay": {"spotlight": {"track": {"pick": {"t": 0.5, "x": 10, "y": 10}}}}}]}"#;
+        put(&store, "sources/m.mp4", b"video", None).await;
+        put(&store, "jobs/a.json", job.as_bytes(), None).await;
+        let p = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["extract-0", "extract-1", "detect", "overlay-1", "compile"]
+        );
+        assert_eq!(p.ready.len(), 3, "two extracts and the detect");
+        let detect = p.ready.iter().find(|t| t.kind == StepKind::Detect).unwrap();
+        // The default rule's task for the source upload is the same task.
+        let rule = plan(&store, &config, Trigger::Upload(&upload("sources/m.mp4")))
+            .await
+            .unwrap();
+        assert_eq!(rule.ready[0].id, detect.id);
+        assert_eq!(rule.ready[0].output, detect.output);
+        // The overlay waits for its clip and the detections; compile for the overlay.
+        let e1 = p.ready.iter().find(|t| t.step == "extract-1").unwrap();
+        put(&store, &e1.output, b"clip", Some(&e1.id)).await;
+        put(&store, &detect.output, b"{}", Some(&detect.id)).await;
+        let next = plan(&store, &config, Trigger::Finished(e1)).await.unwrap();
+        assert_eq!(next.ready.len(), 1);
+        let overlay = &next.ready[0];
+        assert_eq!(overlay.kind, StepKind::Overlay);
+        assert_eq!(overlay.inputs.len(), 2);
+        assert!(overlay.inputs[1].starts_with("detections/m.mp4.json@"));
+        assert_eq!(overlay.params["offset"], 2.0);
+        let e0 = p.ready.iter().find(|t| t.step == "extract-0").unwrap();
+        put(&store, &e0.output, b"clip", Some(&e0.id)).await;
+        put(&store, &overlay.output, b"clip", Some(&overlay.id)).await;
+        let last = plan(&store, &config, Trigger::Finished(overlay))
+            .await
+            .unwrap();
+        assert_eq!(last.ready.len(), 1);
+        assert_eq!(last.ready[0].kind, StepKind::Compile);
+        assert!(last.ready[0].inputs[1].starts_with(&overlay.output));
     }
 }

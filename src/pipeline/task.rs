@@ -19,6 +19,8 @@ pub enum StepKind {
     Compile,
     /// Crop, upscale with a model, resize, encode: on the GPU fleet.
     Frame,
+    Detect,
+    Overlay,
 }
 
 /// Where a step runs: in the router, or on the GPU fleet.
@@ -30,26 +32,37 @@ pub enum Hardware {
 }
 
 impl StepKind {
-    pub const ALL: &'static [StepKind] = &[StepKind::Extract, StepKind::Compile, StepKind::Frame];
+    pub const ALL: &'static [StepKind] = &[
+        StepKind::Extract,
+        StepKind::Compile,
+        StepKind::Frame,
+        StepKind::Detect,
+        StepKind::Overlay,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             StepKind::Extract => "extract",
             StepKind::Compile => "compile",
             StepKind::Frame => "frame",
+            StepKind::Detect => "detect",
+            StepKind::Overlay => "overlay",
         }
     }
 
     pub fn hardware(self) -> Hardware {
         match self {
-            StepKind::Extract | StepKind::Compile => Hardware::Cpu,
-            StepKind::Frame => Hardware::Gpu,
+            StepKind::Extract | StepKind::Compile | StepKind::Overlay => Hardware::Cpu,
+            StepKind::Frame | StepKind::Detect => Hardware::Gpu,
         }
     }
 
     /// Extension of the object the step writes.
     pub fn output_extension(self) -> &'static str {
-        "mp4"
+        match self {
+            StepKind::Detect => "json",
+            _ => "mp4",
+        }
     }
 
     pub fn parse(s: &str) -> Option<StepKind> {

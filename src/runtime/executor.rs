@@ -281,6 +281,41 @@ impl Executor {
                     &cancel,
                 )
             }
+            StepKind::Detect => {
+                let p = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                let device = device
+                    .parse()
+                    .map_err(|e: String| TaskError::permanent(Some("device".into()), e))?;
+                tasks::detect::run(
+                    &ff,
+                    &inputs[0],
+                    &output,
+                    &p,
+                    device,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Overlay => {
+                let p: tasks::overlay::OverlayParams = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                let font = if p.spec.text.is_empty() {
+                    None
+                } else {
+                    Some(tasks::compile::locate_font()?)
+                };
+                tasks::overlay::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
+                    font,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
         })
         .await
         .map_err(|e| TaskError::transient(format!("step thread failed: {e}")))?

@@ -49,8 +49,10 @@ pub struct StepOutput {
 }
 
 pub mod compile;
+pub mod detect;
 pub mod extract;
 pub mod frame;
+pub mod overlay;
 
 /// Checks `params` deserialise for `kind`; the message names the problem.
 pub fn validate_params(
@@ -85,6 +87,18 @@ pub fn validate_params(
             let p: frame::FrameParams =
                 serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
             p.validate().map_err(|e| e.to_string())
+        }
+        StepKind::Detect => {
+            check::<detect::DetectParams>(params)?;
+            let p: detect::DetectParams =
+                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+            detect::validate_params(&p)
+        }
+        StepKind::Overlay => {
+            check::<overlay::OverlayParams>(params)?;
+            let p: overlay::OverlayParams =
+                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+            p.spec.validate().map_err(|e| e.to_string())
         }
     }
 }

@@ -1,0 +1,477 @@
+//! Drawing on raw yuv420p frames, in place: no colour conversion, so a
+//! frame goes from the decoder to the encoder with only the pixels an
+//! element touches changed.
+//!
+//! - **Spotlight:** outside the ellipse every sample moves towards black by
+//!   the factor `dim`: `Y' = 16 + dim·(Y − 16)`, `C' = 128 + dim·(C − 128)`,
+//!   which is exactly `RGB' = dim·RGB` for limited-range video. Inside it
+//!   nothing changes; a soft edge `feather` pixels wide blends the two
+//!   (smoothstep). Chroma samples use the ellipse at their own position.
+//! - **Ring:** an anti-aliased ellipse outline.
+//! - **Box:** a rectangle outline.
+//! - **Text:** glyphs rasterised once (fontdue) and blended by coverage.
+//!
+//! Colours are sRGB, converted with BT.709 for frames 720 lines or taller
+//! and BT.601 below (what players assume for untagged video).
+
+use super::spec::Color;
+
+/// The three planes of one yuv420p frame.
+pub struct Planes<'a> {
+    pub width: usize,
+    pub height: usize,
+    pub y: &'a mut [u8],
+    pub u: &'a mut [u8],
+    pub v: &'a mut [u8],
+}
+
+impl<'a> Planes<'a> {
+    /// Splits a rawvideo yuv420p buffer (`PixelFormat::Yuv420p.frame_bytes`).
+    pub fn split(buf: &'a mut [u8], width: usize, height: usize) -> Planes<'a> {
+        let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+        let (y, rest) = buf.split_at_mut(width * height);
+        let (u, v) = rest.split_at_mut(cw * ch);
+        Planes {
+            width,
+            height,
+            y,
+            u,
+            v: &mut v[..cw * ch],
+        }
+    }
+
+    fn chroma_size(&self) -> (usize, usize) {
+        (self.width.div_ceil(2), self.height.div_ceil(2))
+    }
+}
+
+/// An ellipse: centre and radii, in luma pixels (pixel centres at integers).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ellipse {
+    pub cx: f64,
+    pub cy: f64,
+    pub rx: f64,
+    pub ry: f64,
+}
+
+impl Ellipse {
+    /// The same ellipse in chroma sample coordinates (2× subsampled, chroma
+    /// sample k centred on luma position 2k + 0.5).
+    fn in_chroma(&self) -> Ellipse {
+        Ellipse {
+            cx: (self.cx - 0.5) / 2.0,
+            cy: (self.cy - 0.5) / 2.0,
+            rx: self.rx / 2.0,
+            ry: self.ry / 2.0,
+        }
+    }
+
+    /// Half the row's chord at vertical offset `dy`, if the row crosses.
+    fn half_chord(&self, dy: f64) -> Option<f64> {
+        let q = 1.0 - (dy / self.ry).powi(2);
+        (q > 0.0 && self.rx > 0.0).then(|| self.rx * q.sqrt())
+    }
+}
+
+/// A colour as limited-range Y, Cb, Cr, with its opacity.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct YuvColor {
+    pub y: f32,
+    pub u: f32,
+    pub v: f32,
+    pub alpha: f32,
+}
+
+impl YuvColor {
+    pub fn from_rgb(c: Color, frame_height: usize) -> YuvColor {
+        let (kr, kb) = if frame_height >= 720 {
+            (0.2126, 0.0722)
+        } else {
+            (0.299, 0.114)
+        };
+        let (r, g, b) = (
+            f64::from(c.r) / 255.0,
+            f64::from(c.g) / 255.0,
+            f64::from(c.b) / 255.0,
+        );
+        let y = kr * r + (1.0 - kr - kb) * g + kb * b;
+        YuvColor {
+            y: (16.0 + 219.0 * y) as f32,
+            u: (128.0 + 224.0 * (b - y) / (2.0 * (1.0 - kb))) as f32,
+            v: (128.0 + 224.0 * (r - y) / (2.0 * (1.0 - kr))) as f32,
+            alpha: f32::from(c.a) / 255.0,
+        }
+    }
+}
+
+#[inline]
+fn blend(dst: &mut u8, value: f32, alpha: f32) {
+    let d = f32::from(*dst);
+    *dst = (d + (value - d) * alpha + 0.5).clamp(0.0, 255.0) as u8;
+}
+
+/// `off + dim·(v − off)` in 8.8 fixed point, for whole spans (vectorises).
+#[inline]
+fn dim_span(row: &mut [u8], mul: u16, add: u16) {
+    for px in row {
+        *px = ((u16::from(*px) * mul + add) >> 8) as u8;
+    }
+}
+
+fn smoothstep(s: f64) -> f64 {
+    let s = s.clamp(0.0, 1.0);
+    s * s * (3.0 - 2.0 * s)
+}
+
+/// Darkens one plane outside `e` (soft edge `feather` wide), towards `off`.
+fn spotlight_plane(
+    plane: &mut [u8],
+    pw: usize,
+    ph: usize,
+    e: Ellipse,
+    feather: f64,
+    dim: f64,
+    off: f64,
+) {
+    let mul = (dim * 256.0).round() as u16;
+    let add = (off * (1.0 - dim) * 256.0 + 128.0).round() as u16;
+    let outer = Ellipse {
+        rx: e.rx + feather,
+        ry: e.ry + feather,
+        ..e
+    };
+    let band = |row: &mut [u8], x0: usize, x1: usize, dy: f64| {
+        for x in x0..x1 {
+            let dx = x as f64 - e.cx;
+            let r_in = ((dx / e.rx).powi(2) + (dy / e.ry).powi(2)).sqrt();
+            let r_out = ((dx / outer.rx).powi(2) + (dy / outer.ry).powi(2)).sqrt();
+            let s = if r_in <= 1.0 {
+                0.0
+            } else if r_out >= 1.0 || r_in <= r_out {
+                1.0
+            } else {
+                (r_in - 1.0) / (r_in - r_out)
+            };
+            let f = 1.0 - (1.0 - dim) * smoothstep(s);
+            let v = f64::from(row[x]);
+            row[x] = (off + (v - off) * f + 0.5).clamp(0.0, 255.0) as u8;
+        }
+    };
+    let clamp_x = |v: f64| v.clamp(0.0, pw as f64) as usize;
+    for (j, row) in plane.chunks_exact_mut(pw).take(ph).enumerate() {
+        let dy = j as f64 - e.cy;
+        let Some(ho) = outer.half_chord(dy) else {
+            dim_span(row, mul, add);
+            continue;
+        };
+        let o0 = clamp_x((e.cx - ho).ceil());
+        let o1 = clamp_x((e.cx + ho).floor() + 1.0).max(o0);
+        dim_span(&mut row[..o0], mul, add);
+        dim_span(&mut row[o1..], mul, add);
+        match e.half_chord(dy) {
+            Some(hi) => {
+                let i0 = clamp_x((e.cx - hi).ceil()).clamp(o0, o1);
+                let i1 = clamp_x((e.cx + hi).floor() + 1.0).clamp(i0, o1);
+                band(row, o0, i0, dy);
+                band(row, i1, o1, dy);
+            }
+            None => band(row, o0, o1, dy),
+        }
+    }
+}
+
+/// Darkens everything outside `e` by `dim` (0 black .. 1 unchanged), with a
+/// soft edge `feather` pixels wide outside the ellipse.
+pub fn spotlight(p: &mut Planes<'_>, e: Ellipse, feather: f64, dim: f64) {
+    if dim >= 1.0 {
+        return;
+    }
+    let (w, h) = (p.width, p.height);
+    spotlight_plane(p.y, w, h, e, feather, dim, 16.0);
+    let (cw, ch) = p.chroma_size();
+    let ce = e.in_chroma();
+    spotlight_plane(p.u, cw, ch, ce, feather / 2.0, dim, 128.0);
+    spotlight_plane(p.v, cw, ch, ce, feather / 2.0, dim, 128.0);
+}
+
+/// Coverage of a `thickness`-wide outline of `e` at `(x, y)`, anti-aliased.
+fn ring_alpha(e: &Ellipse, thickness: f64, x: f64, y: f64) -> f64 {
+    let (dx, dy) = (x - e.cx, y - e.cy);
+    let r = ((dx / e.rx).powi(2) + (dy / e.ry).powi(2)).sqrt();
+    if r == 0.0 {
+        return 0.0;
+    }
+    let grad = ((dx / (e.rx * e.rx)).powi(2) + (dy / (e.ry * e.ry)).powi(2)).sqrt() / r;
+    let dist = (r - 1.0) / grad.max(1e-9);
+    (thickness / 2.0 + 0.5 - dist.abs()).clamp(0.0, 1.0)
+}
+
+fn ring_plane(
+    plane: &mut [u8],
+    pw: usize,
+    ph: usize,
+    e: Ellipse,
+    thickness: f64,
+    value: f32,
+    alpha: f32,
+) {
+    let m = thickness / 2.0 + 1.0;
+    let x0 = (e.cx - e.rx - m).floor().max(0.0) as usize;
+    let x1 = ((e.cx + e.rx + m).ceil().max(0.0) as usize).min(pw);
+    let y0 = (e.cy - e.ry - m).floor().max(0.0) as usize;
+    let y1 = ((e.cy + e.ry + m).ceil().max(0.0) as usize).min(ph);
+    for y in y0..y1 {
+        let row = &mut plane[y * pw..(y + 1) * pw];
+        for (x, px) in row.iter_mut().enumerate().take(x1).skip(x0) {
+            let a = ring_alpha(&e, thickness, x as f64, y as f64);
+            if a > 0.0 {
+                blend(px, value, alpha * a as f32);
+            }
+        }
+    }
+}
+
+/// An anti-aliased ellipse outline.
+pub fn ring(p: &mut Planes<'_>, e: Ellipse, thickness: f64, color: YuvColor) {
+    if e.rx <= 0.0 || e.ry <= 0.0 {
+        return;
+    }
+    let (w, h) = (p.width, p.height);
+    ring_plane(p.y, w, h, e, thickness, color.y, color.alpha);
+    let (cw, ch) = p.chroma_size();
+    let ce = e.in_chroma();
+    ring_plane(
+        p.u,
+        cw,
+        ch,
+        ce,
+        (thickness / 2.0).max(1.0),
+        color.u,
+        color.alpha,
+    );
+    ring_plane(
+        p.v,
+        cw,
+        ch,
+        ce,
+        (thickness / 2.0).max(1.0),
+        color.v,
+        color.alpha,
+    );
+}
+
+fn fill_plane(
+    plane: &mut [u8],
+    pw: usize,
+    ph: usize,
+    r: (f64, f64, f64, f64),
+    value: f32,
+    alpha: f32,
+) {
+    let (x0, y0, x1, y1) = r;
+    let cx = |v: f64| (v.round().max(0.0) as usize).min(pw);
+    let cy = |v: f64| (v.round().max(0.0) as usize).min(ph);
+    let (x0, x1, y0, y1) = (cx(x0), cx(x1), cy(y0), cy(y1));
+    for y in y0..y1 {
+        for px in &mut plane[y * pw + x0..y * pw + x1.max(x0)] {
+            blend(px, value, alpha);
+        }
+    }
+}
+
+fn fill(p: &mut Planes<'_>, r: (f64, f64, f64, f64), color: YuvColor) {
+    let (w, h) = (p.width, p.height);
+    fill_plane(p.y, w, h, r, color.y, color.alpha);
+    let (cw, ch) = p.chroma_size();
+    let cr = (r.0 / 2.0, r.1 / 2.0, r.2 / 2.0, r.3 / 2.0);
+    fill_plane(p.u, cw, ch, cr, color.u, color.alpha);
+    fill_plane(p.v, cw, ch, cr, color.v, color.alpha);
+}
+
+/// A rectangle outline, `thickness` wide, centred on the box's edges.
+pub fn rectangle(
+    p: &mut Planes<'_>,
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+    thickness: f64,
+    color: YuvColor,
+) {
+    let t = thickness / 2.0;
+    let (x0, y0, x1, y1) = (x - t, y - t, x + w + t, y + h + t);
+    fill(p, (x0, y0, x1, y + t), color);
+    fill(p, (x0, y + h - t, x1, y1), color);
+    fill(p, (x0, y + t, x + t, y + h - t), color);
+    fill(p, (x + w - t, y + t, x1, y + h - t), color);
+}
+
+/// A text label rasterised once: an 8-bit coverage bitmap.
+#[derive(Debug, Clone)]
+pub struct TextBitmap {
+    pub width: usize,
+    pub height: usize,
+    pub coverage: Vec<u8>,
+}
+
+impl TextBitmap {
+    /// Lays out `text` on one line at `size` pixels.
+    pub fn render(font: &fontdue::Font, text: &str, size: f32) -> TextBitmap {
+        let lm = font.horizontal_line_metrics(size);
+        let ascent = lm.map_or(size * 0.8, |m| m.ascent);
+        let descent = lm.map_or(-size * 0.2, |m| m.descent);
+        let height = (ascent - descent).ceil().max(1.0) as usize;
+        let mut glyphs = Vec::new();
+        let mut pen = 0.0f32;
+        let mut prev: Option<char> = None;
+        for c in text.chars() {
+            if let Some(p) = prev {
+                pen += font.horizontal_kern(p, c, size).unwrap_or(0.0);
+            }
+            let (m, bitmap) = font.rasterize(c, size);
+            glyphs.push((pen, m, bitmap));
+            pen += m.advance_width;
+            prev = Some(c);
+        }
+        let width = pen.ceil().max(1.0) as usize + 2;
+        let mut coverage = vec![0u8; width * height];
+        for (pen, m, bitmap) in glyphs {
+            let gx = (pen + m.xmin as f32).round() as i64;
+            let gy = (ascent - (m.ymin as f32 + m.height as f32)).round() as i64;
+            for row in 0..m.height {
+                for col in 0..m.width {
+                    let (x, y) = (gx + col as i64, gy + row as i64);
+                    if x < 0 || y < 0 || x as usize >= width || y as usize >= height {
+                        continue;
+                    }
+                    let dst = &mut coverage[y as usize * width + x as usize];
+                    *dst = (*dst).max(bitmap[row * m.width + col]);
+                }
+            }
+        }
+        TextBitmap {
+            width,
+            height,
+            coverage,
+        }
+    }
+
+    /// Blends the text at top-left `(x, y)` in `color`.
+    pub fn draw(&self, p: &mut Planes<'_>, x: i64, y: i64, color: YuvColor) {
+        let (w, h) = (p.width as i64, p.height as i64);
+        for row in 0..self.height as i64 {
+            let py = y + row;
+            if py < 0 || py >= h {
+                continue;
+            }
+            for col in 0..self.width as i64 {
+                let px = x + col;
+                if px < 0 || px >= w {
+                    continue;
+                }
+                let c = self.coverage[(row * self.width as i64 + col) as usize];
+                if c != 0 {
+                    let a = color.alpha * f32::from(c) / 255.0;
+                    blend(&mut p.y[(py * w + px) as usize], color.y, a);
+                }
+            }
+        }
+        // Chroma: mean coverage of each 2×2 block.
+        let (cw, ch) = p.chroma_size();
+        let cx0 = (x.div_euclid(2)).max(0);
+        let cy0 = (y.div_euclid(2)).max(0);
+        let cx1 = ((x + self.width as i64 + 1) / 2).min(cw as i64);
+        let cy1 = ((y + self.height as i64 + 1) / 2).min(ch as i64);
+        for cy in cy0..cy1 {
+            for cx in cx0..cx1 {
+                let mut sum = 0u32;
+                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let (col, row) = (2 * cx + dx - x, 2 * cy + dy - y);
+                    if col >= 0
+                        && row >= 0
+                        && (col as usize) < self.width
+                        && (row as usize) < self.height
+                    {
+                        sum += u32::from(self.coverage[row as usize * self.width + col as usize]);
+                    }
+                }
+                if sum != 0 {
+                    let a = color.alpha * sum as f32 / (4.0 * 255.0);
+                    let i = cy as usize * cw + cx as usize;
+                    blend(&mut p.u[i], color.u, a);
+                    blend(&mut p.v[i], color.v, a);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: usize, h: usize, y: u8, c: u8) -> Vec<u8> {
+        let mut buf = vec![y; w * h];
+        buf.extend(vec![c; 2 * w.div_ceil(2) * h.div_ceil(2)]);
+        buf
+    }
+
+    #[test]
+    fn spotlight_dims_outside_and_keeps_inside() {
+        let (w, h) = (64, 48);
+        let mut buf = frame(w, h, 216, 178);
+        let mut p = Planes::split(&mut buf, w, h);
+        let e = Ellipse {
+            cx: 32.0,
+            cy: 24.0,
+            rx: 10.0,
+            ry: 8.0,
+        };
+        spotlight(&mut p, e, 4.0, 0.5);
+        // Inside: untouched. Far outside: 16 + 0.5·200 = 116, 128 + 0.5·50 = 153.
+        assert_eq!(p.y[24 * w + 32], 216);
+        assert_eq!(p.y[0], 116);
+        assert_eq!(p.y[24 * w + 2], 116);
+        assert_eq!(p.u[0], 153);
+        assert_eq!(p.v[12 * 32 + 16], 178);
+        // The soft edge is in between.
+        let edge = p.y[24 * w + 32 + 12];
+        assert!(edge > 116 && edge < 216, "{edge}");
+    }
+
+    #[test]
+    fn colours_convert() {
+        let white = YuvColor::from_rgb(Color::rgb(255, 255, 255), 1080);
+        assert!((white.y - 235.0).abs() < 0.01 && (white.u - 128.0).abs() < 0.01);
+        let red = YuvColor::from_rgb(Color::rgb(255, 0, 0), 480);
+        assert!(
+            (red.y - 81.5).abs() < 0.1 && (red.v - 240.0).abs() < 0.1,
+            "{red:?}"
+        );
+    }
+
+    #[test]
+    fn ring_and_box_touch_only_their_outline() {
+        let (w, h) = (64, 64);
+        let mut buf = frame(w, h, 16, 128);
+        let mut p = Planes::split(&mut buf, w, h);
+        let white = YuvColor::from_rgb(Color::rgb(255, 255, 255), h);
+        ring(
+            &mut p,
+            Ellipse {
+                cx: 32.0,
+                cy: 32.0,
+                rx: 20.0,
+                ry: 10.0,
+            },
+            2.0,
+            white,
+        );
+        assert_eq!(p.y[32 * w + 32], 16);
+        assert!(p.y[32 * w + 52] > 200);
+        assert!(p.y[22 * w + 32] > 200);
+        rectangle(&mut p, 4.0, 4.0, 10.0, 10.0, 2.0, white);
+        assert!(p.y[4 * w + 8] > 200);
+        assert_eq!(p.y[9 * w + 9], 16);
+    }
+}

@@ -1,0 +1,475 @@
+//! The overlay step on media made here, with real FFmpeg: the spotlight's
+//! darkening, tracking a moving box through detections, bad detections and
+//! bad specs, and a job whose clip gets a tracked spotlight end to end.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use reelay::detect::{BBox, Detection, Detections, FrameDetections};
+use reelay::overlay::spec::OverlaySpec;
+use reelay::overlay::{Scene, SceneInputs};
+use serde_json::json;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A config that encodes at high quality, so codec error stays small.
+fn fine_config(dir: &Path) -> PathBuf {
+    let path = dir.join("reelay.toml");
+    std::fs::write(&path, "[output]\ncrf = 12\n").unwrap();
+    path
+}
+
+fn overlay(
+    config: &Path,
+    input: &Path,
+    output: &Path,
+    spec: &serde_json::Value,
+    extra: &[&Path],
+) -> Output {
+    let spec_path = output.with_extension("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(spec).unwrap()).unwrap();
+    let mut cmd = reelay();
+    cmd.arg("--config")
+        .arg(config)
+        .args(["run", "overlay", "--input"])
+        .arg(input);
+    for e in extra {
+        cmd.arg("--input").arg(e);
+    }
+    cmd.arg("--output")
+        .arg(output)
+        .arg("--set")
+        .arg(format!("spec=@{}", spec_path.display()))
+        .output()
+        .unwrap()
+}
+
+/// A 320×240 clip of the astronaut photo with a tone.
+fn photo_clip(path: &Path, seconds: f64) {
+    let status = Command::new(ffmpeg().path())
+        .args([
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-loop",
+            "1",
+            "-framerate",
+            "25",
+            "-i",
+        ])
+        .arg(root().join(".tools/testdata/astronaut.png"))
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:duration={seconds}"),
+        ])
+        .args([
+            "-vf",
+            "scale=320:240,format=yuv420p",
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "10",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn the_spotlight_darkens_outside_by_dim_and_keeps_inside() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fine_config(dir.path());
+    let clip = dir.path().join("clip.mp4");
+    photo_clip(&clip, 2.0);
+    let out = dir.path().join("out.mp4");
+    let (cx, cy, rx, ry, dim, feather) = (150.0, 110.0, 60.0, 80.0, 0.5, 8.0);
+    let spec = json!({"spotlight": {"keyframes": [{"t": 0, "x": cx, "y": cy, "rx": rx, "ry": ry}], "dim": dim, "feather": feather}});
+    let o = overlay(&config, &clip, &out, &spec, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info = ffmpeg().probe(&out).unwrap();
+    assert!(info.audio.is_some(), "the clip's audio is kept");
+    assert!((info.duration - 2.0).abs() < 0.1, "{}", info.duration);
+    let (a, w, h) = frame_rgb(&clip, 1.0);
+    let (b, w2, h2) = frame_rgb(&out, 1.0);
+    assert_eq!((w, h), (w2, h2));
+    let (mut inside, mut outside) = ((0.0, 0usize), (0.0, 0usize));
+    let (mut sum_in, mut sum_out) = (0.0, 0.0);
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            let r = (((x as f64 - cx) / rx).powi(2) + ((y as f64 - cy) / ry).powi(2)).sqrt();
+            for c in 0..3 {
+                let i = (y * w as usize + x) * 3 + c;
+                let (src, dst) = (f64::from(a[i]), f64::from(b[i]));
+                if r < 0.85 {
+                    inside.0 += (dst - src).abs();
+                    inside.1 += 1;
+                } else if r > 1.35 {
+                    outside.0 += (dst - dim * src).abs();
+                    outside.1 += 1;
+                    sum_in += src;
+                    sum_out += dst;
+                }
+            }
+        }
+    }
+    let inside = inside.0 / inside.1 as f64;
+    let outside = outside.0 / outside.1 as f64;
+    let ratio = sum_out / sum_in;
+    eprintln!(
+        "mean |out - in| inside {inside:.2}, mean |out - dim*in| outside {outside:.2}, ratio {ratio:.4}"
+    );
+    assert!(inside <= 2.5, "inside changed by {inside:.2} on average");
+    assert!(
+        outside <= 2.5,
+        "outside is {outside:.2} off dim*in on average"
+    );
+    assert!(
+        (ratio - dim).abs() <= 0.02,
+        "outside brightness ratio {ratio:.4}"
+    );
+}
+
+/// A dark 320×240 clip: a white 40×80 box moving right at 60 px/s from
+/// x=20, and a grey one standing at x=250.
+fn moving_box_clip(path: &Path, seconds: f64) {
+    let status = Command::new(ffmpeg().path())
+        .args(["-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "color=c=0x303030:s=320x240:r=25:d={seconds}[bg];color=c=white:s=40x80:r=25[fg];[bg][fg]overlay=x='20+60*t':y=80:shortest=1,drawbox=x=250:y=60:w=40:h=80:color=0x808080:t=fill,format=yuv420p"
+        ))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-crf", "10"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn moving_box_detections(seconds: f64) -> Detections {
+    let frames = (0..(seconds * 5.0) as usize)
+        .map(|k| {
+            let t = k as f64 * 0.2;
+            let mut detections = vec![Detection {
+                bbox: BBox {
+                    x: 250.0,
+                    y: 60.0,
+                    w: 40.0,
+                    h: 80.0,
+                },
+                score: 0.9,
+                class: 1,
+            }];
+            // Missed for 0.6 s in the middle.
+            if !(6..9).contains(&k) {
+                detections.push(Detection {
+                    bbox: BBox {
+                        x: 20.0 + 60.0 * t,
+                        y: 80.0,
+                        w: 40.0,
+                        h: 80.0,
+                    },
+                    score: 0.8,
+                    class: 1,
+                });
+            }
+            FrameDetections { t, detections }
+        })
+        .collect();
+    Detections {
+        frames,
+        video: None,
+        model: None,
+        sample_fps: Some(5.0),
+    }
+}
+
+#[test]
+fn a_tracked_spotlight_follows_the_moving_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fine_config(dir.path());
+    let seconds = 3.0;
+    let clip = dir.path().join("boxes.mp4");
+    moving_box_clip(&clip, seconds);
+    let dets = dir.path().join("d.json");
+    std::fs::write(
+        &dets,
+        serde_json::to_vec(&moving_box_detections(seconds)).unwrap(),
+    )
+    .unwrap();
+    let spec = json!({"spotlight": {"track": {"detections": dets.to_str().unwrap(), "pick": {"t": 0.0, "x": 45, "y": 120}}, "dim": 0.3, "scale": 1.4}});
+
+    // The ellipse's centre stays on the box, through the gap too.
+    let parsed = OverlaySpec::from_value(spec.clone()).unwrap();
+    let scene = Scene::new(
+        &parsed,
+        &SceneInputs {
+            width: 320,
+            height: 240,
+            duration: seconds,
+            detections: &[("d.json".to_string(), moving_box_detections(seconds))],
+            offset: None,
+            font: None,
+        },
+    )
+    .unwrap();
+    for k in 0..28 {
+        let t = k as f64 * 0.1;
+        let (e, _, _) = scene.spotlight_at(t).unwrap();
+        let truth = (40.0 + 60.0 * t, 120.0);
+        assert!(
+            (e.cx - truth.0).abs() <= 6.0 && (e.cy - truth.1).abs() <= 1.0,
+            "t={t}: spotlight at ({:.1}, {:.1}), box centre {truth:?}",
+            e.cx,
+            e.cy
+        );
+    }
+
+    // And in the rendered video: the moving box stays bright, the other dims.
+    let out = dir.path().join("out.mp4");
+    let o = overlay(&config, &clip, &out, &spec, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for t in [0.4, 1.4, 2.4] {
+        let (px, w, _) = frame_rgb(&out, t);
+        let at = |x: usize, y: usize| px[(y * w as usize + x) * 3 + 1];
+        let bx = (40.0 + 60.0 * t) as usize;
+        assert!(
+            at(bx, 120) >= 225,
+            "t={t}: the tracked box is {} at its centre",
+            at(bx, 120)
+        );
+        let grey = at(270, 100);
+        assert!(
+            (28..=50).contains(&grey),
+            "t={t}: the other box is {grey}, expected about 0.3·128"
+        );
+    }
+}
+
+#[test]
+fn detections_that_do_not_match_the_video_are_rejected_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fine_config(dir.path());
+    let clip = dir.path().join("boxes.mp4");
+    moving_box_clip(&clip, 2.0);
+    let spec = |path: &Path| json!({"ring": {"track": {"detections": path.to_str().unwrap(), "pick": {"t": 0.0, "x": 45, "y": 120}}}});
+
+    // Times beyond the clip: detections of a longer video.
+    let mut late = moving_box_detections(2.0);
+    for f in &mut late.frames {
+        f.t += 10.0;
+    }
+    let late_path = dir.path().join("late.json");
+    std::fs::write(&late_path, serde_json::to_vec(&late).unwrap()).unwrap();
+    let out = dir.path().join("out.mp4");
+    let o = overlay(&config, &clip, &out, &spec(&late_path), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("`frames[0].t`")
+            && err.contains("outside the video")
+            && err.contains("lasts 2.00 s"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // Boxes outside the frame: detections of a larger video.
+    let mut large = moving_box_detections(2.0);
+    large.frames[3].detections[0].bbox.x = 600.0;
+    let large_path = dir.path().join("large.json");
+    std::fs::write(&large_path, serde_json::to_vec(&large).unwrap()).unwrap();
+    let o = overlay(&config, &clip, &out, &spec(&large_path), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("`frames[3].detections[0].box`")
+            && err.contains("not inside the 320x240 frame"),
+        "{err}"
+    );
+
+    // Not a detections file at all.
+    let bad_path = dir.path().join("bad.json");
+    std::fs::write(&bad_path, br#"{"frames": [{"t": 0.0, "detections": [{"box": {"x": "1", "y": 2, "w": 3, "h": 4}, "score": 1, "class": 1}]}]}"#).unwrap();
+    let o = overlay(&config, &clip, &out, &spec(&bad_path), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("`frames[0].detections[0].box.x`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_overlay_spec_with_wrong_types_is_rejected_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fine_config(dir.path());
+    let clip = dir.path().join("boxes.mp4");
+    moving_box_clip(&clip, 1.0);
+    let out = dir.path().join("out.mp4");
+    for (spec, field) in [
+        (
+            json!({"spotlight": {"keyframes": [{"t": 0, "x": "160", "y": 120, "rx": 50, "ry": 60}]}}),
+            "spotlight.keyframes[0].x",
+        ),
+        (
+            json!({"spotlight": {"keyframes": [{"t": 0, "x": 160, "y": 120, "rx": 50, "ry": 60}], "dim": "half"}}),
+            "spotlight.dim",
+        ),
+        (
+            json!({"text": [{"text": "#10", "x": 40, "y": 40, "size": [48]}]}),
+            "text[0].size",
+        ),
+        (
+            json!({"boxes": [{"keyframes": [{"t": 0, "x": 1, "y": 1, "w": 10, "h": 10}], "colour": "red"}]}),
+            "boxes[0].colour",
+        ),
+    ] {
+        let o = overlay(&config, &clip, &out, &spec, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{spec}");
+        assert!(err.contains(&format!("spec.{field}")), "{field}: {err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn text_boxes_and_a_ring_render_where_they_are_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fine_config(dir.path());
+    let clip = dir.path().join("boxes.mp4");
+    moving_box_clip(&clip, 1.0);
+    let out = dir.path().join("out.mp4");
+    let spec = json!({
+        "ring": {"keyframes": [{"t": 0, "x": 160, "y": 200, "rx": 40, "ry": 12}], "color": "#ff0000", "thickness": 4},
+        "boxes": [{"keyframes": [{"t": 0, "x": 100, "y": 20, "w": 60, "h": 30}], "color": "#00ff00", "thickness": 4}],
+        "text": [{"text": "#10", "x": 10, "y": 150, "size": 40}]
+    });
+    let o = overlay(&config, &clip, &out, &spec, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (px, w, _) = frame_rgb(&out, 0.5);
+    let at = |x: usize, y: usize| {
+        let i = (y * w as usize + x) * 3;
+        (px[i], px[i + 1], px[i + 2])
+    };
+    let (r, g, b) = at(200, 200); // the ring's right end
+    assert!(r > 180 && g < 90 && b < 90, "ring pixel {:?}", (r, g, b));
+    let (r, g, b) = at(130, 20); // the box's top edge
+    assert!(g > 180 && r < 90 && b < 90, "box pixel {:?}", (r, g, b));
+    assert!(at(130, 35).1 < 70, "inside the box stays background");
+    // Some text pixels are white, in the label's area only.
+    let mut white = 0;
+    for y in 150..200 {
+        for x in 10..90 {
+            if at(x, y).0 > 200 {
+                white += 1;
+            }
+        }
+    }
+    assert!(white > 100, "{white} white pixels in the label");
+}
+
+#[test]
+fn a_job_clip_gets_a_tracked_spotlight_after_detect_on_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    std::fs::create_dir_all(root.join("sources")).unwrap();
+    // The astronaut panning left at 64 px/s, 4 s.
+    let status = Command::new(ffmpeg().path())
+        .args([
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-loop",
+            "1",
+            "-framerate",
+            "25",
+            "-i",
+        ])
+        .arg(reelay_root().join(".tools/testdata/astronaut.png"))
+        .args([
+            "-vf",
+            "pad=1024:512:256:0:color=gray,crop=640:512:x='t*64':y=0,format=yuv420p",
+            "-t",
+            "4",
+        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast"])
+        .arg(root.join("sources/pan.mp4"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    write_job(
+        &root,
+        "jobs/spot.json",
+        &json!({"version": 1, "source": "sources/pan.mp4", "output": "exports/spot.mp4",
+                "clips": [{"start": 0.5, "end": 2.5, "overlay": {
+                              "spotlight": {"track": {"pick": {"t": 0.2, "x": 400, "y": 270}}, "dim": 0.4},
+                              "text": [{"text": "#10", "x": 20, "y": 20}]}},
+                          {"start": 2.5, "end": 3.5}]}),
+    );
+    dev_until_idle(&root, None);
+    assert!(root.join("exports/spot.mp4").is_file());
+    let d = Detections::parse(
+        "d",
+        &std::fs::read(root.join("detections/pan.mp4.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(d.frames.len(), 20);
+    let audit = reelay()
+        .args(["audit", "--root"])
+        .arg(&root)
+        .arg("exports/spot.mp4")
+        .output()
+        .unwrap();
+    let tree = String::from_utf8(audit.stdout).unwrap();
+    assert!(tree.contains("[overlay overlay-0]"), "{tree}");
+    assert!(
+        tree.contains("[detect detect]") || tree.contains("[detect "),
+        "{tree}"
+    );
+    assert!((duration(&root.join("exports/spot.mp4")) - 3.0).abs() < 0.1);
+    // The spotlight sits on the astronaut: at export time 1.0 (source 1.5)
+    // her face is as in the source, and the grey canvas far left of her is
+    // dimmed to 0.4.
+    let (src, w, _) = frame_rgb(&root.join("sources/pan.mp4"), 1.5);
+    let (exp, w2, _) = frame_rgb(&root.join("exports/spot.mp4"), 1.0);
+    assert_eq!(w, w2);
+    let patch = |px: &[u8], x0: usize, y0: usize| {
+        let mut sum = 0.0;
+        for y in y0..y0 + 10 {
+            for x in x0..x0 + 10 {
+                sum += f64::from(px[(y * w as usize + x) * 3 + 1]);
+            }
+        }
+        sum / 100.0
+    };
+    let (face_src, face_exp) = (patch(&src, 380, 125), patch(&exp, 380, 125));
+    assert!(
+        (face_src - face_exp).abs() < 8.0,
+        "face {face_src:.1} -> {face_exp:.1}"
+    );
+    let (grey_src, grey_exp) = (patch(&src, 15, 400), patch(&exp, 15, 400));
+    assert!(
+        (grey_exp / grey_src - 0.4).abs() < 0.05,
+        "canvas {grey_src:.1} -> {grey_exp:.1}"
+    );
+}
+
+fn reelay_root() -> PathBuf {
+    root()
+}
