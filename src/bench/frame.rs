@@ -11,6 +11,10 @@
 //! - **efficiency = b / a**: 1.0 means the pipeline around the model costs
 //!   nothing. The target on the CPU is 0.90.
 //!
+//! CPU seconds per frame (this process and its waited-for FFmpeg children,
+//! user + system) are reported next to the wall-clock figures: on a shared
+//! machine they move less with the neighbours' load.
+//!
 //! (a) and (b) alternate `repetitions` times and the report gives the
 //! median of each and of the per-pair ratios, so a neighbour's load that
 //! comes and goes moves both halves of a pair alike. The load average at
@@ -83,6 +87,8 @@ pub struct EndToEnd {
     pub seconds: f64,
     pub fps: f64,
     pub ms_per_frame: f64,
+    /// CPU seconds per frame, this process and FFmpeg.
+    pub cpu_seconds_per_frame: f64,
     pub source: String,
     pub size: String,
     pub device: String,
@@ -102,8 +108,13 @@ pub struct FrameBenchReport {
     pub model_only: InferenceBenchReport,
     /// The end-to-end run with the median frames/s.
     pub end_to_end: EndToEnd,
+    /// CPU seconds per frame of the median model-only run.
+    pub model_cpu_seconds_per_frame: f64,
     /// Each pair's (a) and (b) frames/s, in order.
     pub pairs: Vec<(f64, f64)>,
+    /// Median of the pairs' (a) / (b) CPU seconds per frame: the share of
+    /// the step's CPU time that is the model's.
+    pub cpu_efficiency: f64,
     /// Median of the pairs' b / a.
     pub efficiency: f64,
     /// The CPU target, when the device is the CPU.
@@ -227,6 +238,7 @@ pub fn run(
     let mut models = Vec::new();
     let mut ends = Vec::new();
     let mut pairs = Vec::new();
+    let mut cpu_pairs: Vec<(f64, f64)> = Vec::new();
     for rep in 1..=c.repetitions.max(1) {
         log(&format!(
             "[{rep}/{}] (a) model only: {} {}x{} batch {} on {} ...",
@@ -237,7 +249,9 @@ pub fn run(
             c.batch,
             c.device
         ));
+        let cpu0 = cpu_seconds();
         let m = model_only(manifest, &a)?;
+        let cpu_a = (cpu_seconds() - cpu0) / m.frames.max(1) as f64;
         log(&format!(
             "[{rep}/{}] (b) frame step: {} frames, crop {}x{} -> {size} ...",
             c.repetitions.max(1),
@@ -245,6 +259,7 @@ pub fn run(
             c.crop_w,
             c.crop_h
         ));
+        let cpu0 = cpu_seconds();
         let started = Instant::now();
         let (out, run) = frame::run_detailed(
             ff,
@@ -258,18 +273,23 @@ pub fn run(
         )
         .map_err(|e| anyhow::anyhow!("the frame step failed: {e}"))?;
         let seconds = started.elapsed().as_secs_f64();
+        let cpu_b = (cpu_seconds() - cpu0) / run.frames.max(1) as f64;
         let fps = run.frames as f64 / seconds;
         log(&format!(
-            "    (a) {:.2} frames/s, (b) {fps:.2} frames/s, b/a {:.3}",
+            "    (a) {:.2} frames/s, {:.3} cpu s/frame; (b) {fps:.2} frames/s, {cpu_b:.3} cpu s/frame; b/a {:.3}, cpu a/b {:.3}",
             m.fps,
-            fps / m.fps
+            cpu_a,
+            fps / m.fps,
+            cpu_a / cpu_b
         ));
         pairs.push((m.fps, fps));
+        cpu_pairs.push((cpu_a, cpu_b));
         ends.push(EndToEnd {
             frames: run.frames,
             seconds,
             fps,
             ms_per_frame: 1000.0 * seconds / run.frames.max(1) as f64,
+            cpu_seconds_per_frame: cpu_b,
             source: format!("{}x{}@{}", run.source.0, run.source.1, run.fps),
             size: size.to_string(),
             device: out
@@ -287,6 +307,12 @@ pub fn run(
         models.push(m);
     }
     let efficiency = median(pairs.iter().map(|(a, b)| b / a).collect());
+    let cpu_efficiency = median(cpu_pairs.iter().map(|(a, b)| a / b).collect());
+    let model_cpu = {
+        let mut order: Vec<usize> = (0..models.len()).collect();
+        order.sort_by(|&x, &y| models[x].fps.total_cmp(&models[y].fps));
+        cpu_pairs[order[order.len() / 2]].0
+    };
     models.sort_by(|x, y| x.fps.total_cmp(&y.fps));
     ends.sort_by(|x, y| x.fps.total_cmp(&y.fps));
     let model = models.swap_remove(models.len() / 2);
@@ -299,11 +325,27 @@ pub fn run(
         config: c.clone(),
         end_to_end: end,
         model_only: model,
+        model_cpu_seconds_per_frame: model_cpu,
         pairs,
+        cpu_efficiency,
         efficiency,
         target,
         within_target: target.map(|t| efficiency >= t),
     })
+}
+
+/// User + system CPU seconds of this process and its waited-for children.
+pub fn cpu_seconds() -> f64 {
+    let get = |who| {
+        // SAFETY: getrusage only writes into the zeroed struct we pass.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut u) } != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    };
+    get(libc::RUSAGE_SELF) + get(libc::RUSAGE_CHILDREN)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -334,21 +376,23 @@ pub fn render(r: &FrameBenchReport) -> String {
         r.load_average
     );
     out.push_str(&format!(
-        "{:<24} {:>10} {:>10} {:>9}\n",
-        "", "frames/s", "ms/frame", "TFLOP/s"
+        "{:<24} {:>10} {:>10} {:>12} {:>9}\n",
+        "", "frames/s", "ms/frame", "cpu s/frame", "TFLOP/s"
     ));
     out.push_str(&format!(
-        "{:<24} {:>10.2} {:>10.1} {:>9}\n",
+        "{:<24} {:>10.2} {:>10.1} {:>12.3} {:>9}\n",
         "(a) model only, median",
         m.fps,
         m.ms_per_frame,
+        r.model_cpu_seconds_per_frame,
         m.tflops.map_or("-".into(), |t| format!("{t:.3}"))
     ));
     out.push_str(&format!(
-        "{:<24} {:>10.2} {:>10.1} {:>9}\n",
+        "{:<24} {:>10.2} {:>10.1} {:>12.3} {:>9}\n",
         "(b) frame step, median",
         e.fps,
         e.ms_per_frame,
+        e.cpu_seconds_per_frame,
         m.mflop_per_pixel.map_or("-".into(), |mf| format!(
             "{:.3}",
             e.fps * f64::from(m.width * m.height) * mf / 1e6
@@ -370,6 +414,10 @@ pub fn render(r: &FrameBenchReport) -> String {
             .map(|(a, b)| format!("{:.3}", b / a))
             .collect::<Vec<_>>()
             .join(" ")
+    ));
+    out.push_str(&format!(
+        "cpu time a/b             {:>10.3}  (the model's share of the step's CPU time)\n",
+        r.cpu_efficiency
     ));
     out.push_str("stage busy seconds:     ");
     out.push_str(

@@ -380,7 +380,9 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
                 outcome.pipeline_secs, outcome.source_secs
             );
             println!("  step time, summed    {total:>8.2} s");
-            println!("  critical path        {critical:>8.2} s  (slowest extract + compile)");
+            println!(
+                "  critical path        {critical:>8.2} s  (slowest extract + the other steps: frame, compile)"
+            );
             println!(
                 "  end to end / critical path  {:.3}  (orchestration overhead; 1.0 is none)",
                 outcome.pipeline_secs / critical

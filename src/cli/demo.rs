@@ -33,7 +33,13 @@ pub fn demo_job() -> serde_json::Value {
         "output": EXPORT_KEY,
         "clips": [
             {"start": 1.0, "end": 6.0, "caption": "Kick-off"},
-            {"start": 8.0, "end": 13.0, "caption": "The build-up"},
+            // AI framing: the centre of the pitch, upscaled x4 by Real-ESRGAN
+            // and resized to the export's size (a `frame` step on the gpu
+            // queue, on whatever device this machine has). A small crop keeps
+            // the demo quick on a CPU.
+            {"start": 8.0, "end": 13.0, "caption": "The build-up",
+             "framing": {"crop": {"x": 880, "y": 495, "w": 160, "h": 90},
+                         "model": "realesr-general-x4v3", "size": "1920x1080"}},
             {"start": 16.0, "end": 22.0, "caption": "Goal!"}
         ],
         "transition": {"kind": "fade", "seconds": 0.5},
@@ -96,7 +102,9 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
             crate::ports::store::PutCondition::Overwrite,
         )
         .await?;
-    println!("dropped {JOB_KEY}: 3 clips with captions and 0.5 s fades\n");
+    println!(
+        "dropped {JOB_KEY}: 3 clips with captions and 0.5 s fades; the second framed by realesr-general-x4v3\n"
+    );
     let bars = Arc::new(Bars::new());
     let summary = run_local(
         LocalOptions {

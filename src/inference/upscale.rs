@@ -261,9 +261,20 @@ impl Upscaler {
                     t.core_y0 * s..t.core_y0 * s + ch,
                     t.core_x0 * s..t.core_x0 * s + cw
                 ]);
+                let want = (end - start, 3, (t.y1 - t.y0) * s, (t.x1 - t.x0) * s);
                 self.run(part.view(), |y| {
+                    if y.dim() != want {
+                        return Err(InferenceError::Ort {
+                            context: "read the output tensor".into(),
+                            message: format!(
+                                "the model gave {:?} for {want:?}; is `scale` in the manifest right?",
+                                y.dim()
+                            ),
+                        });
+                    }
                     dst.assign(&y.slice(s![.., .., oy..oy + ch, ox..ox + cw]));
-                })?;
+                    Ok(())
+                })??;
             }
         }
         Ok(out)

@@ -36,7 +36,7 @@ use ndarray::Array4;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::crop::CropPlan;
+use super::crop::{CropPlan, decode_region};
 use super::params::{FrameParams, OutputSize, VideoAccel};
 use super::resize::Resizer;
 use crate::inference::{InferenceError, Upscaler};
@@ -257,20 +257,28 @@ pub(crate) fn inference_error(e: InferenceError) -> TaskError {
     }
 }
 
-fn decode_args(input: &Path, accel: Accel) -> Vec<OsString> {
+/// The decoder: the first video stream, only `region` of it when that is
+/// not the whole frame, as RGB24 on stdout, every frame (no rate change).
+fn decode_args(
+    input: &Path,
+    accel: Accel,
+    region: (u32, u32, u32, u32),
+    frame: (u32, u32),
+) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     if accel.nvdec {
         a.extend(["-hwaccel", "cuda"].map(OsString::from));
     }
     a.push("-i".into());
     a.push(path_arg(input));
+    a.extend(["-map", "0:v:0", "-an", "-sn", "-dn"].map(OsString::from));
+    let (x, y, w, h) = region;
+    if (x, y, w, h) != (0, 0, frame.0, frame.1) {
+        a.push("-vf".into());
+        a.push(format!("crop=w={w}:h={h}:x={x}:y={y}:exact=1").into());
+    }
     a.extend(
         [
-            "-map",
-            "0:v:0",
-            "-an",
-            "-sn",
-            "-dn",
             "-fps_mode",
             "passthrough",
             "-f",
@@ -362,7 +370,8 @@ pub fn run(
         .ok_or_else(|| TaskError::permanent(Some("input".into()), "the input has no video"))?;
     let fps = fps_string(video.fps);
     let fps_value = fps_exact(video.fps);
-    let plan = CropPlan::new(&job.params.crop, fps_value, video.width, video.height);
+    let region = decode_region(&job.params.crop, video.width, video.height);
+    let plan = CropPlan::new(&job.params.crop, fps_value, region);
     let up = job.upscaler;
     let scale = up.scale() as usize;
     let batch = up.batch_size();
@@ -374,7 +383,7 @@ pub fn run(
     let mut decoder = job
         .ff
         .spawn_piped(
-            &decode_args(job.input, job.accel),
+            &decode_args(job.input, job.accel, region, (video.width, video.height)),
             Pipe::Stdout,
             &format!("decoding `{}`", job.input.display()),
         )

@@ -241,7 +241,10 @@ mod tests {
                 for x in 0..ow {
                     assert_eq!(out[(y * ow + x) * 3 + 1], 64, "flat green at {x},{y}");
                     if x > 0 {
-                        assert!(i32::from(out[(y * ow + x) * 3]) + 2 >= i32::from(out[(y * ow + x - 1) * 3]));
+                        assert!(
+                            i32::from(out[(y * ow + x) * 3]) + 2
+                                >= i32::from(out[(y * ow + x - 1) * 3])
+                        );
                     }
                 }
             }
