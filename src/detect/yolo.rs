@@ -65,7 +65,8 @@ pub fn decode(
                 class = c;
             }
         }
-        if !(best > threshold) {
+        // NaN scores never pass.
+        if best.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         if let Some(keep) = classes

@@ -221,7 +221,12 @@ mod tests {
         };
         let crop = Crop::Keyframes(vec![kf(0.0, 101, 51), kf(1.0, 301, 21)]);
         assert_eq!(decode_region(&crop, 1920, 1080), (92, 12, 282, 84));
-        let odd = Crop::Static(Rect { x: 300, y: 10, w: 20, h: 20 });
+        let odd = Crop::Static(Rect {
+            x: 300,
+            y: 10,
+            w: 20,
+            h: 20,
+        });
         assert_eq!(decode_region(&odd, 321, 181), (0, 2, 321, 36));
         let edge = Crop::Static(Rect {
             x: 3,
