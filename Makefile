@@ -75,6 +75,17 @@ test-rust:
 test-infra: tools
 	bash infra/test.sh
 
+# Every benchmark, release build; each prints ratios against a reference run.
+bench: setup tools
+	cargo build --release --bin reelay
+	./target/release/reelay bench cpu
+	./target/release/reelay bench demo
+	./target/release/reelay bench router
+	./target/release/reelay bench upscale --batch 4
+	./target/release/reelay bench frame
+	./target/release/reelay bench detect
+	./target/release/reelay bench overlay
+
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
