@@ -774,7 +774,13 @@ async fn a_task_lasting_over_three_visibility_timeouts_runs_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_redrives_a_deleted_gpu_task_and_reelay_work_runs_it() {
     // Extract is placed on the gpu queue, so `reelay work` runs it.
-    let aws = Aws::start("reconcile", "[placement]\nextract = \"gpu\"\n", true).await;
+    // Jobs only: the default detect rule would put a third task on the gpu queue.
+    let aws = Aws::start(
+        "reconcile",
+        "[placement]\nextract = \"gpu\"\n\n[[rules]]\nmatch = \"jobs/*.json\"\nkind = \"job\"\n",
+        true,
+    )
+    .await;
     let rt = aws.runtime("router-reconcile");
     let stop = CancellationToken::new();
     let running = tokio::spawn({

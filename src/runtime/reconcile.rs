@@ -294,7 +294,9 @@ mod tests {
     async fn backfills_new_uploads_redrives_started_jobs_and_leaves_claimed_tasks() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        let config = Config::defaults();
+        // Jobs only: the default detect rule would add a GPU task per source.
+        let rules = "[[rules]]\nmatch = \"jobs/*.json\"\nkind = \"job\"\n";
+        let config = Config::from_file("test", Config::parse_toml("test", rules).unwrap()).unwrap();
         let (events, _) = MemoryQueue::with_dlq("events", 3);
         let (gpu, _) = MemoryQueue::with_dlq("gpu", 3);
         let dispatcher = Dispatcher {
