@@ -71,8 +71,9 @@ test-rust:
 	cargo test --all-targets --no-fail-fast 2>&1 | tee $(CACHE)/test-rust.log
 	./.ci/summarize-tests $(CACHE)/test-rust.log
 
-# CDK stack, R2 bridge (miniflare + moto) and Dockerfiles, offline.
-test-infra: tools
+# CDK stack, R2 bridge (miniflare + moto + reelay route) and Dockerfiles, offline.
+test-infra: setup tools
+	cargo build --bin reelay
 	bash infra/test.sh
 
 # Every benchmark, release build; each prints ratios against a reference run.

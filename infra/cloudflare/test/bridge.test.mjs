@@ -210,3 +210,99 @@ describe('failure handling (the Worker module called directly)', () => {
     await assert.rejects(worker.forward(batch, { ...env(queueUrl), AWS_SECRET_ACCESS_KEY: '' }), /AWS_SECRET_ACCESS_KEY is not set/);
   });
 });
+
+// The whole R2 path on loopback: the Worker forwards an R2 notification into
+// moto's SQS, and the real `reelay route` (built by `cargo build`) reads the
+// bucket through moto's S3, runs the job's steps and writes the export.
+describe('R2 notification -> Worker -> SQS -> reelay route -> export', () => {
+  const reelayBin = path.join(repo, 'target', 'debug', 'reelay');
+  const ffmpeg = process.env.REELAY_FFMPEG || path.join(repo, '.tools', 'bin', 'ffmpeg');
+  const font = process.env.REELAY_FONT || path.join(repo, '.tools', 'fonts', 'Roboto-Bold.ttf');
+  const bucket = 'reelay-r2-route';
+  let s3;
+  let mf;
+  let router;
+
+  const s3Url = (key) => `${endpoint}/${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+
+  after(async () => {
+    if (router && router.exitCode === null) router.kill('SIGKILL');
+    if (mf) await mf.dispose();
+  });
+
+  test('the export appears with its audit metadata, and route exits 0 on SIGTERM', { timeout: 180000 }, async () => {
+    assert.ok(fs.existsSync(reelayBin), `${reelayBin} is missing: run \`cargo build --bin reelay\` first (make test does)`);
+    assert.ok(fs.existsSync(ffmpeg), `${ffmpeg} is missing: run \`make setup\` first`);
+    s3 = new AwsClient({ ...CREDS, region: REGION, service: 's3', retries: 0 });
+    assert.equal((await s3.fetch(`${endpoint}/${bucket}`, { method: 'PUT' })).status, 200);
+
+    // A 3 s 320x180 source with audio, made here by the project's FFmpeg.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reelay-r2-route-'));
+    const src = path.join(dir, 'match.mp4');
+    const ff = spawnSync(ffmpeg, ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=25:duration=3',
+      '-f', 'lavfi', '-i', 'sine=frequency=440:duration=3', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', src]);
+    assert.equal(ff.status, 0, String(ff.stderr));
+    const put = async (key, body, type) => {
+      const r = await s3.fetch(s3Url(key), { method: 'PUT', body, headers: { 'content-type': type } });
+      assert.equal(r.status, 200, `PUT ${key}: ${await r.text()}`);
+      return r.headers.get('etag').replaceAll('"', '');
+    };
+    await put('sources/r2 match.mp4', fs.readFileSync(src), 'video/mp4');
+    const job = JSON.stringify({ version: 1, source: 'sources/r2 match.mp4', output: 'exports/r2.mp4', clips: [{ start: 0.5, end: 1.5 }, { start: 1.5, end: 2.5 }] });
+    const etag = await put('jobs/r2.json', job, 'application/json');
+
+    const events = (await sqsCall('CreateQueue', { QueueName: 'reelay-r2-route-events' })).QueueUrl;
+    const gpu = (await sqsCall('CreateQueue', { QueueName: 'reelay-r2-route-gpu' })).QueueUrl;
+    const script = buildWorker();
+    mf = new Miniflare({
+      modules: true,
+      scriptPath: script,
+      modulesRoot: path.dirname(script),
+      cf: false,
+      compatibilityDate: '2026-04-01',
+      bindings: { SQS_QUEUE_URL: events, AWS_REGION: REGION, AWS_ACCESS_KEY_ID: CREDS.accessKeyId, AWS_SECRET_ACCESS_KEY: CREDS.secretAccessKey },
+      queueProducers: { R2_EVENTS: 'reelay-r2-route' },
+      queueConsumers: { 'reelay-r2-route': { maxBatchSize: 10, maxBatchTimeout: 1, maxRetries: 2 } },
+    });
+    const r2 = { ...notification('jobs/r2.json'), bucket, object: { key: 'jobs/r2.json', size: job.length, eTag: etag } };
+    await (await mf.getQueueProducer('R2_EVENTS')).send(r2);
+
+    const config = path.join(dir, 'reelay.toml');
+    fs.writeFileSync(config, '[aws]\npoll_wait_seconds = 1\nshutdown_grace_seconds = 10\n');
+    let log = '';
+    router = spawn(reelayBin, ['route'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        AWS_ACCESS_KEY_ID: CREDS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: CREDS.secretAccessKey,
+        AWS_REGION: REGION,
+        AWS_ENDPOINT_URL: endpoint,
+        REELAY_BUCKET: `s3://${bucket}`,
+        REELAY_EVENTS_QUEUE_URL: events,
+        REELAY_GPU_QUEUE_URL: gpu,
+        REELAY_S3_PATH_STYLE: 'true',
+        REELAY_CONFIG: config,
+        REELAY_FFMPEG: ffmpeg,
+        REELAY_FONT: font,
+        REELAY_LOG_FORMAT: 'text',
+      },
+    });
+    router.stdout.on('data', (d) => (log = (log + d).slice(-8000)));
+    router.stderr.on('data', (d) => (log = (log + d).slice(-8000)));
+    const head = await waitFor(
+      async () => {
+        const r = await s3.fetch(s3Url('exports/r2.mp4'), { method: 'HEAD' });
+        return r.status === 200 ? r : null;
+      },
+      { timeoutMs: 150000, stepMs: 500, what: `exports/r2.mp4 written by reelay route; its log:\n${log}` },
+    ).catch((e) => assert.fail(`${e.message}\n${log}`));
+    assert.equal(head.headers.get('x-amz-meta-reelay-kind'), 'compile');
+    assert.ok(head.headers.get('x-amz-meta-reelay-job'), 'the export names its job');
+    assert.ok(Number(head.headers.get('content-length')) > 1000, 'the export has content');
+
+    const exited = new Promise((resolve) => router.on('exit', (code, signal) => resolve({ code, signal })));
+    router.kill('SIGTERM');
+    assert.deepEqual(await exited, { code: 0, signal: null }, log);
+  });
+});
