@@ -65,7 +65,7 @@ pub fn decode(
                 class = c;
             }
         }
-        if !(best > threshold) {
+        if best.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
             continue;
         }
         if let Some(keep) = classes

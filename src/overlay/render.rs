@@ -141,7 +141,7 @@ fn spotlight_plane(
         ..e
     };
     let band = |row: &mut [u8], x0: usize, x1: usize, dy: f64| {
-        for x in x0..x1 {
+        for (x, px) in row.iter_mut().enumerate().take(x1).skip(x0) {
             let dx = x as f64 - e.cx;
             let r_in = ((dx / e.rx).powi(2) + (dy / e.ry).powi(2)).sqrt();
             let r_out = ((dx / outer.rx).powi(2) + (dy / outer.ry).powi(2)).sqrt();
@@ -153,8 +153,8 @@ fn spotlight_plane(
                 (r_in - 1.0) / (r_in - r_out)
             };
             let f = 1.0 - (1.0 - dim) * smoothstep(s);
-            let v = f64::from(row[x]);
-            row[x] = (off + (v - off) * f + 0.5).clamp(0.0, 255.0) as u8;
+            let v = f64::from(*px);
+            *px = (off + (v - off) * f + 0.5).clamp(0.0, 255.0) as u8;
         }
     };
     let clamp_x = |v: f64| v.clamp(0.0, pw as f64) as usize;
