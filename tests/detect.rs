@@ -277,6 +277,53 @@ fn yolo_decode_and_nms_equal_an_independent_reference() {
         total >= 5,
         "the photos should give some detections ({total})"
     );
+
+    // The video path: FFmpeg scales to the letterbox's inner size and reelay
+    // only pads; the boxes come back in source pixels, on every sample.
+    let video = dir.path().join("pan.mp4");
+    panning_video(&video, 2.0, 64.0);
+    let info = ffmpeg().probe(&video).unwrap();
+    let detector = Detector::new(
+        &manifest,
+        &DetectorConfig {
+            threshold: 0.25,
+            imgsz: Some(320),
+            ..cpu("yolov8n-nudenet")
+        },
+    )
+    .unwrap();
+    assert_eq!(detector.working_size(640, 512), (320, 256));
+    let (d, stats) = reelay::detect::video::detect_video(
+        &ffmpeg(),
+        &detector,
+        &video,
+        &info,
+        reelay::detect::video::SampleRate::Fps(5.0),
+        &mut |_| {},
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .unwrap();
+    assert_eq!(stats.frames, 10);
+    d.check_against("yolo", 640, 512, info.duration).unwrap();
+    // The face the photo test found is found on the video too, moving left.
+    let faces: Vec<(f64, f64)> = d
+        .frames
+        .iter()
+        .filter_map(|f| {
+            f.detections
+                .iter()
+                .find(|x| x.class == 1)
+                .map(|x| (f.t, x.bbox.center().0))
+        })
+        .collect();
+    assert!(faces.len() >= 8, "{:?}", d.frames);
+    let (t0, x0) = faces[0];
+    for (t, x) in &faces {
+        assert!(
+            (x - (x0 - 64.0 * (t - t0))).abs() <= 16.0,
+            "t={t}: face x {x:.1}"
+        );
+    }
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub struct DetectBenchOptions {
     /// Minimum timed seconds of the model-only loop.
     pub min_model_secs: f64,
     pub imgsz: Option<u32>,
+    /// Alternating model-only and end-to-end runs; medians are reported.
+    pub repetitions: u32,
 }
 
 impl Default for DetectBenchOptions {
@@ -48,6 +50,7 @@ impl Default for DetectBenchOptions {
             fps: 30,
             min_model_secs: 3.0,
             imgsz: None,
+            repetitions: 3,
         }
     }
 }
@@ -115,6 +118,16 @@ fn make_source(ff: &Ffmpeg, path: &Path, o: &DetectBenchOptions) -> Result<(), M
         &mut |_| {},
         &CancellationToken::new(),
     )
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 pub fn run_detect_bench(
@@ -191,39 +204,58 @@ pub fn run_detect_bench(
             "the bench source decoded to no frames".into(),
         ));
     }
-    let t = Instant::now();
-    let mut n = 0u64;
-    while t.elapsed().as_secs_f64() < o.min_model_secs || n < frames.len() as u64 {
+    // Untimed warm-up at this size (first runs allocate and plan).
+    for f in frames.iter().take(5) {
         detector
-            .detect_scaled(&frames[n as usize % frames.len()], (o.width, o.height))
+            .detect_scaled(f, (o.width, o.height))
             .map_err(|e| BenchError::Other(e.to_string()))?;
-        n += 1;
     }
-    let model_only_fps = n as f64 / t.elapsed().as_secs_f64();
-    log(&format!(
-        "model only: {n} frames, {model_only_fps:.2} frames/s"
-    ));
-
+    // Alternate the two sides `repetitions` times; report medians, so a
+    // noisy neighbour on a shared machine moves both alike.
     let cancel = CancellationToken::new();
-    let t = Instant::now();
-    let (all, stats) = detect_video(
-        ff,
-        &detector,
-        &source,
-        &info,
-        SampleRate::EveryFrame,
-        &mut |_| {},
-        &cancel,
-    )
-    .map_err(|e| BenchError::Other(e.to_string()))?;
-    let e2e = t.elapsed().as_secs_f64();
-    let end_to_end_fps = stats.frames as f64 / e2e;
-    log(&format!(
-        "end to end, every frame: {} frames in {e2e:.2} s, {end_to_end_fps:.2} frames/s",
-        stats.frames
-    ));
-    let boxes = all.frames.iter().map(|f| f.detections.len()).sum::<usize>() as f64
-        / all.frames.len().max(1) as f64;
+    let (mut model_fps, mut e2e_fps, mut shares) = (Vec::new(), Vec::new(), Vec::new());
+    let mut boxes = 0.0;
+    for rep in 0..o.repetitions.max(1) {
+        let t = Instant::now();
+        let mut n = 0u64;
+        // One reused buffer, as the end-to-end path reads every frame into.
+        let mut current = frames[0].clone();
+        while t.elapsed().as_secs_f64() < o.min_model_secs || n < frames.len() as u64 {
+            current
+                .data
+                .copy_from_slice(&frames[n as usize % frames.len()].data);
+            detector
+                .detect_scaled(&current, (o.width, o.height))
+                .map_err(|e| BenchError::Other(e.to_string()))?;
+            n += 1;
+        }
+        model_fps.push(n as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let (all, stats) = detect_video(
+            ff,
+            &detector,
+            &source,
+            &info,
+            SampleRate::EveryFrame,
+            &mut |_| {},
+            &cancel,
+        )
+        .map_err(|e| BenchError::Other(e.to_string()))?;
+        let e2e = t.elapsed().as_secs_f64();
+        e2e_fps.push(stats.frames as f64 / e2e);
+        shares.push(stats.model_secs / e2e);
+        boxes = all.frames.iter().map(|f| f.detections.len()).sum::<usize>() as f64
+            / all.frames.len().max(1) as f64;
+        log(&format!(
+            "#{}: model only {:.2} frames/s; end to end, every frame: {} frames in {e2e:.2} s, {:.2} frames/s",
+            rep + 1,
+            model_fps[model_fps.len() - 1],
+            stats.frames,
+            e2e_fps[e2e_fps.len() - 1]
+        ));
+    }
+    let model_only_fps = median(&model_fps);
+    let end_to_end_fps = median(&e2e_fps);
 
     let t = Instant::now();
     let (_, sampled) = detect_video(
@@ -250,7 +282,7 @@ pub fn run_detect_bench(
         working_size: (ww, wh),
         model_only_fps,
         end_to_end_fps,
-        end_to_end_model_share: stats.model_secs / e2e,
+        end_to_end_model_share: median(&shares),
         sampled_fps: sampled.frames as f64 / s,
         sampled_realtime: info.duration / s,
         boxes_per_frame: boxes,

@@ -117,6 +117,8 @@ pub enum BenchCommand {
         /// Minimum timed seconds of the model-only loop.
         #[arg(long, default_value_t = 3.0)]
         model_seconds: f64,
+        #[arg(long, default_value_t = 3)]
+        repetitions: u32,
         #[arg(long, default_value = ".cache/bench")]
         scratch: PathBuf,
         #[arg(long)]
@@ -323,6 +325,7 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
             imgsz,
             seconds,
             model_seconds,
+            repetitions,
             scratch,
             json,
         } => {
@@ -330,13 +333,13 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
             let manifest = Manifest::load_default()?;
             let opts = crate::bench::detect::DetectBenchOptions {
                 model,
-                load: crate::inference::LoadOptions {
-                    device: device.parse().map_err(anyhow::Error::msg)?,
-                    ..Default::default()
-                },
+                load: crate::tasks::detect::detect_load_options(
+                    device.parse().map_err(anyhow::Error::msg)?,
+                ),
                 imgsz,
                 seconds,
                 min_model_secs: model_seconds,
+                repetitions,
                 ..Default::default()
             };
             let report = tokio::task::spawn_blocking(move || {

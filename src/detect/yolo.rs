@@ -65,7 +65,6 @@ pub fn decode(
                 class = c;
             }
         }
-        // NaN scores never pass.
         if best.partial_cmp(&threshold) != Some(std::cmp::Ordering::Greater) {
             continue;
         }

@@ -26,6 +26,10 @@ pub struct LoadOptions {
     /// Threads inside one operator on the CPU; `None` lets ONNX Runtime pick
     /// (one per physical core).
     pub intra_threads: Option<usize>,
+    /// Let intra-op threads spin between runs (ONNX Runtime's default).
+    /// Spinning costs about 2× on a small, busy machine where other
+    /// processes (FFmpeg) want the cores too; `detect` turns it off.
+    pub spinning: bool,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +39,7 @@ impl Default for LoadOptions {
             precision: Precision::Fp32,
             cuda_device: 0,
             intra_threads: None,
+            spinning: true,
         }
     }
 }
@@ -187,6 +192,11 @@ fn builder(rt: &Runtime, options: &LoadOptions) -> Result<SessionBuilder, Infere
         .map_err(ort_err("create a session builder"))?
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(ort_err("set the optimisation level"))?;
+    if !options.spinning {
+        b = b
+            .with_intra_op_spinning(false)
+            .map_err(ort_err("turn off intra-op spinning"))?;
+    }
     if let Some(n) = options.intra_threads {
         b = b
             .with_intra_threads(n)

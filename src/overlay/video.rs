@@ -93,7 +93,7 @@ pub fn encode_args(
 }
 
 /// Draws `scene` on every frame of `input` into `output`. Blocking.
-#[allow(clippy::too_many_arguments)] // the step contract plus the probed input
+#[allow(clippy::too_many_arguments)]
 pub fn render(
     ff: &Ffmpeg,
     input: &Path,

@@ -100,14 +100,22 @@ pub fn inference_error(e: InferenceError) -> TaskError {
     }
 }
 
+/// How `detect` loads its model: no intra-op spinning, since FFmpeg decodes
+/// alongside on the same cores (spinning measured about 2× slower on the
+/// 2-core machine; NOTES-detect.md).
+pub fn detect_load_options(device: Device) -> LoadOptions {
+    LoadOptions {
+        device,
+        spinning: false,
+        ..LoadOptions::default()
+    }
+}
+
 /// The detector for `params` on `device` (sessions are cached per process).
 pub fn detector(params: &DetectParams, device: Device) -> Result<Detector, TaskError> {
     let manifest = Manifest::load_default().map_err(|e| inference_error(e.into()))?;
     let config = DetectorConfig {
-        load: LoadOptions {
-            device,
-            ..LoadOptions::default()
-        },
+        load: detect_load_options(device),
         threshold: params.threshold,
         iou: params.iou,
         imgsz: params.imgsz,
