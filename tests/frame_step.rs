@@ -76,7 +76,7 @@ fn frame_cpu(
 ) -> Result<(StepOutput, FrameRun), TaskError> {
     frame::run_detailed(
         &ff(),
-        input,
+        &[input.to_path_buf()],
         output,
         p,
         profile,
@@ -138,48 +138,12 @@ fn write_video(
     std::fs::remove_file(raw).unwrap();
 }
 
-/// Every frame of `path` as RGB24, and the frame size.
 fn decode_all(path: &Path) -> (u32, u32, Vec<Vec<u8>>) {
-    let v = ff().probe(path).unwrap().video.expect("video stream");
-    let out = Command::new(ff().path())
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(path_arg(path))
-        .args([
-            "-map",
-            "0:v:0",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let len = (v.width * v.height * 3) as usize;
-    assert_eq!(out.stdout.len() % len, 0);
-    (
-        v.width,
-        v.height,
-        out.stdout.chunks_exact(len).map(<[u8]>::to_vec).collect(),
-    )
+    common::decode_all(path)
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    10.0 * (255.0f64 * 255.0 / mse).log10()
+    common::psnr(a, b)
 }
 
 /// (max, share of values that differ).
@@ -763,9 +727,9 @@ fn cli_runs_and_refuses_bad_models_and_missing_runtime() {
     );
 }
 
-/// A job whose clip has `framing` runs end to end in `reelay dev`: extract,
-/// then frame (through the gpu queue, on this machine's device), then
-/// compile; the frame step's audit record names the device and the model.
+/// A fan-out job whose clip has `framing` runs end to end in `reelay dev`:
+/// extract, then frame (through the gpu queue, on this machine's device),
+/// then compile; the frame step's audit record names the device and the model.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_with_framing_runs_in_dev_and_records_the_device() {
     let dir = tempfile::tempdir().unwrap();
@@ -775,6 +739,7 @@ async fn a_job_with_framing_runs_in_dev_and_records_the_device() {
         &bucket,
         "jobs/framed.json",
         &json!({"version": 1, "source": "sources/match.mp4", "output": "exports/framed.mp4",
+                "placement": "fan-out",
                 "clips": [{"start": 0.5, "end": 1.5},
                           {"start": 1.5, "end": 2.5, "caption": "Zoom",
                            "framing": {"crop": {"x": 120, "y": 60, "w": 64, "h": 36},

@@ -233,6 +233,7 @@ pub fn run(
         tile: None,
         tile_overlap: None,
         video_accel: None,
+        overlay: None,
     };
     let output: PathBuf = scratch.join("frame-output.mp4");
     let mut models = Vec::new();
@@ -263,7 +264,7 @@ pub fn run(
         let started = Instant::now();
         let (out, run) = frame::run_detailed(
             ff,
-            &clip,
+            std::slice::from_ref(&clip),
             &output,
             &params,
             profile,

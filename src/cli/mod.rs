@@ -52,9 +52,11 @@ pub enum Command {
     },
     /// Runs one step on local files, with no queue: for debugging and benchmarks.
     Run {
-        /// Step kind: extract, compile, frame, detect or overlay. `detect` writes a
-        /// detections JSON (--set fps=5|all, model=NAME, threshold=0.5);
-        /// `overlay` draws `--set spec=@overlay.json` on a clip.
+        /// Step kind: extract, compile, frame, detect, overlay or export. `detect`
+        /// writes a detections JSON (--set fps=5|all, model=NAME, threshold=0.5);
+        /// `overlay` draws `--set spec=@overlay.json` on a clip; `frame` takes
+        /// `--set overlay=@params.json` to draw one in the same pass; `export`
+        /// runs a whole job's clips and compile on one source (`--set clips=@...`).
         kind: String,
         #[arg(long, num_args = 1.., required = true)]
         input: Vec<PathBuf>,

@@ -77,10 +77,18 @@ pub async fn run(
         anyhow::ensure!(input.is_file(), "input `{}` is not a file", input.display());
     }
     let mut inputs = inputs.to_vec();
-    if kind == StepKind::Overlay && inputs.len() == 1 {
+    let drawn: Option<overlay::OverlayParams> = match kind {
+        StepKind::Overlay => Some(serde_json::from_value(params.clone()).expect("validated")),
+        StepKind::Frame => {
+            serde_json::from_value::<frame::FrameParams>(params.clone())
+                .expect("validated")
+                .overlay
+        }
+        _ => None,
+    };
+    if let Some(p) = drawn.filter(|_| inputs.len() == 1) {
         // The spec's `track.detections` are local paths here (relative to
         // the working directory), unless given as further --input files.
-        let p: overlay::OverlayParams = serde_json::from_value(params.clone()).expect("validated");
         for source in p.spec.detections_sources() {
             let path = source.with_context(|| {
                 "the overlay spec tracks a player but names no `track.detections` file; set it to the detections JSON's path"
@@ -137,16 +145,11 @@ pub async fn run(
                 )
             }
             StepKind::Frame => {
-                if inputs.len() != 1 {
-                    return Err(tasks::TaskError::permanent(
-                        Some("input".into()),
-                        "frame takes exactly one --input",
-                    ));
-                }
+                // The clip, then the detections of a fused overlay's tracks.
                 let p: frame::FrameParams = serde_json::from_value(params).expect("validated");
                 frame::run(
                     &ff,
-                    &inputs[0],
+                    &inputs,
                     &output,
                     &p,
                     &profile,
@@ -168,6 +171,21 @@ pub async fn run(
                     &inputs[0],
                     &output,
                     &p,
+                    device,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Export => {
+                // The source, then the detections files the clips name.
+                let p: tasks::export::ExportParams =
+                    serde_json::from_value(params).expect("validated");
+                tasks::export::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
                     device,
                     &mut on_progress,
                     &cancel,

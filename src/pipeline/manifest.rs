@@ -31,6 +31,30 @@ pub struct JobManifest {
     /// Frame-exact re-encoded cuts (default) or fast keyframe-snapped copies.
     #[serde(default = "default_accurate")]
     pub accurate: bool,
+    /// How a job with framed clips uses the GPU fleet; absent: the planner
+    /// decides ([`crate::pipeline::placement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Where a job's clips run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// One GPU task runs every clip (extract, frame, overlay) and the
+    /// compile, with the model loaded once and no intermediate objects.
+    SingleContainer,
+    /// One task per step: the clips spread over the workers.
+    FanOut,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::SingleContainer => "single-container",
+            Placement::FanOut => "fan-out",
+        }
+    }
 }
 
 fn default_accurate() -> bool {
@@ -99,7 +123,7 @@ impl JobManifest {
             let inner = e.into_inner();
             let message = inner.to_string();
             let (field, fix) = if message.starts_with("unknown field") {
-                (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, clips[].start/end/caption/framing/overlay, clips[].framing.crop/model/size, transition.kind/seconds, accurate; clips[].overlay takes an overlay spec: spotlight, ring, boxes, text)")
+                (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, placement, clips[].start/end/caption/framing/overlay, clips[].framing.crop/model/size, transition.kind/seconds, accurate; clips[].overlay takes an overlay spec: spotlight, ring, boxes, text)")
             } else if message.starts_with("missing field") {
                 (path.clone(), "add the field")
             } else if inner.is_syntax() || inner.is_eof() {
@@ -184,6 +208,15 @@ impl JobManifest {
                         "fix the overlay spec as the message says",
                     )
                 })?;
+                if clip.framing.is_some()
+                    && let Some((field, _)) = spec.tracks().first()
+                {
+                    return Err(err(
+                        format!("clips[{i}].overlay.{field}"),
+                        "a framed clip cannot follow a tracked player: detections are in source pixels, and framing crops and rescales them".into(),
+                        "give the overlay keyframes in the framed clip's output pixels, or track on a clip without framing",
+                    ));
+                }
                 for (field, track) in spec.tracks() {
                     if let Some(key) = &track.detections {
                         keys::validate(key).map_err(|e| {

@@ -2,5 +2,6 @@
 
 pub mod manifest;
 pub mod message;
+pub mod placement;
 pub mod planner;
 pub mod task;

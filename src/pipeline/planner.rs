@@ -11,10 +11,13 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::config::rules::{DEFAULT_DETECTIONS_OUTPUT, RuleAction, render_template};
 use crate::events::ObjectCreated;
-use crate::pipeline::manifest::{JobManifest, ManifestError};
+use crate::overlay::spec::OverlaySpec;
+use crate::pipeline::manifest::{Clip, JobManifest, ManifestError, Placement};
+use crate::pipeline::placement;
 use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
 use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
+use crate::tasks::export::{ExportClip, ExportParams};
 use crate::tasks::extract::ExtractParams;
 use crate::tasks::frame::FrameParams;
 use crate::tasks::overlay::OverlayParams;
@@ -159,9 +162,80 @@ pub fn job_id(manifest: &JobManifest) -> String {
     hex::encode(&Sha256::digest(canonical.as_bytes())[..6])
 }
 
-/// The DAG of a job: `extract` per clip; `frame` after the extract of each
-/// clip with `framing`; then `compile` over every clip's last step.
+/// The DAG of a job, by its placement ([`placement::choose`]).
+///
+/// - **fan-out:** `extract` per clip; then per clip `frame` (with the
+///   clip's overlay drawn in the same pass) or `overlay`; then `compile`
+///   over every clip's last step.
+/// - **single-container:** one `export` task does all of that on one GPU
+///   worker, writing the export and nothing else.
+///
+/// Either way, overlays that track through the source's own detections
+/// wait for one shared `detect` step, the same task as the default rule's.
 pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
+    match placement::choose(manifest) {
+        Placement::FanOut => fan_out_steps(manifest),
+        Placement::SingleContainer => single_container_steps(manifest),
+    }
+}
+
+fn compile_params(manifest: &JobManifest) -> CompileParams {
+    CompileParams {
+        transition: manifest.transition.clone().unwrap_or(Transition {
+            kind: TransitionKind::None,
+            seconds: 0.0,
+        }),
+        captions: manifest.clips.iter().map(|c| c.caption.clone()).collect(),
+    }
+}
+
+/// A clip's overlay as step parameters: clip time + its start = source time.
+fn overlay_params(clip: &Clip) -> Option<OverlayParams> {
+    clip.overlay.as_ref().map(|spec| OverlayParams {
+        spec: spec.clone(),
+        offset: Some(clip.start),
+    })
+}
+
+/// The detections a job's overlays track through: uploaded objects as they
+/// are, the source's own from one `detect` step added on first use.
+struct DetectionsInputs {
+    own: String,
+    source: String,
+    detect_step: Option<usize>,
+}
+
+impl DetectionsInputs {
+    fn new(manifest: &JobManifest) -> Self {
+        DetectionsInputs {
+            own: render_template(DEFAULT_DETECTIONS_OUTPUT, &manifest.source, ""),
+            source: manifest.source.clone(),
+            detect_step: None,
+        }
+    }
+
+    /// One input per distinct detections source of `spec`, in order.
+    fn for_spec(&mut self, spec: &OverlaySpec, steps: &mut Vec<PlannedStep>) -> Vec<StepInput> {
+        spec.detections_sources()
+            .into_iter()
+            .map(|source| match source {
+                Some(key) if key != self.own => StepInput::Object(key),
+                _ => StepInput::Step(*self.detect_step.get_or_insert_with(|| {
+                    steps.push(PlannedStep {
+                        name: "detect".into(),
+                        kind: StepKind::Detect,
+                        inputs: vec![StepInput::Object(self.source.clone())],
+                        params: serde_json::json!({}),
+                        output: Some(self.own.clone()),
+                    });
+                    steps.len() - 1
+                })),
+            })
+            .collect()
+    }
+}
+
+fn fan_out_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
     let mut steps: Vec<PlannedStep> = manifest
         .clips
         .iter()
@@ -179,81 +253,90 @@ pub fn job_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
             output: None,
         })
         .collect();
-    // The step whose output is each clip so far; later per-clip steps chain
-    // after it (extract, then frame, then overlay) and compile takes the last.
+    let mut detections = DetectionsInputs::new(manifest);
+    // The step whose output is each clip: its extract, or the frame or
+    // overlay step after it; compile takes these.
     let mut clip_step: Vec<usize> = (0..steps.len()).collect();
     for (i, clip) in manifest.clips.iter().enumerate() {
-        if let Some(framing) = &clip.framing {
-            steps.push(PlannedStep {
-                name: format!("frame-{i}"),
-                kind: StepKind::Frame,
-                inputs: vec![StepInput::Step(clip_step[i])],
-                params: serde_json::to_value(FrameParams::from(framing.clone()))
-                    .expect("params serialise"),
-                output: None,
-            });
-            clip_step[i] = steps.len() - 1;
+        let mut inputs = vec![StepInput::Step(clip_step[i])];
+        if let Some(spec) = &clip.overlay {
+            inputs.extend(detections.for_spec(spec, &mut steps));
         }
+        let (name, kind, params) = match (&clip.framing, overlay_params(clip)) {
+            (Some(framing), overlay) => {
+                let params = FrameParams {
+                    overlay,
+                    ..FrameParams::from(framing.clone())
+                };
+                ("frame", StepKind::Frame, serde_json::to_value(params))
+            }
+            (None, Some(overlay)) => ("overlay", StepKind::Overlay, serde_json::to_value(overlay)),
+            (None, None) => continue,
+        };
+        steps.push(PlannedStep {
+            name: format!("{name}-{i}"),
+            kind,
+            inputs,
+            params: params.expect("params serialise"),
+            output: None,
+        });
+        clip_step[i] = steps.len() - 1;
     }
-    add_overlays(manifest, &mut steps, &mut clip_step);
-    let clip_steps = clip_step.into_iter().map(StepInput::Step).collect();
-    let compile = CompileParams {
-        transition: manifest.transition.clone().unwrap_or(Transition {
-            kind: TransitionKind::None,
-            seconds: 0.0,
-        }),
-        captions: manifest.clips.iter().map(|c| c.caption.clone()).collect(),
-    };
     steps.push(PlannedStep {
         name: "compile".into(),
         kind: StepKind::Compile,
-        inputs: clip_steps,
-        params: serde_json::to_value(compile).expect("params serialise"),
+        inputs: clip_step.into_iter().map(StepInput::Step).collect(),
+        params: serde_json::to_value(compile_params(manifest)).expect("params serialise"),
         output: Some(manifest.output.clone()),
     });
     steps
 }
 
-/// Per-clip `overlay` steps, each after whatever made its clip. Tracks that
-/// name no detections (or the source's default detections key) share one
-/// `detect` step on the source, the same task as the default rule's.
-fn add_overlays(manifest: &JobManifest, steps: &mut Vec<PlannedStep>, clip_step: &mut [usize]) {
-    let own_detections = render_template(DEFAULT_DETECTIONS_OUTPUT, &manifest.source, "");
-    let mut detect_step: Option<usize> = None;
-    for (i, clip) in manifest.clips.iter().enumerate() {
-        let Some(spec) = &clip.overlay else { continue };
-        let mut inputs = vec![StepInput::Step(clip_step[i])];
-        for source in spec.detections_sources() {
-            match source {
-                Some(key) if key != own_detections => inputs.push(StepInput::Object(key)),
-                _ => {
-                    let d = *detect_step.get_or_insert_with(|| {
-                        steps.push(PlannedStep {
-                            name: "detect".into(),
-                            kind: StepKind::Detect,
-                            inputs: vec![StepInput::Object(manifest.source.clone())],
-                            params: serde_json::json!({}),
-                            output: Some(own_detections.clone()),
-                        });
-                        steps.len() - 1
-                    });
-                    inputs.push(StepInput::Step(d));
-                }
+fn single_container_steps(manifest: &JobManifest) -> Vec<PlannedStep> {
+    let mut steps = Vec::new();
+    let mut detections = DetectionsInputs::new(manifest);
+    // The export's inputs: the source, then each distinct detections input.
+    let mut inputs = vec![StepInput::Object(manifest.source.clone())];
+    let mut clips = Vec::with_capacity(manifest.clips.len());
+    for clip in &manifest.clips {
+        let mut indexes = Vec::new();
+        if let Some(spec) = &clip.overlay {
+            for input in detections.for_spec(spec, &mut steps) {
+                let at = match inputs.iter().position(|i| *i == input) {
+                    Some(at) => at,
+                    None => {
+                        inputs.push(input);
+                        inputs.len() - 1
+                    }
+                };
+                indexes.push(at - 1);
             }
         }
-        steps.push(PlannedStep {
-            name: format!("overlay-{i}"),
-            kind: StepKind::Overlay,
-            inputs,
-            params: serde_json::to_value(OverlayParams {
-                spec: spec.clone(),
-                offset: Some(clip.start),
-            })
-            .expect("params serialise"),
-            output: None,
+        let overlay = overlay_params(clip);
+        clips.push(ExportClip {
+            start: clip.start,
+            end: clip.end,
+            framing: clip.framing.clone().map(|f| FrameParams {
+                overlay: overlay.clone(),
+                ..FrameParams::from(f)
+            }),
+            overlay: overlay.filter(|_| clip.framing.is_none()),
+            detections: indexes,
         });
-        clip_step[i] = steps.len() - 1;
     }
+    steps.push(PlannedStep {
+        name: "export".into(),
+        kind: StepKind::Export,
+        inputs,
+        params: serde_json::to_value(ExportParams {
+            clips,
+            accurate: manifest.accurate,
+            compile: compile_params(manifest),
+        })
+        .expect("params serialise"),
+        output: Some(manifest.output.clone()),
+    });
+    steps
 }
 
 /// Loads and validates a manifest from the bucket.
@@ -442,6 +525,7 @@ mod tests {
         let store = LocalStore::open(dir.path()).unwrap();
         let config = Config::defaults();
         let job = r#"{"version": 1, "source": "sources/m.mp4", "output": "exports/h.mp4",
+            "placement": "fan-out",
             "clips": [{"start": 0, "end": 1},
                       {"start": 2, "end": 3, "framing": {"crop": {"x": 8, "y": 4, "w": 64, "h": 36},
                                                          "model": "realesr-general-x4v3", "size": "256x144"}}]}"#;
@@ -630,5 +714,89 @@ mod tests {
         assert_eq!(last.ready.len(), 1);
         assert_eq!(last.ready[0].kind, StepKind::Compile);
         assert!(last.ready[0].inputs[1].starts_with(&overlay.output));
+    }
+
+    const MIXED: &str = r#"{"version": 1, "source": "sources/m.mp4", "output": "exports/h.mp4",
+        "placement": "PLACEMENT",
+        "clips": [{"start": 0, "end": 1},
+                  {"start": 2, "end": 3,
+                   "framing": {"crop": {"x": 8, "y": 4, "w": 64, "h": 36},
+                               "model": "realesr-general-x4v3", "size": "256x144"},
+                   "overlay": {"spotlight": {"keyframes": [{"t": 0, "x": 128, "y": 72, "rx": 40, "ry": 30}]}}},
+                  {"start": 4, "end": 5,
+                   "overlay": {"spotlight": {"track": {"pick": {"t": 0.5, "x": 10, "y": 10}}}}}]}"#;
+
+    #[tokio::test]
+    async fn fan_out_fuses_a_framed_clips_overlay_into_its_frame_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        let job = MIXED.replace("PLACEMENT", "fan-out");
+        put(&store, "jobs/a.json", job.as_bytes(), None).await;
+        let p = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "extract-0",
+                "extract-1",
+                "extract-2",
+                "frame-1",
+                "detect",
+                "overlay-2",
+                "compile"
+            ],
+            "no overlay step for the framed clip"
+        );
+        let e1 = p.ready.iter().find(|t| t.step == "extract-1").unwrap();
+        put(&store, &e1.output, b"clip", Some(&e1.id)).await;
+        let next = plan(&store, &config, Trigger::Finished(e1)).await.unwrap();
+        let frame = &next.ready[0];
+        assert_eq!(frame.kind, StepKind::Frame);
+        assert_eq!(frame.inputs.len(), 1, "keyframes need no detections");
+        assert_eq!(
+            frame.params["overlay"]["spec"]["spotlight"]["keyframes"][0]["x"],
+            128.0
+        );
+        assert_eq!(frame.params["overlay"]["offset"], 2.0);
+    }
+
+    #[tokio::test]
+    async fn single_container_is_one_export_task_after_the_detect_it_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        let job = MIXED.replace("PLACEMENT", "single-container");
+        put(&store, "jobs/a.json", job.as_bytes(), None).await;
+        let p = plan(&store, &config, Trigger::Upload(&upload("jobs/a.json")))
+            .await
+            .unwrap();
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["detect", "export"]);
+        assert_eq!(p.ready.len(), 1);
+        let detect = &p.ready[0];
+        assert_eq!(detect.kind, StepKind::Detect);
+        put(&store, &detect.output, b"{}", Some(&detect.id)).await;
+        let next = plan(&store, &config, Trigger::Finished(detect))
+            .await
+            .unwrap();
+        assert_eq!(next.ready.len(), 1);
+        let export = &next.ready[0];
+        assert_eq!(export.kind, StepKind::Export);
+        assert_eq!(export.output, "exports/h.mp4", "straight to the export");
+        assert_eq!(export.inputs.len(), 2);
+        assert!(export.inputs[0].starts_with("sources/m.mp4@"));
+        assert!(export.inputs[1].starts_with("detections/m.mp4.json@"));
+        let clips = &export.params["clips"];
+        assert!(clips[0].get("framing").is_none() && clips[0].get("overlay").is_none());
+        assert_eq!(clips[1]["framing"]["overlay"]["offset"], 2.0);
+        assert!(clips[1].get("overlay").is_none());
+        assert_eq!(clips[2]["overlay"]["offset"], 4.0);
+        assert_eq!(clips[2]["detections"], serde_json::json!([0]));
+        crate::tasks::validate_params(StepKind::Export, &export.params).unwrap();
     }
 }

@@ -21,6 +21,8 @@ pub enum StepKind {
     Frame,
     Detect,
     Overlay,
+    /// A whole job in one GPU task (the `single-container` placement).
+    Export,
 }
 
 /// Where a step runs: in the router, or on the GPU fleet.
@@ -38,6 +40,7 @@ impl StepKind {
         StepKind::Frame,
         StepKind::Detect,
         StepKind::Overlay,
+        StepKind::Export,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,13 +50,14 @@ impl StepKind {
             StepKind::Frame => "frame",
             StepKind::Detect => "detect",
             StepKind::Overlay => "overlay",
+            StepKind::Export => "export",
         }
     }
 
     pub fn hardware(self) -> Hardware {
         match self {
             StepKind::Extract | StepKind::Compile | StepKind::Overlay => Hardware::Cpu,
-            StepKind::Frame | StepKind::Detect => Hardware::Gpu,
+            StepKind::Frame | StepKind::Detect | StepKind::Export => Hardware::Gpu,
         }
     }
 

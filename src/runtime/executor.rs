@@ -272,7 +272,7 @@ impl Executor {
                 let device = device.parse().unwrap_or_default();
                 tasks::frame::run(
                     &ff,
-                    &inputs[0],
+                    &inputs,
                     &output,
                     &p,
                     &profile,
@@ -292,6 +292,21 @@ impl Executor {
                     &inputs[0],
                     &output,
                     &p,
+                    device,
+                    &mut on_progress,
+                    &cancel,
+                )
+            }
+            StepKind::Export => {
+                let p = serde_json::from_value(params)
+                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
+                let device = device.parse().unwrap_or_default();
+                tasks::export::run(
+                    &ff,
+                    &inputs,
+                    &output,
+                    &p,
+                    &profile,
                     device,
                     &mut on_progress,
                     &cancel,

@@ -50,6 +50,7 @@ pub struct StepOutput {
 
 pub mod compile;
 pub mod detect;
+pub mod export;
 pub mod extract;
 pub mod frame;
 pub mod overlay;
@@ -99,6 +100,12 @@ pub fn validate_params(
             let p: overlay::OverlayParams =
                 serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
             p.spec.validate().map_err(|e| e.to_string())
+        }
+        StepKind::Export => {
+            check::<export::ExportParams>(params)?;
+            let p: export::ExportParams =
+                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+            p.validate(None).map_err(|e| e.to_string())
         }
     }
 }

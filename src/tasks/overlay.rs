@@ -42,6 +42,77 @@ fn scene_error(e: SceneError) -> TaskError {
     }
 }
 
+impl OverlayParams {
+    /// Checks the spec and the offset, before any file is read.
+    pub fn validate(&self) -> Result<(), TaskError> {
+        self.spec
+            .validate()
+            .map_err(|e| TaskError::permanent(Some(format!("spec.{}", e.field)), e.to_string()))?;
+        if let Some(o) = self.offset
+            && !(o.is_finite() && o >= 0.0)
+        {
+            return Err(TaskError::permanent(
+                Some("offset".to_string()),
+                format!("offset {o} must be 0 or more seconds"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `params` for a clip of `size` and `duration`: reads the
+/// detections files (one per distinct `track.detections`, in order),
+/// follows the tracks and rasterises the text. Shared by the `overlay`
+/// step and the fused frame + overlay.
+pub fn scene(
+    params: &OverlayParams,
+    detections_files: &[PathBuf],
+    size: (u32, u32),
+    duration: f64,
+    font: Option<PathBuf>,
+) -> Result<Scene, TaskError> {
+    let sources = params.spec.detections_sources();
+    if detections_files.len() != sources.len() {
+        return Err(TaskError::permanent(
+            Some("input".to_string()),
+            format!(
+                "the spec tracks through {} detections file(s), but {} were given after the clip",
+                sources.len(),
+                detections_files.len()
+            ),
+        ));
+    }
+    let mut detections = Vec::with_capacity(sources.len());
+    for (path, source) in detections_files.iter().zip(&sources) {
+        let name = source.clone().unwrap_or_else(|| path.display().to_string());
+        let bytes = std::fs::read(path).map_err(|e| {
+            TaskError::permanent(
+                Some("detections".to_string()),
+                format!("cannot read detections `{name}`: {e}"),
+            )
+        })?;
+        let d = Detections::parse(&name, &bytes)
+            .map_err(|e| TaskError::permanent(Some("detections".to_string()), e.to_string()))?;
+        detections.push((name, d));
+    }
+    Scene::new(
+        &params.spec,
+        &SceneInputs {
+            width: size.0,
+            height: size.1,
+            duration,
+            detections: &detections,
+            offset: params.offset,
+            font: if params.spec.text.is_empty() {
+                None
+            } else {
+                font
+            },
+        },
+    )
+    .map_err(scene_error)
+}
+
 /// Draws `params.spec` on `inputs[0]` into `output`; `inputs[1..]` are the
 /// detections files. Blocking.
 #[allow(clippy::too_many_arguments)]
@@ -61,70 +132,26 @@ pub fn run(
             format!("output.{field}: {message}"),
         ));
     }
-    params
-        .spec
-        .validate()
-        .map_err(|e| TaskError::permanent(Some(format!("spec.{}", e.field)), e.to_string()))?;
-    if let Some(o) = params.offset
-        && !(o.is_finite() && o >= 0.0)
-    {
-        return Err(TaskError::permanent(
-            Some("offset".to_string()),
-            format!("offset {o} must be 0 or more seconds"),
-        ));
-    }
+    params.validate()?;
     let Some(clip) = inputs.first() else {
         return Err(TaskError::permanent(
             Some("input".to_string()),
             "overlay needs the clip as its first input",
         ));
     };
-    let sources = params.spec.detections_sources();
-    if inputs.len() - 1 != sources.len() {
-        return Err(TaskError::permanent(
-            Some("input".to_string()),
-            format!(
-                "the spec tracks through {} detections file(s), but {} were given after the clip",
-                sources.len(),
-                inputs.len() - 1
-            ),
-        ));
-    }
-    let mut detections = Vec::with_capacity(sources.len());
-    for (path, source) in inputs[1..].iter().zip(&sources) {
-        let name = source.clone().unwrap_or_else(|| path.display().to_string());
-        let bytes = std::fs::read(path).map_err(|e| {
-            TaskError::permanent(
-                Some("detections".to_string()),
-                format!("cannot read detections `{name}`: {e}"),
-            )
-        })?;
-        let d = Detections::parse(&name, &bytes)
-            .map_err(|e| TaskError::permanent(Some("detections".to_string()), e.to_string()))?;
-        detections.push((name, d));
-    }
     let info = ff
         .probe(clip)
         .map_err(|e| e.into_task_error(Some("input")))?;
     let video = info
         .require_video(clip)
         .map_err(|e| e.into_task_error(Some("input")))?;
-    let scene = Scene::new(
-        &params.spec,
-        &SceneInputs {
-            width: video.width,
-            height: video.height,
-            duration: info.duration,
-            detections: &detections,
-            offset: params.offset,
-            font: if params.spec.text.is_empty() {
-                None
-            } else {
-                font
-            },
-        },
-    )
-    .map_err(scene_error)?;
+    let scene = scene(
+        params,
+        &inputs[1..],
+        (video.width, video.height),
+        info.duration,
+        font,
+    )?;
     let stats = video::render(
         ff,
         clip,

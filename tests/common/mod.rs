@@ -138,3 +138,48 @@ pub fn frame_rgb(path: &Path, t: f64) -> (Vec<u8>, u32, u32) {
     assert!(out.status.success());
     (out.stdout, v.width, v.height)
 }
+
+/// Every frame of `path` as RGB24, and the frame size.
+pub fn decode_all(path: &Path) -> (u32, u32, Vec<Vec<u8>>) {
+    let v = ffmpeg().probe(path).unwrap().video.expect("video stream");
+    let out = Command::new(ffmpeg().path())
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args([
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let len = (v.width * v.height * 3) as usize;
+    assert_eq!(out.stdout.len() % len, 0);
+    (
+        v.width,
+        v.height,
+        out.stdout.chunks_exact(len).map(<[u8]>::to_vec).collect(),
+    )
+}
+
+/// Peak signal-to-noise ratio of two 8-bit buffers, in dB.
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse).log10()
+}

@@ -21,15 +21,16 @@ pub mod crop;
 pub mod params;
 pub mod pipeline;
 pub mod resize;
+pub mod yuv;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
 pub use params::{Crop, FrameParams, Framing, Keyframe, OutputSize, Rect, VideoAccel};
 pub use pipeline::{Accel, FrameRun, StageStats};
 
-use super::{StepOutput, TaskError};
+use super::{StepOutput, TaskError, overlay};
 use crate::audit::record::{DEVICE, MODEL};
 use crate::inference::{Device, LoadOptions, Upscaler, UpscalerConfig};
 use crate::media::{EncodeProfile, Ffmpeg, Progress, secs};
@@ -75,12 +76,13 @@ pub fn upscaler(
     Ok(up)
 }
 
-/// Frames `input` into `output` (an MP4, written in place; the caller
-/// publishes it). Blocking.
+/// Frames `inputs[0]` into `output` (an MP4, written in place; the caller
+/// publishes it). `inputs[1..]` are the detections files of a fused
+/// overlay's tracks. Blocking.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     ff: &Ffmpeg,
-    input: &Path,
+    inputs: &[PathBuf],
     output: &Path,
     params: &FrameParams,
     profile: &EncodeProfile,
@@ -90,7 +92,7 @@ pub fn run(
 ) -> Result<StepOutput, TaskError> {
     run_detailed(
         ff,
-        input,
+        inputs,
         output,
         params,
         profile,
@@ -105,7 +107,7 @@ pub fn run(
 #[allow(clippy::too_many_arguments)]
 pub fn run_detailed(
     ff: &Ffmpeg,
-    input: &Path,
+    inputs: &[PathBuf],
     output: &Path,
     params: &FrameParams,
     profile: &EncodeProfile,
@@ -114,6 +116,12 @@ pub fn run_detailed(
     cancel: &CancellationToken,
 ) -> Result<(StepOutput, FrameRun), TaskError> {
     validate_params(params)?;
+    let Some(input) = inputs.first().map(PathBuf::as_path) else {
+        return Err(TaskError::permanent(
+            Some("input".to_string()),
+            "frame needs the clip as its first input",
+        ));
+    };
     if let Err((field, message)) = profile.validate() {
         return Err(TaskError::permanent(
             Some(format!("output.{field}")),
@@ -135,6 +143,26 @@ pub fn run_detailed(
                 format!("{e} (clip `{}`)", input.display()),
             )
         })?;
+    let scene = match &params.overlay {
+        Some(o) => Some(overlay::scene(
+            o,
+            &inputs[1..],
+            (params.size.width, params.size.height),
+            info.duration,
+            if o.spec.text.is_empty() {
+                None
+            } else {
+                Some(super::compile::locate_font()?)
+            },
+        )?),
+        None if inputs.len() > 1 => {
+            return Err(TaskError::permanent(
+                Some("input".to_string()),
+                "frame takes one clip, plus detections files only for an overlay's tracks",
+            ));
+        }
+        None => None,
+    };
     let manifest = Manifest::load_default().map_err(|e| TaskError::transient(e.to_string()))?;
     let up = upscaler(&manifest, params, default_device)?;
     let accel = pipeline::resolve_accel(
@@ -151,6 +179,7 @@ pub fn run_detailed(
         profile,
         upscaler: &up,
         accel,
+        scene: scene.as_ref(),
     };
     let run = pipeline::run(&job, on_progress, cancel)?;
     tracing::info!(
@@ -182,6 +211,10 @@ pub fn run_detailed(
         format!("{:.3}", run.frames as f64 / run.fps_value),
     );
     m.insert("reelay-audio".into(), run.audio.into());
+    if scene.is_some() {
+        // Drawn in this pass, so no overlay step and no intermediate clip.
+        m.insert("reelay-overlay".into(), "fused".into());
+    }
     m.insert(
         "reelay-video-accel".into(),
         match (run.nvdec, run.nvenc) {

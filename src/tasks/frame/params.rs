@@ -61,6 +61,11 @@ pub struct FrameParams {
     /// encoder) or `nvidia` (required; an error where missing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video_accel: Option<VideoAccel>,
+    /// An overlay drawn on each framed frame before the encode: the fused
+    /// frame + overlay of a clip with both, with no intermediate clip. Its
+    /// detections files are the step's inputs after the clip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<crate::tasks::overlay::OverlayParams>,
 }
 
 /// The job manifest's per-clip `framing`: what a user writes.
@@ -84,6 +89,7 @@ impl From<Framing> for FrameParams {
             tile: None,
             tile_overlap: None,
             video_accel: None,
+            overlay: None,
         }
     }
 }
@@ -132,6 +138,14 @@ impl FrameParams {
                 "tile",
                 "must be at least 1 (input pixels); leave it out for no tiling below 1024",
             ));
+        }
+        if let Some(o) = &self.overlay {
+            o.validate().map_err(|e| {
+                perr(
+                    format!("overlay.{}", e.field.unwrap_or_default()),
+                    e.message,
+                )
+            })?;
         }
         Ok(())
     }

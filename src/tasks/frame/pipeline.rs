@@ -39,9 +39,11 @@ use tokio_util::sync::CancellationToken;
 use super::crop::{CropPlan, decode_region};
 use super::params::{FrameParams, OutputSize, VideoAccel};
 use super::resize::Resizer;
+use super::yuv::rgb_to_yuv420p;
 use crate::inference::{InferenceError, Upscaler};
 use crate::media::filter::{fps_exact, fps_string};
 use crate::media::{EncodeProfile, Ffmpeg, MediaError, MediaInfo, Pipe, Progress, path_arg};
+use crate::overlay::Scene;
 use crate::tasks::TaskError;
 
 /// Audio codecs an MP4 can carry as they are; others are re-encoded with
@@ -193,6 +195,9 @@ pub struct FrameJob<'a> {
     pub profile: &'a EncodeProfile,
     pub upscaler: &'a Upscaler,
     pub accel: Accel,
+    /// An overlay to draw on each output frame (fused frame + overlay):
+    /// stage 4 then hands the encoder yuv420p instead of RGB24.
+    pub scene: Option<&'a Scene>,
 }
 
 struct Decoded {
@@ -299,7 +304,11 @@ fn encode_args(job: &FrameJob<'_>, fps: &str) -> (Vec<OsString>, &'static str) {
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "rgb24",
+        if job.scene.is_some() {
+            "yuv420p"
+        } else {
+            "rgb24"
+        },
         "-video_size",
         &size.to_string(),
         "-framerate",
@@ -538,12 +547,19 @@ pub fn run(
                 size.height,
             );
             let one = 3 * plan.in_h * scale * plan.in_w * scale;
+            let (ow, oh) = (size.width as usize, size.height as usize);
             'outer: while let Some(b) = recv(&rx_outputs, shared) {
                 let flat = b.tensor.as_slice().expect("model outputs are contiguous");
                 for src in flat.chunks_exact(one).take(b.count) {
                     let t = Instant::now();
                     let mut px = vec![0u8; resizer.out_len()];
                     resizer.run(src, &mut px);
+                    if let Some(scene) = job.scene {
+                        let mut yuv = Vec::new();
+                        rgb_to_yuv420p(&px, ow, oh, &mut yuv);
+                        scene.draw(&mut yuv, items as f64 / fps_value);
+                        px = yuv;
+                    }
                     busy += t.elapsed();
                     items += 1;
                     if !send(&tx_pixels, px) {
