@@ -6,5 +6,6 @@ pub mod frame;
 pub mod inference;
 pub mod media;
 pub mod overlay;
+pub mod placement;
 pub mod router;
 pub mod rss;

@@ -86,6 +86,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Single-container against fan-out (fused and unfused) for 1, 4 and 8
+    /// framed clips with a spotlight, as real `reelay run` processes: job
+    /// time and cost, and what the placement rule picks.
+    Placement {
+        /// Clip counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 4, 8])]
+        clips: Vec<usize>,
+        /// Seconds per clip (30 frames/s).
+        #[arg(long, default_value_t = 1.0)]
+        clip_seconds: f64,
+        #[arg(long, default_value = ".cache/bench")]
+        scratch: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The overlay step at 1080p on the CPU against the same FFmpeg decode
     /// and encode without an overlay (frames/s and their ratio; target 0.90).
     Overlay {
@@ -284,6 +299,37 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", render_frame(&report));
+            }
+            Ok(())
+        }
+        BenchCommand::Placement {
+            clips,
+            clip_seconds,
+            scratch,
+            json,
+        } => {
+            let ff = Ffmpeg::locate()?;
+            let config = Config::load(config.as_deref())?;
+            let opts = crate::bench::placement::PlacementBenchOptions {
+                clip_counts: clips,
+                clip_seconds,
+                ..Default::default()
+            };
+            let report = tokio::task::spawn_blocking(move || {
+                crate::bench::placement::run(
+                    &ff,
+                    &config.file.output,
+                    &config.file.prices,
+                    &scratch,
+                    &opts,
+                    &mut |l| eprintln!("{l}"),
+                )
+            })
+            .await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", crate::bench::placement::render(&report));
             }
             Ok(())
         }

@@ -15,6 +15,8 @@ use crate::adapters::local_store::LocalStore;
 use crate::audit::lineage;
 use crate::config::Config;
 use crate::media::{Ffmpeg, path_arg};
+use crate::pipeline::manifest::JobManifest;
+use crate::pipeline::placement;
 use crate::ports::store::{Metadata, ObjectStore};
 use crate::runtime::local::{LocalOptions, run_local};
 
@@ -25,6 +27,10 @@ pub const JOB_KEY: &str = "jobs/highlights.json";
 pub const EXPORT_KEY: &str = "exports/highlights.mp4";
 /// Seconds of sample footage.
 const SOURCE_SECONDS: u32 = 24;
+/// Where the cameraman stands one second into the first clip (2 s into
+/// the source), in source pixels: the spotlight's pick. The astronaut
+/// beside him is detected too, at the frame's edge.
+const CAMERAMAN_AT: (f64, f64) = (1150.0, 550.0);
 
 pub fn demo_job() -> serde_json::Value {
     serde_json::json!({
@@ -32,7 +38,13 @@ pub fn demo_job() -> serde_json::Value {
         "source": SOURCE_KEY,
         "output": EXPORT_KEY,
         "clips": [
-            {"start": 1.0, "end": 6.0, "caption": "Kick-off"},
+            // A tracked spotlight on the cameraman: `detect` runs on the
+            // source (the person detector), and the overlay follows the box
+            // nearest to the pick through the clip.
+            {"start": 1.0, "end": 6.0, "caption": "Kick-off",
+             "overlay": {"spotlight": {"track": {"pick": {"t": 1.0, "x": CAMERAMAN_AT.0, "y": CAMERAMAN_AT.1}},
+                                       "dim": 0.4},
+                         "text": [{"text": "#10", "x": 60, "y": 60, "size": 64}]}},
             // AI framing: the centre of the pitch, upscaled x4 by Real-ESRGAN
             // and resized to the export's size (a `frame` step on the gpu
             // queue, on whatever device this machine has). A small crop keeps
@@ -103,7 +115,13 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
         )
         .await?;
     println!(
-        "dropped {JOB_KEY}: 3 clips with captions and 0.5 s fades; the second framed by realesr-general-x4v3\n"
+        "dropped {JOB_KEY}: 3 clips with captions and 0.5 s fades; the first spotlights the cameraman (tracked through `detect`), the second is framed by realesr-general-x4v3"
+    );
+    let manifest = JobManifest::parse(JOB_KEY, &job)?;
+    let (framed, frames) = placement::framed_work(&manifest);
+    println!(
+        "placement: {} (the planner's rule for {framed} framed clip(s), {frames:.0} frames)\n",
+        placement::choose(&manifest).as_str()
     );
     let bars = Arc::new(Bars::new());
     let summary = run_local(

@@ -1,0 +1,398 @@
+//! `reelay bench placement`: the same framed job run single-container and
+//! fan-out, for 1, 4 and 8 clips, as real `reelay run` processes.
+//!
+//! - **single-container:** one `reelay run export` process: its start,
+//!   ONNX Runtime, one model load, every clip's cut, frame and overlay,
+//!   and the compile.
+//! - **fan-out (unfused):** per clip a `reelay run extract` (the router's
+//!   work), a `reelay run frame` (a GPU worker: its own start and model
+//!   load) and a `reelay run overlay` (the router again), then one
+//!   `reelay run compile`. The processes run one at a time here (two
+//!   cores), so the fleet's wall time is projected from the measured
+//!   ones: the slowest extract, frame and overlay, plus the compile, as if
+//!   every clip had its own worker. Bucket transfers between the steps are
+//!   not counted, which flatters fan-out.
+//!
+//! Cost prices GPU-task seconds at the `t4` rate and router seconds at the
+//! `cpu` rate of the price table. The figures are ratios, fan-out over
+//! single-container, on the same machine in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::prices::PriceTable;
+use crate::media::{EncodeProfile, Ffmpeg};
+use crate::pipeline::manifest::{JobManifest, Placement};
+use crate::pipeline::placement;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementBenchOptions {
+    pub clip_counts: Vec<usize>,
+    pub clip_seconds: f64,
+    pub model: String,
+    /// Crop size (model input), output size is 4× it.
+    pub crop: (u32, u32),
+}
+
+impl Default for PlacementBenchOptions {
+    fn default() -> Self {
+        PlacementBenchOptions {
+            clip_counts: vec![1, 4, 8],
+            clip_seconds: 1.0,
+            model: "realesr-animevideov3".into(),
+            crop: (96, 54),
+        }
+    }
+}
+
+/// Seconds and dollars of one way of running a job.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Side {
+    /// Wall time (projected for a fleet, for fan-out).
+    pub wall: f64,
+    /// Seconds of GPU tasks.
+    pub gpu: f64,
+    /// Seconds of router (CPU) tasks.
+    pub router: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PricedSide {
+    #[serde(flatten)]
+    pub side: Side,
+    pub usd: f64,
+}
+
+impl Side {
+    fn priced(self, gpu_price: f64, cpu_price: f64) -> PricedSide {
+        PricedSide {
+            side: self,
+            usd: self.gpu * gpu_price + self.router * cpu_price,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementCase {
+    pub clips: usize,
+    pub frames: u64,
+    /// One `export` task.
+    pub single: PricedSide,
+    /// reelay's fan-out: each clip's overlay fused into its frame step.
+    pub fan_out: PricedSide,
+    /// Fan-out with the overlay as its own step after the frame step.
+    pub unfused: PricedSide,
+    /// What the planner picks for this job with no `placement`.
+    pub rule: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementReport {
+    pub machine: String,
+    pub options: PlacementBenchOptions,
+    /// One `reelay run frame` on a one-frame clip: process start, runtime
+    /// and model load, the per-task overhead fan-out pays per clip.
+    pub task_overhead_secs: f64,
+    /// Model-and-pipeline seconds per frame, from the single-container runs.
+    pub secs_per_frame: f64,
+    pub cases: Vec<PlacementCase>,
+}
+
+fn run_timed(exe: &Path, args: &[String]) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let out = Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .with_context(|| format!("running reelay {}", args.join(" ")))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "reelay {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> anyhow::Result<String> {
+    std::fs::write(path, serde_json::to_vec(v)?)?;
+    Ok(format!("@{}", path.display()))
+}
+
+fn step(kind: &str, inputs: &[&Path], output: &Path, sets: &[String]) -> Vec<String> {
+    let mut a = vec!["run".to_string(), kind.to_string(), "--input".into()];
+    a.extend(inputs.iter().map(|p| p.display().to_string()));
+    a.push("--output".into());
+    a.push(output.display().to_string());
+    for s in sets {
+        a.push("--set".into());
+        a.push(s.clone());
+    }
+    a
+}
+
+/// Runs the benchmark. Blocking; minutes on two cores.
+pub fn run(
+    ff: &Ffmpeg,
+    profile: &EncodeProfile,
+    prices: &PriceTable,
+    scratch: &Path,
+    opts: &PlacementBenchOptions,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<PlacementReport> {
+    let exe = std::env::current_exe()?;
+    std::fs::create_dir_all(scratch)?;
+    let max_clips = opts.clip_counts.iter().copied().max().unwrap_or(1);
+    let source = scratch.join("placement-source.mp4");
+    let source_opts = super::media::CpuBenchOptions {
+        source_seconds: opts.clip_seconds * max_clips as f64 + 1.0,
+        width: 640,
+        height: 360,
+        fps: 30,
+        ..super::media::CpuBenchOptions::default()
+    };
+    log(&format!(
+        "making a {:.0} s 640x360@30 source ...",
+        source_opts.source_seconds
+    ));
+    super::media::make_source(
+        ff,
+        &source,
+        &source_opts,
+        profile,
+        &CancellationToken::new(),
+    )?;
+    let (cw, ch) = opts.crop;
+    let framing = serde_json::json!({"crop": {"x": 200, "y": 100, "w": cw, "h": ch},
+        "model": opts.model, "size": format!("{}x{}", cw * 4, ch * 4)});
+    let spec = serde_json::json!({"spotlight": {"keyframes": [{"t": 0, "x": cw * 2, "y": ch * 2,
+        "rx": cw, "ry": ch}], "dim": 0.5}});
+    let gpu_price = prices.get("t4").copied().unwrap_or(0.0);
+    let cpu_price = prices.get("cpu").copied().unwrap_or(0.0);
+
+    // Per-task overhead: a frame step on one frame.
+    let one = scratch.join("placement-one.mp4");
+    run_timed(
+        &exe,
+        &step(
+            "extract",
+            &[&source],
+            &one,
+            &["start=0".into(), format!("end={}", 1.0 / 30.0)],
+        ),
+    )?;
+    let mut frame_sets = Vec::new();
+    for (k, v) in framing.as_object().expect("an object") {
+        frame_sets.push(format!("{k}={v}"));
+    }
+    let mut fused_sets = frame_sets.clone();
+    fused_sets.push(format!(
+        "overlay={}",
+        write_json(
+            &scratch.join("placement-fused-overlay.json"),
+            &serde_json::json!({"spec": spec})
+        )?
+    ));
+    let overhead = run_timed(
+        &exe,
+        &step(
+            "frame",
+            &[&one],
+            &scratch.join("placement-one-framed.mp4"),
+            &frame_sets,
+        ),
+    )?;
+    log(&format!(
+        "per-task overhead (a one-frame frame step): {overhead:.2} s"
+    ));
+
+    let mut cases = Vec::new();
+    let mut per_frame = Vec::new();
+    for &n in &opts.clip_counts {
+        let clips: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                let start = i as f64 * opts.clip_seconds;
+                serde_json::json!({"start": start, "end": start + opts.clip_seconds,
+                    "framing": framing, "overlay": spec})
+            })
+            .collect();
+        let manifest: JobManifest = serde_json::from_value(serde_json::json!({"version": 1,
+            "source": "sources/s.mp4", "output": "exports/e.mp4", "clips": clips,
+            "transition": {"kind": "fade", "seconds": 0.2}}))?;
+        let rule = placement::choose(&manifest);
+        let steps = crate::pipeline::planner::job_steps(&JobManifest {
+            placement: Some(Placement::SingleContainer),
+            ..manifest.clone()
+        });
+        let export = steps.last().expect("an export step");
+        let mut sets = Vec::new();
+        for (k, v) in export.params.as_object().expect("an object") {
+            sets.push(
+                write_json(&scratch.join(format!("placement-{k}.json")), v)
+                    .map(|f| format!("{k}={f}"))?,
+            );
+        }
+        log(&format!(
+            "[{n} clips] single-container: one export task ..."
+        ));
+        let single_out = scratch.join(format!("placement-single-{n}.mp4"));
+        let single = run_timed(&exe, &step("export", &[&source], &single_out, &sets))?;
+        let frames = ff.count_frames(&single_out)?;
+
+        log(&format!(
+            "[{n} clips] fan-out: {n} extract, {n} fused frame, then unfused: {n} frame + {n} overlay, compiles ..."
+        ));
+        let (mut ext, mut fused, mut frm, mut ovl) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut fused_clips, mut unfused_clips) = (Vec::new(), Vec::new());
+        let overlay_set = write_json(&scratch.join("placement-spec.json"), &spec)?;
+        for i in 0..n {
+            let start = i as f64 * opts.clip_seconds;
+            let cut = scratch.join(format!("placement-cut-{i}.mp4"));
+            ext.push(run_timed(
+                &exe,
+                &step(
+                    "extract",
+                    &[&source],
+                    &cut,
+                    &[
+                        format!("start={start}"),
+                        format!("end={}", start + opts.clip_seconds),
+                    ],
+                ),
+            )?);
+            let fused_out = scratch.join(format!("placement-fused-{i}.mp4"));
+            fused.push(run_timed(
+                &exe,
+                &step("frame", &[&cut], &fused_out, &fused_sets),
+            )?);
+            fused_clips.push(fused_out);
+            let framed = scratch.join(format!("placement-framed-{i}.mp4"));
+            frm.push(run_timed(
+                &exe,
+                &step("frame", &[&cut], &framed, &frame_sets),
+            )?);
+            let drawn = scratch.join(format!("placement-drawn-{i}.mp4"));
+            ovl.push(run_timed(
+                &exe,
+                &step(
+                    "overlay",
+                    &[&framed],
+                    &drawn,
+                    &[format!("spec={overlay_set}")],
+                ),
+            )?);
+            unfused_clips.push(drawn);
+        }
+        let compile = |clips: &[PathBuf], name: &str| -> anyhow::Result<f64> {
+            let refs: Vec<&Path> = clips.iter().map(PathBuf::as_path).collect();
+            run_timed(
+                &exe,
+                &step(
+                    "compile",
+                    &refs,
+                    &scratch.join(format!("placement-{name}-{n}.mp4")),
+                    &[r#"transition={"kind": "fade", "seconds": 0.2}"#.to_string()],
+                ),
+            )
+        };
+        let compile_fused = compile(&fused_clips, "fan")?;
+        let compile_unfused = compile(&unfused_clips, "unfused")?;
+        let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let sum = |v: &[f64]| v.iter().sum::<f64>();
+        let fan = Side {
+            wall: max(&ext) + max(&fused) + compile_fused,
+            gpu: sum(&fused),
+            router: sum(&ext) + compile_fused,
+        };
+        let unfused = Side {
+            wall: max(&ext) + max(&frm) + max(&ovl) + compile_unfused,
+            gpu: sum(&frm),
+            router: sum(&ext) + sum(&ovl) + compile_unfused,
+        };
+        per_frame.push((single - overhead).max(0.0) / frames.max(1) as f64);
+        cases.push(PlacementCase {
+            clips: n,
+            frames,
+            single: Side {
+                wall: single,
+                gpu: single,
+                router: 0.0,
+            }
+            .priced(gpu_price, cpu_price),
+            fan_out: fan.priced(gpu_price, cpu_price),
+            unfused: unfused.priced(gpu_price, cpu_price),
+            rule: rule.as_str(),
+        });
+    }
+    per_frame.sort_by(f64::total_cmp);
+    Ok(PlacementReport {
+        machine: super::frame::machine(),
+        options: opts.clone(),
+        task_overhead_secs: overhead,
+        secs_per_frame: per_frame.get(per_frame.len() / 2).copied().unwrap_or(0.0),
+        cases,
+    })
+}
+
+pub fn render(r: &PlacementReport) -> String {
+    let mut s = format!(
+        "placement: {} clips of {:.1} s, {} crop {}x{} with a spotlight, on {}\n\
+         per-task overhead {:.2} s, {:.3} s per frame\n\n",
+        r.options
+            .clip_counts
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("/"),
+        r.options.clip_seconds,
+        r.options.model,
+        r.options.crop.0,
+        r.options.crop.1,
+        r.machine,
+        r.task_overhead_secs,
+        r.secs_per_frame,
+    );
+    s += &format!(
+        "{:>5} {:>6} | {:>9} {:>9} {:>9} | {:>10} {:>10} {:>10} | {:>9} {:>9} {:>10} {:>10}  {}\n",
+        "clips",
+        "frames",
+        "single s",
+        "fan-out s",
+        "unfused s",
+        "single $",
+        "fan-out $",
+        "unfused $",
+        "time f/s",
+        "cost f/s",
+        "time f/u",
+        "cost f/u",
+        "rule"
+    );
+    for c in &r.cases {
+        s += &format!(
+            "{:>5} {:>6} | {:>9.2} {:>9.2} {:>9.2} | {:>10.6} {:>10.6} {:>10.6} | {:>9.2} {:>9.2} {:>10.2} {:>10.2}  {}\n",
+            c.clips,
+            c.frames,
+            c.single.side.wall,
+            c.fan_out.side.wall,
+            c.unfused.side.wall,
+            c.single.usd,
+            c.fan_out.usd,
+            c.unfused.usd,
+            c.fan_out.side.wall / c.single.side.wall,
+            c.fan_out.usd / c.single.usd.max(1e-12),
+            c.fan_out.side.wall / c.unfused.side.wall,
+            c.fan_out.usd / c.unfused.usd.max(1e-12),
+            c.rule
+        );
+    }
+    s += "\nf/s: fan-out over single-container; f/u: fused over unfused fan-out (below 1: the first wins).\n\
+          Fan-out wall times are projected for one worker per clip; bucket transfers are not counted.\n";
+    s
+}
