@@ -37,6 +37,12 @@ pub struct PlacementBenchOptions {
     pub model: String,
     /// Crop size (model input), output size is 4× it.
     pub crop: (u32, u32),
+    /// Runs of each process; the figures are medians.
+    pub repetitions: u32,
+    /// A GPU task's cold start on the fleet (container start and image
+    /// pull), added to every GPU task in the fleet projection: processes
+    /// here start warm.
+    pub cold_start_secs: f64,
 }
 
 impl Default for PlacementBenchOptions {
@@ -46,6 +52,9 @@ impl Default for PlacementBenchOptions {
             clip_seconds: 1.0,
             model: "realesr-animevideov3".into(),
             crop: (96, 54),
+            repetitions: 3,
+            // The old platform's measured cold start.
+            cold_start_secs: 7.0,
         }
     }
 }
@@ -69,6 +78,16 @@ pub struct PricedSide {
 }
 
 impl Side {
+    /// With `gpu_tasks` cold starts of `c` seconds: paid once in wall time
+    /// (they start together), `gpu_tasks` times in GPU time.
+    fn cold(self, gpu_tasks: usize, c: f64) -> Side {
+        Side {
+            wall: self.wall + c,
+            gpu: self.gpu + gpu_tasks as f64 * c,
+            router: self.router,
+        }
+    }
+
     fn priced(self, gpu_price: f64, cpu_price: f64) -> PricedSide {
         PricedSide {
             side: self,
@@ -87,6 +106,10 @@ pub struct PlacementCase {
     pub fan_out: PricedSide,
     /// Fan-out with the overlay as its own step after the frame step.
     pub unfused: PricedSide,
+    /// The same three on a fleet: one cold start per GPU task.
+    pub fleet_single: PricedSide,
+    pub fleet_fan_out: PricedSide,
+    pub fleet_unfused: PricedSide,
     /// What the planner picks for this job with no `placement`.
     pub rule: &'static str,
 }
@@ -103,20 +126,26 @@ pub struct PlacementReport {
     pub cases: Vec<PlacementCase>,
 }
 
-fn run_timed(exe: &Path, args: &[String]) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let out = Command::new(exe)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .with_context(|| format!("running reelay {}", args.join(" ")))?;
-    anyhow::ensure!(
-        out.status.success(),
-        "reelay {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(started.elapsed().as_secs_f64())
+/// The median wall time of `repetitions` runs of `reelay ARGS`.
+fn run_timed(exe: &Path, repetitions: u32, args: &[String]) -> anyhow::Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..repetitions.max(1) {
+        let started = Instant::now();
+        let out = Command::new(exe)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .with_context(|| format!("running reelay {}", args.join(" ")))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "reelay {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> anyhow::Result<String> {
@@ -179,6 +208,7 @@ pub fn run(
     let one = scratch.join("placement-one.mp4");
     run_timed(
         &exe,
+        opts.repetitions,
         &step(
             "extract",
             &[&source],
@@ -200,6 +230,7 @@ pub fn run(
     ));
     let overhead = run_timed(
         &exe,
+        opts.repetitions,
         &step(
             "frame",
             &[&one],
@@ -241,7 +272,11 @@ pub fn run(
             "[{n} clips] single-container: one export task ..."
         ));
         let single_out = scratch.join(format!("placement-single-{n}.mp4"));
-        let single = run_timed(&exe, &step("export", &[&source], &single_out, &sets))?;
+        let single = run_timed(
+            &exe,
+            opts.repetitions,
+            &step("export", &[&source], &single_out, &sets),
+        )?;
         let frames = ff.count_frames(&single_out)?;
 
         log(&format!(
@@ -256,6 +291,7 @@ pub fn run(
             let cut = scratch.join(format!("placement-cut-{i}.mp4"));
             ext.push(run_timed(
                 &exe,
+                opts.repetitions,
                 &step(
                     "extract",
                     &[&source],
@@ -269,17 +305,20 @@ pub fn run(
             let fused_out = scratch.join(format!("placement-fused-{i}.mp4"));
             fused.push(run_timed(
                 &exe,
+                opts.repetitions,
                 &step("frame", &[&cut], &fused_out, &fused_sets),
             )?);
             fused_clips.push(fused_out);
             let framed = scratch.join(format!("placement-framed-{i}.mp4"));
             frm.push(run_timed(
                 &exe,
+                opts.repetitions,
                 &step("frame", &[&cut], &framed, &frame_sets),
             )?);
             let drawn = scratch.join(format!("placement-drawn-{i}.mp4"));
             ovl.push(run_timed(
                 &exe,
+                opts.repetitions,
                 &step(
                     "overlay",
                     &[&framed],
@@ -293,6 +332,7 @@ pub fn run(
             let refs: Vec<&Path> = clips.iter().map(PathBuf::as_path).collect();
             run_timed(
                 &exe,
+                opts.repetitions,
                 &step(
                     "compile",
                     &refs,
@@ -316,17 +356,22 @@ pub fn run(
             router: sum(&ext) + sum(&ovl) + compile_unfused,
         };
         per_frame.push((single - overhead).max(0.0) / frames.max(1) as f64);
+        let single = Side {
+            wall: single,
+            gpu: single,
+            router: 0.0,
+        };
+        let c = opts.cold_start_secs;
+        let price = |side: Side| side.priced(gpu_price, cpu_price);
         cases.push(PlacementCase {
             clips: n,
             frames,
-            single: Side {
-                wall: single,
-                gpu: single,
-                router: 0.0,
-            }
-            .priced(gpu_price, cpu_price),
-            fan_out: fan.priced(gpu_price, cpu_price),
-            unfused: unfused.priced(gpu_price, cpu_price),
+            single: price(single),
+            fan_out: price(fan),
+            unfused: price(unfused),
+            fleet_single: price(single.cold(1, c)),
+            fleet_fan_out: price(fan.cold(n, c)),
+            fleet_unfused: price(unfused.cold(n, c)),
             rule: rule.as_str(),
         });
     }
@@ -343,7 +388,7 @@ pub fn run(
 pub fn render(r: &PlacementReport) -> String {
     let mut s = format!(
         "placement: {} clips of {:.1} s, {} crop {}x{} with a spotlight, on {}\n\
-         per-task overhead {:.2} s, {:.3} s per frame\n\n",
+         per-task overhead here {:.2} s (process, runtime, model load), {:.3} s per frame; medians of {} runs\n",
         r.options
             .clip_counts
             .iter()
@@ -357,9 +402,24 @@ pub fn render(r: &PlacementReport) -> String {
         r.machine,
         r.task_overhead_secs,
         r.secs_per_frame,
+        r.options.repetitions,
     );
+    s += "\nmeasured here (processes start warm):\n";
+    s += &table(r, |c| [&c.single, &c.fan_out, &c.unfused]);
     s += &format!(
-        "{:>5} {:>6} | {:>9} {:>9} {:>9} | {:>10} {:>10} {:>10} | {:>9} {:>9} {:>10} {:>10}  {}\n",
+        "\nfleet projection (+{:.1} s cold start per GPU task):\n",
+        r.options.cold_start_secs
+    );
+    s += &table(r, |c| [&c.fleet_single, &c.fleet_fan_out, &c.fleet_unfused]);
+    s += "\nf/s: fan-out over single-container; f/u: fused over unfused fan-out (below 1: the first wins).\n\
+          Fan-out wall times are projected for one worker per clip; bucket transfers are not counted.\n\
+          GPU-task seconds are priced at the t4 rate, router seconds at the cpu rate.\n";
+    s
+}
+
+fn table(r: &PlacementReport, pick: impl Fn(&PlacementCase) -> [&PricedSide; 3]) -> String {
+    let mut s = format!(
+        "{:>5} {:>6} | {:>9} {:>9} {:>9} | {:>10} {:>10} {:>10} | {:>8} {:>8} {:>8} {:>8}  {}\n",
         "clips",
         "frames",
         "single s",
@@ -375,24 +435,23 @@ pub fn render(r: &PlacementReport) -> String {
         "rule"
     );
     for c in &r.cases {
+        let [single, fan, unfused] = pick(c);
         s += &format!(
-            "{:>5} {:>6} | {:>9.2} {:>9.2} {:>9.2} | {:>10.6} {:>10.6} {:>10.6} | {:>9.2} {:>9.2} {:>10.2} {:>10.2}  {}\n",
+            "{:>5} {:>6} | {:>9.2} {:>9.2} {:>9.2} | {:>10.6} {:>10.6} {:>10.6} | {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}\n",
             c.clips,
             c.frames,
-            c.single.side.wall,
-            c.fan_out.side.wall,
-            c.unfused.side.wall,
-            c.single.usd,
-            c.fan_out.usd,
-            c.unfused.usd,
-            c.fan_out.side.wall / c.single.side.wall,
-            c.fan_out.usd / c.single.usd.max(1e-12),
-            c.fan_out.side.wall / c.unfused.side.wall,
-            c.fan_out.usd / c.unfused.usd.max(1e-12),
+            single.side.wall,
+            fan.side.wall,
+            unfused.side.wall,
+            single.usd,
+            fan.usd,
+            unfused.usd,
+            fan.side.wall / single.side.wall,
+            fan.usd / single.usd.max(1e-12),
+            fan.side.wall / unfused.side.wall,
+            fan.usd / unfused.usd.max(1e-12),
             c.rule
         );
     }
-    s += "\nf/s: fan-out over single-container; f/u: fused over unfused fan-out (below 1: the first wins).\n\
-          Fan-out wall times are projected for one worker per clip; bucket transfers are not counted.\n";
     s
 }

@@ -96,6 +96,12 @@ pub enum BenchCommand {
         /// Seconds per clip (30 frames/s).
         #[arg(long, default_value_t = 1.0)]
         clip_seconds: f64,
+        /// Runs of each process (medians).
+        #[arg(long, default_value_t = 3)]
+        repetitions: u32,
+        /// A GPU task's cold start on the fleet, for the projection.
+        #[arg(long, default_value_t = 7.0)]
+        cold_start: f64,
         #[arg(long, default_value = ".cache/bench")]
         scratch: PathBuf,
         #[arg(long)]
@@ -305,6 +311,8 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
         BenchCommand::Placement {
             clips,
             clip_seconds,
+            repetitions,
+            cold_start,
             scratch,
             json,
         } => {
@@ -313,6 +321,8 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
             let opts = crate::bench::placement::PlacementBenchOptions {
                 clip_counts: clips,
                 clip_seconds,
+                repetitions,
+                cold_start_secs: cold_start,
                 ..Default::default()
             };
             let report = tokio::task::spawn_blocking(move || {

@@ -55,7 +55,11 @@ pub fn demo_job() -> serde_json::Value {
             {"start": 16.0, "end": 22.0, "caption": "Goal!"}
         ],
         "transition": {"kind": "fade", "seconds": 0.5},
-        "accurate": true
+        "accurate": true,
+        // On one machine every step shares one process and one loaded
+        // model, so fan-out's parallel steps win; on a GPU fleet the
+        // planner's rule would run this job in a single container.
+        "placement": "fan-out"
     })
 }
 
@@ -119,9 +123,14 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
     );
     let manifest = JobManifest::parse(JOB_KEY, &job)?;
     let (framed, frames) = placement::framed_work(&manifest);
+    let fleet = placement::choose(&JobManifest {
+        placement: None,
+        ..manifest.clone()
+    });
     println!(
-        "placement: {} (the planner's rule for {framed} framed clip(s), {frames:.0} frames)\n",
-        placement::choose(&manifest).as_str()
+        "placement: {} on this one machine (on a GPU fleet the rule would pick {} for {framed} framed clip(s) of {frames:.0} frames)\n",
+        placement::choose(&manifest).as_str(),
+        fleet.as_str()
     );
     let bars = Arc::new(Bars::new());
     let summary = run_local(
