@@ -879,3 +879,60 @@ async fn reconcile_redrives_a_deleted_gpu_task_and_reelay_work_runs_it() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_container_job_runs_as_one_gpu_task_on_reelay_work() {
+    // Jobs only: the default detect rule would put another task on the gpu queue.
+    let aws = Aws::start(
+        "single",
+        "[[rules]]\nmatch = \"jobs/*.json\"\nkind = \"job\"\n",
+        true,
+    )
+    .await;
+    let rt = aws.runtime("router-single");
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let (rt, stop) = (rt.clone(), stop.clone());
+        async move { rt.route(settings(Duration::from_secs(5), 2), stop).await }
+    });
+    let mut work = aws
+        .reelay("work.log")
+        .args(["work", "--device", "cpu"])
+        .spawn()
+        .unwrap();
+    aws.put_source("sources/m.mp4").await;
+    aws.put_job(
+        "jobs/s.json",
+        &json!({"version": 1, "source": "sources/m.mp4", "output": "exports/s.mp4",
+                "placement": "single-container",
+                "clips": [{"start": 0.5, "end": 1.5, "caption": "Plain"},
+                          {"start": 1.5, "end": 2.5,
+                           "framing": {"crop": {"x": 120, "y": 60, "w": 64, "h": 36},
+                                       "model": "realesr-animevideov3", "size": "320x180"},
+                           "overlay": {"spotlight": {"keyframes": [{"t": 0, "x": 160, "y": 90, "rx": 60, "ry": 40}]}}}]}),
+    )
+    .await;
+    let export = aws
+        .wait_for_object("exports/s.mp4", Duration::from_secs(90))
+        .await;
+    sigterm(&work);
+    let status = wait_exit(&mut work, Duration::from_secs(30));
+    assert!(status.success(), "{status}: {}", aws.log("work.log"));
+    stop.cancel();
+    running.await.unwrap();
+
+    let record = AuditRecord::from_metadata(&export.metadata).unwrap();
+    assert_eq!(record.kind, "export");
+    assert!(record.worker.starts_with("worker-"), "{}", record.worker);
+    assert_eq!(record.inputs.len(), 1, "the source only");
+    assert_eq!(export.metadata["reelay-clips"], "2");
+    assert_eq!(export.metadata["reelay-framed-clips"], "1");
+    assert_eq!(export.metadata["reelay-model-loads"], "1");
+    let store = aws.store();
+    assert!(
+        store.list("work/").await.unwrap().is_empty(),
+        "no intermediate objects"
+    );
+    let duration = probe_duration(&store, "exports/s.mp4", aws.dir.path()).await;
+    assert!((duration - 2.0).abs() < 0.1, "{duration}");
+}
