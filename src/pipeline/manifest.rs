@@ -403,4 +403,18 @@ mod tests {
             "(top level)"
         );
     }
+
+    #[test]
+    fn a_tracked_overlay_on_a_framed_clip_is_refused_with_the_fix() {
+        let e = error_for(
+            r#"{"version": 1, "source": "sources/a.mp4", "output": "exports/a.mp4",
+                "clips": [{"start": 0, "end": 2,
+                           "framing": {"crop": {"x": 0, "y": 0, "w": 64, "h": 36},
+                                       "model": "realesr-general-x4v3", "size": "256x144"},
+                           "overlay": {"spotlight": {"track": {"pick": {"t": 0, "x": 1, "y": 1}}}}}]}"#,
+        );
+        assert_eq!(e.field, "clips[0].overlay.spotlight.track");
+        assert!(e.problem.contains("source pixels"), "{e}");
+        assert!(e.fix.contains("keyframes"), "{e}");
+    }
 }
