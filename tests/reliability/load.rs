@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use reelay::ports::ObjectStore;
 
 use crate::harness::{self, EXTRACT_RULE, Size};
@@ -52,43 +53,73 @@ pub async fn run(size: Size) -> Vec<Row> {
         "load: calibration {capacity:.2} jobs/s; sustaining {rate:.2} uploads/s for {duration:?}"
     );
 
+    // The uploader keeps its own schedule; this loop only watches.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let start = Instant::now();
+    let uploader = tokio::spawn({
+        let (store, file) = (aws.store(), file.clone());
+        async move {
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let mut i = 0u32;
+            while start.elapsed() < duration {
+                tokio::time::sleep_until((start + interval * i).into()).await;
+                let key = format!("sources/l{i:05}.mp4");
+                store
+                    .put_file(
+                        &key,
+                        &file,
+                        "video/mp4",
+                        &reelay::ports::store::Metadata::new(),
+                    )
+                    .await
+                    .unwrap();
+                let _ = tx.send((key.replacen("sources/", "clips/", 1), Instant::now()));
+                i += 1;
+            }
+        }
+    });
     let mut put_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut seen_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut rss: Vec<(f64, u64)> = Vec::new();
-    let start = Instant::now();
-    let mut next_poll = start;
-    let mut i = 0usize;
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let poll = |seen_at: &mut BTreeMap<String, Instant>,
-                outputs: Vec<reelay::ports::store::ObjectMeta>| {
+    let drain_limit = duration + Duration::from_secs(180);
+    loop {
+        while let Ok((k, t)) = rx.try_recv() {
+            put_at.insert(k, t);
+        }
+        let uploading = !uploader.is_finished();
+        // HEAD only the outputs still awaited: a listing of thousands of
+        // keys would make the measurement slower than the router.
+        let pending: Vec<String> = put_at
+            .keys()
+            .filter(|k| !seen_at.contains_key(*k))
+            .cloned()
+            .collect();
+        if !uploading && pending.is_empty() && rx.is_empty() {
+            break;
+        }
+        if start.elapsed() > drain_limit {
+            break;
+        }
+        let found: Vec<String> = futures::stream::iter(pending)
+            .map(|k| {
+                let store = &store;
+                async move { store.head(&k).await.ok().flatten().map(|_| k) }
+            })
+            .buffer_unordered(8)
+            .filter_map(|k| async move { k })
+            .collect()
+            .await;
         let now = Instant::now();
-        for o in outputs {
-            seen_at.entry(o.key).or_insert(now);
+        for k in found {
+            seen_at.entry(k).or_insert(now);
         }
-    };
-    while start.elapsed() < duration {
-        let due = start + interval * i as u32;
-        if Instant::now() >= due {
-            let key = format!("sources/l{i:05}.mp4");
-            aws.put_file(&key, &file).await;
-            put_at.insert(key.replacen("sources/", "clips/", 1), Instant::now());
-            i += 1;
+        if let Some((now, _)) = harness::rss_kib(pid) {
+            rss.push((start.elapsed().as_secs_f64(), now));
         }
-        if Instant::now() >= next_poll {
-            poll(&mut seen_at, store.list("clips/l").await.unwrap());
-            if let Some((now, _)) = harness::rss_kib(pid) {
-                rss.push((start.elapsed().as_secs_f64(), now));
-            }
-            next_poll = Instant::now() + Duration::from_millis(500);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    uploader.await.unwrap();
     let uploaded = put_at.len();
-    let drain = Instant::now();
-    while seen_at.len() < uploaded && drain.elapsed() < Duration::from_secs(180) {
-        poll(&mut seen_at, store.list("clips/l").await.unwrap());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let hwm = harness::rss_kib(pid).map(|(_, h)| h).unwrap_or(0);
     sigterm(&router);
     assert!(wait_exit(&mut router, Duration::from_secs(30)).success());
