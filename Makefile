@@ -19,7 +19,7 @@ IMAGEIO_FFMPEG := 0.8.1
 FONT_ROBOTO := 0.0.1
 SCIKIT_IMAGE := 0.25.2
 
-.PHONY: setup tools demo test test-rust test-infra lint bench clean-tools
+.PHONY: setup tools demo test test-rust test-infra lint bench reliability clean-tools
 
 setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(TOOLS)/testdata/.done $(TOOLS)/onnxruntime/lib/libonnxruntime.so
 
@@ -86,6 +86,13 @@ bench: setup tools
 	./target/release/reelay bench frame
 	./target/release/reelay bench detect
 	./target/release/reelay bench overlay
+
+# The reliability suite at full size (duplicates, kill -9, long tasks, bad
+# input, 5 minutes of load, store faults) against moto and the local mode;
+# `make test` runs it at a reduced size. Prints one summary table.
+reliability: setup tools
+	REELAY_RELIABILITY=full REELAY_RELIABILITY_REPORT=$(CACHE)/reliability.txt \
+	  cargo test --release --test reliability -- --nocapture --test-threads=1
 
 lint:
 	cargo fmt --check

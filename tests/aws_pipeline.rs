@@ -8,256 +8,41 @@
 mod common;
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use aws_sdk_sqs::types::QueueAttributeName;
-use reelay::adapters::s3::{S3Options, S3Store};
-use reelay::adapters::sqs::SqsQueue;
+use reelay::adapters::s3::S3Store;
 use reelay::audit::AuditRecord;
 use reelay::audit::failure::FailureRecord;
-use reelay::config::Config;
 use reelay::events::ObjectCreated;
 use reelay::pipeline::message::InternalMessage;
 use reelay::pipeline::planner::{self, Trigger};
-use reelay::ports::store::{
-    Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, StoreResult,
-};
+use reelay::ports::store::{Metadata, ObjectMeta, ObjectStore};
 use reelay::ports::{Queue, Received};
-use reelay::runtime::aws::AwsRuntime;
-use reelay::runtime::consumer::{ConsumerSettings, consume};
+use reelay::runtime::consumer::consume;
 use reelay::runtime::executor::{CLAIMS_PREFIX, Executor};
 use reelay::runtime::journal::{Journal, JournalEntry};
 use reelay::runtime::lambda::handle_sqs_event;
 use reelay::runtime::router::Router;
 use serde_json::json;
-use support::moto::{MotoServer, QueueWithDlq};
+use support::aws::{Aws, SlowDownloads, settings, sigterm, starts_per_task, wait_exit};
 use tokio_util::sync::CancellationToken;
 
 const MAX_RECEIVE: u32 = 2;
-
-/// A moto server with the reelay layout, a config file pointing at it, and
-/// a scratch folder.
-struct Aws {
-    moto: MotoServer,
-    bucket: String,
-    events: QueueWithDlq,
-    gpu: QueueWithDlq,
-    dir: tempfile::TempDir,
-    config_path: PathBuf,
-}
-
-impl Aws {
-    /// `notify`: configure bucket notifications for `sources/` and `jobs/`.
-    async fn start(bucket: &str, extra_toml: &str, notify: bool) -> Aws {
-        let moto = MotoServer::start();
-        moto.create_bucket(bucket).await;
-        let events = moto
-            .create_queue_with_dlq("reelay-events", MAX_RECEIVE, Duration::from_secs(5))
-            .await;
-        let gpu = moto
-            .create_queue_with_dlq("reelay-gpu", MAX_RECEIVE, Duration::from_secs(5))
-            .await;
-        if notify {
-            moto.configure_notifications(bucket, &events.arn, &["sources/", "jobs/"])
-                .await;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("reelay.toml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "bucket = \"s3://{bucket}\"\nevents_queue_url = \"{}\"\ngpu_queue_url = \"{}\"\nconcurrency = 2\n{extra_toml}\n[queue]\nvisibility_seconds = 5\nmax_receive_count = {MAX_RECEIVE}\nretry_seconds = 1\n[aws]\npath_style = true\npoll_wait_seconds = 1\nshutdown_grace_seconds = 20\n",
-                events.url, gpu.url
-            ),
-        )
-        .unwrap();
-        Aws {
-            moto,
-            bucket: bucket.into(),
-            events,
-            gpu,
-            dir,
-            config_path,
-        }
-    }
-
-    fn config(&self) -> Config {
-        let text = std::fs::read_to_string(&self.config_path).unwrap();
-        let file = Config::parse_toml("reelay.toml", &text).unwrap();
-        Config::from_file("reelay.toml", file).unwrap()
-    }
-
-    fn store(&self) -> S3Store {
-        S3Store::from_sdk_config(
-            &self.moto.sdk_config(),
-            &self.bucket,
-            S3Options {
-                path_style: true,
-                ..S3Options::default()
-            },
-        )
-        .unwrap()
-    }
-
-    fn queue(&self, url: &str) -> SqsQueue {
-        SqsQueue::from_sdk_config(&self.moto.sdk_config(), url)
-    }
-
-    fn journal_path(&self) -> PathBuf {
-        self.dir.path().join("journal.jsonl")
-    }
-
-    fn journal(&self) -> Vec<JournalEntry> {
-        Journal::read(&self.journal_path())
-    }
-
-    /// The in-process AWS runtime, logging executions to the journal.
-    fn runtime(&self, worker: &str) -> Arc<AwsRuntime> {
-        Arc::new(
-            AwsRuntime::assemble(
-                &self.moto.sdk_config(),
-                self.config(),
-                worker,
-                Some(Journal::new(self.journal_path())),
-            )
-            .unwrap(),
-        )
-    }
-
-    /// `reelay` with the environment a deployment would give it.
-    fn reelay(&self, log_name: &str) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reelay"));
-        for (k, v) in self.moto.env() {
-            cmd.env(k, v);
-        }
-        let log = std::fs::File::create(self.dir.path().join(log_name)).unwrap();
-        cmd.env("REELAY_CONFIG", &self.config_path)
-            .env(
-                "RUST_LOG",
-                "info,aws=warn,aws_config=warn,aws_smithy_runtime=warn",
-            )
-            .stderr(Stdio::from(log));
-        cmd
-    }
-
-    fn log(&self, log_name: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(log_name)).unwrap_or_default()
-    }
-
-    async fn queue_counts(&self, url: &str) -> (u64, u64) {
-        let attrs = self
-            .moto
-            .sqs()
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap_or_default();
-        let get =
-            |n: QueueAttributeName| attrs.get(&n).and_then(|v| v.parse().ok()).unwrap_or(0u64);
-        (
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
-    }
-
-    /// Uploads a 3 s test video as `key` (PutObject, which notifies).
-    async fn put_source(&self, key: &str) -> ObjectMeta {
-        let path = self.dir.path().join("source.mp4");
-        if !path.exists() {
-            common::make_video(&path, 3.0, "320x180", 30, true);
-        }
-        self.store()
-            .put_file(key, &path, "video/mp4", &Metadata::new())
-            .await
-            .unwrap()
-    }
-
-    async fn put_job(&self, key: &str, job: &serde_json::Value) -> ObjectMeta {
-        match self
-            .store()
-            .put_bytes(
-                key,
-                &serde_json::to_vec(job).unwrap(),
-                "application/json",
-                &Metadata::new(),
-                PutCondition::Overwrite,
-            )
-            .await
-            .unwrap()
-        {
-            PutOutcome::Written(m) => m,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    async fn wait_for_object(&self, key: &str, timeout: Duration) -> ObjectMeta {
-        let store = self.store();
-        let start = Instant::now();
-        loop {
-            if let Some(m) = store.head(key).await.unwrap() {
-                return m;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "{key} did not appear within {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
 
 fn highlights(source: &str, output: &str) -> serde_json::Value {
     json!({"version": 1, "source": source, "output": output,
            "clips": [{"start": 0.5, "end": 1.5}, {"start": 1.5, "end": 2.5, "caption": "Goal!"}]})
 }
 
-fn settings(visibility: Duration, concurrency: usize) -> ConsumerSettings {
-    ConsumerSettings {
-        visibility,
-        wait: Duration::from_secs(1),
-        concurrency,
-        shutdown_grace: Duration::from_secs(20),
+/// Uploads a 3 s test video as `key` (PutObject, which notifies).
+async fn put_source(aws: &Aws, key: &str) -> ObjectMeta {
+    let path = aws.dir.path().join("source.mp4");
+    if !path.exists() {
+        common::make_video(&path, 3.0, "320x180", 30, true);
     }
-}
-
-fn starts_per_task(entries: &[JournalEntry]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for e in entries.iter().filter(|e| e.event == "start") {
-        *m.entry(e.task.clone()).or_insert(0) += 1;
-    }
-    m
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) },
-        0,
-        "kill(SIGTERM)"
-    );
-}
-
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("process did not exit within {timeout:?} of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    aws.put_file(key, &path).await
 }
 
 async fn probe_duration(store: &S3Store, key: &str, scratch: &Path) -> f64 {
@@ -270,7 +55,7 @@ async fn probe_duration(store: &S3Store, key: &str, scratch: &Path) -> f64 {
 async fn happy_path_a_real_notification_becomes_an_export_with_audit_and_route_stops_on_sigterm() {
     let aws = Aws::start("happy", "", true).await;
     let mut route = aws.reelay("route.log").arg("route").spawn().unwrap();
-    aws.put_source("sources/match day.mp4").await;
+    put_source(&aws, "sources/match day.mp4").await;
     aws.put_job(
         "jobs/h.json",
         &highlights("sources/match day.mp4", "exports/h.mp4"),
@@ -428,7 +213,7 @@ fn s3_notification(bucket: &str, key: &str, meta: &ObjectMeta) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_handler_fails_only_the_bad_message_and_runs_the_job_to_its_export() {
     let aws = Aws::start("lambda", "", false).await;
-    aws.put_source("sources/m.mp4").await;
+    put_source(&aws, "sources/m.mp4").await;
     let job = aws
         .put_job("jobs/l.json", &highlights("sources/m.mp4", "exports/l.mp4"))
         .await;
@@ -490,7 +275,7 @@ async fn lambda_handler_fails_only_the_bad_message_and_runs_the_job_to_its_expor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_notification_sent_twice_runs_each_step_once() {
     let aws = Aws::start("dupes", "", true).await;
-    aws.put_source("sources/m.mp4").await;
+    put_source(&aws, "sources/m.mp4").await;
     aws.put_job("jobs/d.json", &highlights("sources/m.mp4", "exports/d.mp4"))
         .await;
     // Take the real notifications off the queue and put each back twice.
@@ -596,7 +381,7 @@ async fn a_poison_message_reaches_the_dlq_with_a_failure_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_r2_notification_sent_with_send_message_routes_the_job() {
     let aws = Aws::start("r2-media", "", false).await;
-    aws.put_source("sources/m.mp4").await;
+    put_source(&aws, "sources/m.mp4").await;
     let job = aws
         .put_job(
             "jobs/r2 job.json",
@@ -629,61 +414,10 @@ async fn an_r2_notification_sent_with_send_message_routes_the_job() {
     assert_eq!(record.manifest.as_deref(), Some("jobs/r2 job.json"));
 }
 
-/// The real bucket, with every download slowed down: a step that outlasts
-/// the visibility timeout several times over.
-struct SlowDownloads {
-    inner: S3Store,
-    delay: Duration,
-}
-
-#[async_trait]
-impl ObjectStore for SlowDownloads {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn get_to_file(&self, key: &str, dest: &Path) -> StoreResult<ObjectMeta> {
-        tokio::time::sleep(self.delay).await;
-        self.inner.get_to_file(key, dest).await
-    }
-    async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)> {
-        self.inner.get_bytes(key).await
-    }
-    async fn put_file(
-        &self,
-        key: &str,
-        src: &Path,
-        content_type: &str,
-        metadata: &Metadata,
-    ) -> StoreResult<ObjectMeta> {
-        self.inner.put_file(key, src, content_type, metadata).await
-    }
-    async fn put_bytes(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        content_type: &str,
-        metadata: &Metadata,
-        condition: PutCondition,
-    ) -> StoreResult<PutOutcome> {
-        self.inner
-            .put_bytes(key, bytes, content_type, metadata, condition)
-            .await
-    }
-    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_lasting_over_three_visibility_timeouts_runs_once() {
     let aws = Aws::start("heartbeat", "", false).await;
-    aws.put_source("sources/m.mp4").await;
+    put_source(&aws, "sources/m.mp4").await;
     aws.put_job(
         "jobs/hb.json",
         &highlights("sources/m.mp4", "exports/hb.mp4"),
@@ -787,7 +521,7 @@ async fn reconcile_redrives_a_deleted_gpu_task_and_reelay_work_runs_it() {
         let (rt, stop) = (rt.clone(), stop.clone());
         async move { rt.route(settings(Duration::from_secs(5), 2), stop).await }
     });
-    aws.put_source("sources/m.mp4").await;
+    put_source(&aws, "sources/m.mp4").await;
     aws.put_job("jobs/r.json", &highlights("sources/m.mp4", "exports/r.mp4"))
         .await;
     // The router sends both extracts to the gpu queue...

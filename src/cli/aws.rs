@@ -11,7 +11,7 @@ use crate::adapters::sqs::SqsQueue;
 use crate::config::Config;
 use crate::ports::queue::Queue;
 use crate::ports::store::ObjectStore;
-use crate::runtime::aws::{AwsRuntime, AwsUrls, load_sdk_config, open_bucket};
+use crate::runtime::aws::{AwsRuntime, AwsUrls, load_sdk_config_for, open_bucket};
 use crate::runtime::consumer::MessageHandler;
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::ecs::{ProtectedHandler, TaskProtection};
@@ -120,7 +120,7 @@ pub async fn reconcile(args: ReconcileArgs, config: Option<&Path>) -> anyhow::Re
         config = Config::from_file(&config.source.clone(), config.file)?;
     }
     let urls = AwsUrls::from_config(&config)?;
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config_for(&config.file.aws).await;
     let store = open_bucket(&sdk, &config, &urls.bucket)?;
     let dispatcher = Dispatcher {
         events: Arc::new(SqsQueue::from_sdk_config(&sdk, &urls.events_queue)) as Arc<dyn Queue>,
@@ -152,7 +152,7 @@ pub async fn open_store(
     match bucket {
         Some(url) if url.starts_with("s3://") => {
             let config = Config::load(config)?;
-            let sdk = load_sdk_config().await;
+            let sdk = load_sdk_config_for(&config.file.aws).await;
             Ok(Box::new(open_bucket(&sdk, &config, url)?))
         }
         Some(dir) => Ok(Box::new(super::open_local(Path::new(dir))?)),

@@ -30,6 +30,15 @@ pub struct AwsSettings {
     /// Seconds in-flight work may run after SIGTERM before it is handed back.
     /// Keep it below the container's stop timeout (ECS: 30 s by default).
     pub shutdown_grace_seconds: u64,
+    /// Attempts per S3 or SQS call, the first included: 5xx answers,
+    /// throttling, timeouts and reset connections are retried with
+    /// exponential backoff and jitter before the step sees an error.
+    pub max_attempts: u32,
+    /// Seconds without a byte of an answer before a call is abandoned and
+    /// retried; above `poll_wait_seconds`, or every long poll would time out.
+    pub read_timeout_seconds: u64,
+    /// Seconds to open a connection before the attempt is retried.
+    pub connect_timeout_seconds: u64,
 }
 
 impl Default for AwsSettings {
@@ -40,6 +49,9 @@ impl Default for AwsSettings {
             region: None,
             poll_wait_seconds: 20,
             shutdown_grace_seconds: 25,
+            max_attempts: 5,
+            read_timeout_seconds: 30,
+            connect_timeout_seconds: 5,
         }
     }
 }
@@ -71,6 +83,33 @@ pub fn validate(
             "aws.shutdown_grace_seconds".into(),
             format!("{} is out of range", aws.shutdown_grace_seconds),
             "use 0 to 3600, below the container's stop timeout".into(),
+        ));
+    }
+    if !(1..=20).contains(&aws.max_attempts) {
+        return Err((
+            "aws.max_attempts".into(),
+            format!("{} is out of range", aws.max_attempts),
+            "use 1 to 20 (5 is the default)".into(),
+        ));
+    }
+    if aws.read_timeout_seconds <= aws.poll_wait_seconds || aws.read_timeout_seconds > 3600 {
+        return Err((
+            "aws.read_timeout_seconds".into(),
+            format!(
+                "{} must be above aws.poll_wait_seconds ({}), or every long poll times out",
+                aws.read_timeout_seconds, aws.poll_wait_seconds
+            ),
+            format!(
+                "use {} to 3600 (30 is the default)",
+                aws.poll_wait_seconds + 1
+            ),
+        ));
+    }
+    if !(1..=300).contains(&aws.connect_timeout_seconds) {
+        return Err((
+            "aws.connect_timeout_seconds".into(),
+            format!("{} is out of range", aws.connect_timeout_seconds),
+            "use 1 to 300 (5 is the default)".into(),
         ));
     }
     if let Some(endpoint) = &aws.endpoint
@@ -192,6 +231,17 @@ mod tests {
             ..AwsSettings::default()
         };
         assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.poll_wait_seconds");
+        let aws = AwsSettings {
+            poll_wait_seconds: 20,
+            read_timeout_seconds: 20,
+            ..AwsSettings::default()
+        };
+        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.read_timeout_seconds");
+        let aws = AwsSettings {
+            max_attempts: 0,
+            ..AwsSettings::default()
+        };
+        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.max_attempts");
         let aws = AwsSettings {
             endpoint: Some("r2.example".into()),
             ..AwsSettings::default()

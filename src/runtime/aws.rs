@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::s3::{S3Options, S3Store, parse_bucket_url};
 use crate::adapters::sqs::SqsQueue;
+use crate::config::aws::AwsSettings;
 use crate::config::{Config, ConfigError, env};
 use crate::media::{Ffmpeg, MediaError};
 use crate::ports::queue::Queue;
@@ -43,9 +46,37 @@ pub struct AwsRuntime {
 }
 
 /// Loads aws-config's default chain: `AWS_*` credentials and region, and
-/// `AWS_ENDPOINT_URL`.
+/// `AWS_ENDPOINT_URL`, with the default `[aws]` retry and timeout settings.
 pub async fn load_sdk_config() -> SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    load_sdk_config_for(&AwsSettings::default()).await
+}
+
+/// The default chain with `[aws]`'s retries and timeouts: without a read
+/// timeout a stalled connection hangs a step forever, and without enough
+/// attempts one 503 from the store fails a whole step.
+pub async fn load_sdk_config_for(aws: &AwsSettings) -> SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(retry_config(aws))
+        .timeout_config(timeout_config(aws))
+        .load()
+        .await
+}
+
+/// Standard retries (exponential backoff with jitter) for `aws.max_attempts`.
+pub fn retry_config(aws: &AwsSettings) -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(aws.max_attempts.max(1))
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(5))
+}
+
+/// Connect and read timeouts per attempt; no whole-call timeout, so a large
+/// upload that keeps moving is never cut off.
+pub fn timeout_config(aws: &AwsSettings) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(aws.connect_timeout_seconds.max(1)))
+        .read_timeout(Duration::from_secs(aws.read_timeout_seconds.max(1)))
+        .build()
 }
 
 fn missing(config: &Config, field: &str, var: &str, example: &str) -> ConfigError {
@@ -171,7 +202,7 @@ impl AwsUrls {
 impl AwsRuntime {
     /// Assembles everything from `config` and the default AWS chain.
     pub async fn from_env(config: Config, role: &str) -> Result<AwsRuntime, SetupError> {
-        let sdk = load_sdk_config().await;
+        let sdk = load_sdk_config_for(&config.file.aws).await;
         Self::assemble(&sdk, config, &worker_id(role), None)
     }
 

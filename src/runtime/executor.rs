@@ -48,6 +48,10 @@ struct Claim {
     worker: String,
     /// Unix seconds after which the claim may be taken over.
     expires_at: u64,
+    /// Unique per attempt: a conditional put retried after its answer was
+    /// lost finds its own claim, and must not take it for someone else's.
+    #[serde(default)]
+    token: String,
 }
 
 pub struct Executor {
@@ -141,7 +145,21 @@ impl Executor {
             .map_err(|e| TaskError::transient(format!("scratch folder: {e}")))?;
         let mut inputs = Vec::with_capacity(task.inputs.len());
         for (i, key) in task.input_keys().enumerate() {
-            inputs.push(self.fetch(key, i, scratch.path()).await?);
+            // A lost message (failed heartbeat) or a shutdown stops a long
+            // download too, not only the FFmpeg step after it.
+            let fetched = tokio::select! {
+                r = self.fetch(key, i, scratch.path()) => r,
+                _ = cancel.cancelled() => Err(TaskError::transient(
+                    "stopped while downloading the inputs: the message was lost or the worker is stopping",
+                )),
+            };
+            match fetched {
+                Ok(path) => inputs.push(path),
+                Err(e) => {
+                    self.progress.finished(task, Err(&e));
+                    return Err(e);
+                }
+            }
         }
         let output = scratch.path().join(format!(
             "output.{}",
@@ -362,7 +380,8 @@ impl Executor {
     /// `None` when the claim is ours; `Some(wait)` when a live worker holds it.
     async fn claim(&self, task: &Task) -> Result<Option<Duration>, TaskError> {
         let key = format!("{CLAIMS_PREFIX}{}.json", task.id);
-        let body = self.claim_body();
+        let token = claim_token();
+        let body = self.claim_body(&token);
         match self
             .store
             .put_bytes(
@@ -384,6 +403,8 @@ impl Executor {
                     Err(e) => return Err(transient(e)),
                 };
                 match held {
+                    // Our own put, retried after its answer was lost: ours.
+                    Some(c) if c.token == token => Ok(None),
                     Some(c) if c.expires_at > now => {
                         Ok(Some(Duration::from_secs((c.expires_at - now).clamp(1, 30))))
                     }
@@ -407,10 +428,11 @@ impl Executor {
         }
     }
 
-    fn claim_body(&self) -> Vec<u8> {
+    fn claim_body(&self, token: &str) -> Vec<u8> {
         serde_json::to_vec(&Claim {
             worker: self.worker_id.clone(),
             expires_at: unix_now() + self.claim_lease.as_secs().max(1),
+            token: token.to_string(),
         })
         .expect("claims serialise")
     }
@@ -434,6 +456,7 @@ impl Executor {
                 let body = serde_json::to_vec(&Claim {
                     worker: worker.clone(),
                     expires_at: unix_now() + lease.as_secs().max(1),
+                    token: claim_token(),
                 })
                 .expect("claims serialise");
                 if let Err(e) = store
@@ -461,6 +484,19 @@ impl Executor {
     }
 
     fn journal(&self, event: &str, task: &Task, millis: Option<u64>) {
+        // One structured line per execution event, so a fleet's logs count
+        // executions the way the journal does in a local bucket.
+        tracing::info!(
+            target: "reelay::execution",
+            event,
+            task = %task.id,
+            kind = %task.kind,
+            step = %task.step,
+            job = task.job.as_ref().map(|j| j.id.as_str()).unwrap_or(""),
+            worker = %self.worker_id,
+            millis = millis.unwrap_or(0),
+            "execution"
+        );
         if let Some(j) = &self.journal {
             j.record(event, task, &self.worker_id, millis);
         }
@@ -469,6 +505,11 @@ impl Executor {
 
 fn transient(e: impl std::fmt::Display) -> TaskError {
     TaskError::transient(e.to_string())
+}
+
+/// A fresh random token for one claim attempt.
+fn claim_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 fn unix_now() -> u64 {

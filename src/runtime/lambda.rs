@@ -52,10 +52,17 @@ pub async fn handle_sqs_event(
     let failed = handle_batch(messages, concurrency, move |m| {
         let router = router.clone();
         async move {
-            router
+            match router
                 .handle_body(&m.body, m.receive_count, CancellationToken::new())
                 .await
-                .map(|_| ())
+            {
+                Ok(None) => Ok(()),
+                // Another worker holds the task's claim, and this message may
+                // be the task's only one (its worker died): fail it, so SQS
+                // delivers it again after the visibility timeout.
+                Ok(Some(_)) => Err("another worker holds this task's claim; retried later".into()),
+                Err(e) => Err(e),
+            }
         }
     })
     .await;

@@ -194,9 +194,12 @@ impl MessageHandler for Router {
             .await
         {
             Ok(None) => Disposition::Ack,
-            // Another worker holds this task's claim through its own message,
-            // which comes back if that worker dies: this duplicate can go.
-            Ok(Some(_)) => Disposition::Ack,
+            // Another worker holds this task's claim. This message may be the
+            // only one left for the task (a killed worker's message comes back
+            // while its claim has not yet expired), so it is never dropped:
+            // it comes back after the claim's remaining lease, and then finds
+            // the output (skip) or an expired claim (take over).
+            Ok(Some(retry_after)) => Disposition::Retry(retry_after),
             Err(_) => Disposition::Retry(self.backoff(message.receive_count)),
         }
     }

@@ -1,3 +1,5 @@
 //! Shared test helpers.
 
+pub mod aws;
+pub mod fault_proxy;
 pub mod moto;

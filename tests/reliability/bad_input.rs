@@ -1,0 +1,283 @@
+//! Scenario 4: Bad input (local mode, `reelay dev`): a corpus of broken media,
+//! broken manifests and hostile keys, dropped beside good jobs. Each case gets
+//! a failure record with a clear message and goes to the DLQ after N tries;
+//! `reelay dev` neither crashes nor loops; nothing is written outside the
+//! bucket; the good jobs finish.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{self, JOB_RULE, Size};
+use crate::summary::Row;
+
+const MAX_RECEIVE: u64 = 2;
+
+/// One bad input: the manifest dropped at `jobs/<name>` and what its failure
+/// record must say (a substring of the error or the field; "" for any).
+struct Case {
+    manifest: String,
+    body: Vec<u8>,
+    hint: &'static str,
+}
+
+fn job(source: &str, output: &str, clips: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"version": 1, "source": source, "output": output, "clips": clips}))
+        .unwrap()
+}
+
+fn one_clip(source: &str, output: &str) -> Vec<u8> {
+    job(source, output, json!([{"start": 0.0, "end": 0.5}]))
+}
+
+fn case(manifest: &str, body: Vec<u8>, hint: &'static str) -> Case {
+    Case {
+        manifest: format!("jobs/{manifest}"),
+        body,
+        hint,
+    }
+}
+
+fn corpus(long: &str) -> Vec<Case> {
+    let deep = format!("{}{}", "[".repeat(400), "]".repeat(400));
+    let many: Vec<Value> = (0..600)
+        .map(|i| json!({"start": i as f64 * 0.001, "end": i as f64 * 0.001 + 0.5}))
+        .collect();
+    vec![
+        // Broken media.
+        case("corrupt.json", one_clip("sources/corrupt.mp4", "exports/corrupt.mp4"), ""),
+        case("truncated.json", one_clip("sources/truncated.mp4", "exports/truncated.mp4"), ""),
+        case("empty.json", one_clip("sources/empty.mp4", "exports/empty.mp4"), ""),
+        case("text.json", one_clip("sources/text.mp4", "exports/text.mp4"), ""),
+        case("json-video.json", one_clip("sources/json.mp4", "exports/json.mp4"), ""),
+        case("random.json", one_clip("sources/random.mp4", "exports/random.mp4"), ""),
+        case("space é.json", one_clip("sources/bad file é.mp4", "exports/bad é.mp4"), ""),
+        case("-dash.json", one_clip("sources/-i.mp4", "exports/-y.mp4"), ""),
+        case("fast-corrupt.json", serde_json::to_vec(&json!({"version": 1, "source": "sources/corrupt.mp4", "output": "exports/fc.mp4", "accurate": false, "clips": [{"start": 0.0, "end": 0.5}]})).unwrap(), ""),
+        // Times.
+        case("beyond.json", job("sources/good.mp4", "exports/beyond.mp4", json!([{"start": 0.0, "end": 60.0}])), "60"),
+        case("zero-length.json", job("sources/good.mp4", "exports/zero.mp4", json!([{"start": 1.0, "end": 1.0}])), "clips[0]"),
+        case("backwards.json", job("sources/good.mp4", "exports/back.mp4", json!([{"start": 1.5, "end": 0.5}])), "clips[0]"),
+        case("negative.json", job("sources/good.mp4", "exports/neg.mp4", json!([{"start": -1.0, "end": 0.5}])), "clips[0]"),
+        case("out-of-range.json", br#"{"version": 1, "source": "sources/good.mp4", "output": "exports/r.mp4", "clips": [{"start": 0, "end": 1e400}]}"#.to_vec(), ""),
+        case("absurd-size.json", job("sources/good.mp4", "exports/huge.mp4", json!([{"start": 0.0, "end": 0.5, "framing": {"crop": {"x": 0, "y": 0, "w": 32, "h": 18}, "model": "realesr-general-x4v3", "size": "100000x100000"}}])), "100000"),
+        // Wrong types and shapes.
+        case("start-string.json", job("sources/good.mp4", "exports/s.mp4", json!([{"start": "zero", "end": 0.5}])), "start"),
+        case("clips-object.json", job("sources/good.mp4", "exports/o.mp4", json!({"start": 0.0, "end": 0.5})), "clips"),
+        case("version-string.json", serde_json::to_vec(&json!({"version": "1", "source": "sources/good.mp4", "output": "exports/v.mp4", "clips": [{"start": 0.0, "end": 0.5}]})).unwrap(), "version"),
+        case("version-2.json", serde_json::to_vec(&json!({"version": 2, "source": "sources/good.mp4", "output": "exports/v2.mp4", "clips": [{"start": 0.0, "end": 0.5}]})).unwrap(), "version"),
+        case("no-source.json", serde_json::to_vec(&json!({"version": 1, "output": "exports/ns.mp4", "clips": [{"start": 0.0, "end": 0.5}]})).unwrap(), "source"),
+        case("no-clips.json", serde_json::to_vec(&json!({"version": 1, "source": "sources/good.mp4", "output": "exports/nc.mp4"})).unwrap(), "clips"),
+        case("empty-clips.json", job("sources/good.mp4", "exports/ec.mp4", json!([])), "clips"),
+        case("huge-array.json", job("sources/good.mp4", "exports/many.mp4", Value::Array(many)), "500"),
+        case("deep-nesting.json", format!(r#"{{"version": 1, "source": "sources/good.mp4", "output": "exports/d.mp4", "clips": {deep}}}"#).into_bytes(), ""),
+        case("unknown-field.json", serde_json::to_vec(&json!({"version": 1, "source": "sources/good.mp4", "output": "exports/u.mp4", "clips": [{"start": 0.0, "end": 0.5}], "speed": 2})).unwrap(), "speed"),
+        case("bad-transition.json", serde_json::to_vec(&json!({"version": 1, "source": "sources/good.mp4", "output": "exports/t.mp4", "clips": [{"start": 0.0, "end": 0.5}], "transition": {"kind": "wipe", "seconds": 0.2}})).unwrap(), "transition"),
+        case("long-caption.json", job("sources/good.mp4", "exports/c.mp4", json!([{"start": 0.0, "end": 0.5, "caption": "x".repeat(300)}])), "caption"),
+        case("not-json.json", b"\x00\x01\x02 this is not json \xff".to_vec(), ""),
+        case("bad-utf8.json", b"{\"version\": 1, \"source\": \"sources/\xff\xfe.mp4\"}".to_vec(), ""),
+        case("array.json", b"[1, 2, 3]".to_vec(), ""),
+        case("null.json", b"null".to_vec(), ""),
+        case("oversized.json", {
+            let mut b = br#"{"version": 1, "source": "sources/good.mp4", "output": "exports/big.mp4", "clips": [{"start": 0.0, "end": 0.5}], "pad": ""#.to_vec();
+            b.extend(std::iter::repeat_n(b'a', 1_200_000));
+            b.extend(br#""}"#);
+            b
+        }, "MiB"),
+        // Hostile keys.
+        case("escape-source.json", one_clip("../outside.mp4", "exports/e1.mp4"), "source"),
+        case("escape-output.json", one_clip("sources/good.mp4", "../../outside.mp4"), "output"),
+        case("absolute-output.json", one_clip("sources/good.mp4", "/tmp/reelay-escape.mp4"), "output"),
+        case("long-output.json", one_clip("sources/good.mp4", &format!("exports/{long}.mp4")), "output"),
+        case("long-source.json", one_clip(&format!("sources/{long}.mp4"), "exports/ls.mp4"), "source"),
+        case("missing-source.json", one_clip("sources/nowhere.mp4", "exports/m.mp4"), "sources/nowhere.mp4"),
+        case("nul-key.json", one_clip("sources/a\u{0}b.mp4", "exports/nul.mp4"), "source"),
+        case("newline-key.json", one_clip("sources/good.mp4", "exports/a\nb.mp4"), "output"),
+    ]
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Every failure record in the bucket.
+fn records(root: &Path) -> Vec<Value> {
+    walk(&root.join("_reelay/failures"))
+        .into_iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap())
+        .collect()
+}
+
+fn belongs_to(record: &Value, manifest: &str) -> bool {
+    record["object"] == manifest || record["task"]["job"]["manifest"] == manifest
+}
+
+pub async fn run(_size: Size) -> Vec<Row> {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("reelay.toml");
+    std::fs::write(
+        &config,
+        format!("concurrency = 2\n{JOB_RULE}\n[queue]\nvisibility_seconds = 10\nmax_receive_count = {MAX_RECEIVE}\nretry_seconds = 1\n"),
+    )
+    .unwrap();
+    let good = harness::tiny_video(&root.join("sources/good.mp4"), 2.0);
+    let bytes = std::fs::read(&good).unwrap();
+    let put = |key: &str, b: &[u8]| {
+        let p = root.join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b).unwrap();
+    };
+    let mut corrupt = bytes.clone();
+    for b in corrupt.iter_mut().take(256) {
+        *b ^= 0x5a;
+    }
+    put("sources/corrupt.mp4", &corrupt);
+    put("sources/truncated.mp4", &bytes[..bytes.len() / 3]);
+    put("sources/empty.mp4", b"");
+    put("sources/text.mp4", b"this is not a video, just text\n");
+    put("sources/json.mp4", br#"{"not": "a video"}"#);
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    put("sources/random.mp4", &noise);
+    put("sources/bad file é.mp4", &corrupt);
+    put("sources/-i.mp4", &corrupt);
+    // Awkward keys that are fine: they must succeed.
+    put("sources/ok space é.mp4", &bytes);
+    put("sources/-ok.mp4", &bytes);
+    let long = "l".repeat(1100);
+    let cases = corpus(&long);
+    for c in &cases {
+        put(&c.manifest, &c.body);
+    }
+    let goods = [
+        ("jobs/good.json", "sources/good.mp4", "exports/good.mp4"),
+        (
+            "jobs/ok space é.json",
+            "sources/ok space é.mp4",
+            "exports/ok é.mp4",
+        ),
+        ("jobs/-ok.json", "sources/-ok.mp4", "exports/-ok.mp4"),
+    ];
+    for (m, s, o) in goods {
+        put(m, &one_clip(s, o));
+    }
+    let before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let (root, config) = (root.clone(), config.clone());
+        move || crate::common::dev_until_idle(&root, Some(&config))
+    })
+    .await
+    .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        took < Duration::from_secs(240),
+        "reelay dev took {took:?}: a crash loop?"
+    );
+
+    // The good jobs finished.
+    for (_, _, o) in goods {
+        let p = root.join(o);
+        harness::decode_fully(&p).unwrap_or_else(|e| panic!("{o}: {e}"));
+        let d = crate::common::duration(&p);
+        assert!((d - 0.5).abs() < 0.1, "{o} lasts {d}");
+    }
+    // Every case: a record, clear, dead-lettered after N tries, nothing exported.
+    let all = records(&root);
+    let mut problems = Vec::new();
+    for c in &cases {
+        let mine: Vec<&Value> = all.iter().filter(|r| belongs_to(r, &c.manifest)).collect();
+        let Some(r) = mine.first() else {
+            problems.push(format!("{}: no failure record", c.manifest));
+            continue;
+        };
+        let error = r["error"].as_str().unwrap_or("");
+        let field = r["field"].as_str().unwrap_or("");
+        if mine.len() != 1 {
+            problems.push(format!("{}: {} records", c.manifest, mine.len()));
+        }
+        if error.trim().len() < 10 {
+            problems.push(format!("{}: unclear error {error:?}", c.manifest));
+        }
+        if !(error.contains(c.hint) || field.contains(c.hint)) {
+            problems.push(format!(
+                "{}: error {error:?} / field {field:?} does not mention {:?}",
+                c.manifest, c.hint
+            ));
+        }
+        if error.contains("Unrecognized option") || error.contains("Option not found") {
+            problems.push(format!(
+                "{}: a key was read as an FFmpeg option: {error}",
+                c.manifest
+            ));
+        }
+        if r["dead_lettered"] != true || r["attempts"] != MAX_RECEIVE {
+            problems.push(format!(
+                "{}: not dead-lettered after {MAX_RECEIVE} tries: {r}",
+                c.manifest
+            ));
+        }
+    }
+    let dlq_line = format!("{} message(s) went to the dead-letter queue", cases.len());
+    if !stderr.contains(&dlq_line) {
+        problems.push(format!(
+            "want `{dlq_line}` in: {}",
+            stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    let exported: Vec<String> = walk(&root.join("exports"))
+        .into_iter()
+        .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    if exported.len() != goods.len() {
+        problems.push(format!("exports: {exported:?}"));
+    }
+    let after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    if before != after {
+        problems.push(format!(
+            "written beside the bucket: {before:?} -> {after:?}"
+        ));
+    }
+    if Path::new("/tmp/reelay-escape.mp4").exists()
+        || dir.path().parent().unwrap().join("outside.mp4").exists()
+    {
+        problems.push("a file was written outside the bucket".into());
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    let mut row = Row::new("bad_input", "local");
+    row.cases = cases.len() as u64;
+    row.faults = cases.len() as u64;
+    row.completed = goods.len() as u64;
+    row.notes = format!(
+        "{} bad inputs, each recorded and dead-lettered after {MAX_RECEIVE} tries; {} good jobs beside them finished; {:.0}s",
+        cases.len(),
+        goods.len(),
+        took.as_secs_f64()
+    );
+    vec![row]
+}
