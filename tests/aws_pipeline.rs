@@ -634,7 +634,7 @@ async fn a_single_container_job_runs_as_one_gpu_task_on_reelay_work() {
         .args(["work", "--device", "cpu"])
         .spawn()
         .unwrap();
-    aws.put_source("sources/m.mp4").await;
+    put_source(&aws, "sources/m.mp4").await;
     aws.put_job(
         "jobs/s.json",
         &json!({"version": 1, "source": "sources/m.mp4", "output": "exports/s.mp4",
