@@ -250,9 +250,10 @@ async fn lambda_handler_fails_only_the_bad_message_and_runs_the_job_to_its_expor
     let mut rounds = 0;
     while aws.store().head("exports/l.mp4").await.unwrap().is_none() {
         rounds += 1;
-        assert!(rounds <= 6, "the job did not finish through the handler");
+        assert!(rounds <= 40, "the job did not finish through the handler");
+        // A short visibility, so a handed-back message comes round again soon.
         let received = events
-            .receive(10, Duration::from_secs(30), Duration::from_secs(1))
+            .receive(10, Duration::from_secs(3), Duration::from_secs(1))
             .await
             .unwrap();
         let records: Vec<_> = received
@@ -261,8 +262,30 @@ async fn lambda_handler_fails_only_the_bad_message_and_runs_the_job_to_its_expor
             .collect();
         let event = serde_json::from_value(json!({ "Records": records })).unwrap();
         let response = handle_sqs_event(rt.router.clone(), event, 2).await;
-        assert!(response.batch_item_failures.is_empty());
-        let handles: Vec<_> = received.into_iter().map(|m| m.handle).collect();
+        // A duplicate of a task another handler holds is handed back to be
+        // retried (never acknowledged, which could lose the task); the
+        // retry finds the output and skips. Only those may fail.
+        let busy: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        for id in &busy {
+            let m = received.iter().find(|m| m.message_id == *id).unwrap();
+            assert!(
+                matches!(
+                    InternalMessage::parse(&m.body),
+                    Some(Ok(InternalMessage::Task(_)))
+                ),
+                "only a task message may be handed back: {}",
+                m.body
+            );
+        }
+        let handles: Vec<_> = received
+            .iter()
+            .filter(|m| !busy.contains(&m.message_id.as_str()))
+            .map(|m| m.handle.clone())
+            .collect();
         if !handles.is_empty() {
             events.ack(&handles).await.unwrap();
         }
