@@ -194,22 +194,12 @@ impl LocalStore {
         }
         tmp.as_file().sync_all().map_err(Self::io(key))?;
         let etag = hex::encode(hasher.finalize());
-        // Publish: rename is atomic; for IfAbsent, a hard link fails if the key exists.
-        match condition {
-            PutCondition::Overwrite => {
-                tmp.persist(&path).map_err(|e| Self::io(key)(e.error))?;
-            }
-            PutCondition::IfAbsent => match std::fs::hard_link(tmp.path(), &path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    return Ok(PutOutcome::AlreadyExists);
-                }
-                Err(e) => return Err(Self::io(key)(e)),
-            },
-        }
-        let stat = std::fs::metadata(&path).map_err(Self::io(key))?;
-        let mtime_ns = stat
-            .modified()
+        // The sidecar names the file by size and mtime, which a rename or a
+        // link keeps: it is known before the file is published.
+        let mtime_ns = tmp
+            .as_file()
+            .metadata()
+            .and_then(|m| m.modified())
             .map_err(Self::io(key))?
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -221,12 +211,36 @@ impl LocalStore {
             content_type: Some(content_type.to_string()),
             metadata: metadata.clone(),
         };
-        write_atomic(
-            &self.root,
-            &self.sidecar_path(key),
-            &serde_json::to_vec(&sidecar).unwrap(),
-        )
-        .map_err(Self::io(key))?;
+        let write_sidecar = || {
+            write_atomic(
+                &self.root,
+                &self.sidecar_path(key),
+                &serde_json::to_vec(&sidecar).unwrap(),
+            )
+            .map_err(Self::io(key))
+        };
+        // Publish: rename is atomic; for IfAbsent, a hard link fails if the key exists.
+        match condition {
+            PutCondition::Overwrite => {
+                // Sidecar first: a head between the two steps (or a crash)
+                // must never see the new file without its metadata, or it
+                // takes it for a hand-dropped file and erases the metadata.
+                write_sidecar()?;
+                tmp.persist(&path).map_err(|e| Self::io(key)(e.error))?;
+            }
+            PutCondition::IfAbsent => {
+                match std::fs::hard_link(tmp.path(), &path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        return Ok(PutOutcome::AlreadyExists);
+                    }
+                    Err(e) => return Err(Self::io(key)(e)),
+                }
+                // After the link: a losing put must not touch the winner's
+                // sidecar. (Only claims are put this way; they carry no metadata.)
+                write_sidecar()?;
+            }
+        }
         Ok(PutOutcome::Written(ObjectMeta {
             key: key.to_string(),
             size,
@@ -496,6 +510,48 @@ mod tests {
             PutOutcome::AlreadyExists
         );
         assert_eq!(store.get_bytes("k").await.unwrap().0, b"1");
+    }
+
+    /// A head that lands between a put's publish and its sidecar must not
+    /// take the new object for a hand-dropped file and strip its metadata:
+    /// the planner would then see the step as not done and run it again.
+    #[test]
+    fn a_head_racing_a_put_never_strips_its_metadata() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let md = meta(&[("reelay-task", "t1")]);
+        let mut stripped = 0;
+        for i in 0..150 {
+            let key = format!("work/o{i}.bin");
+            let stop = Arc::new(AtomicBool::new(false));
+            let reader = {
+                let (store, key, stop) = (store.clone(), key.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let _ = store.head_sync(&key);
+                    }
+                })
+            };
+            store
+                .put_sync(
+                    &key,
+                    Source::Bytes(b"output"),
+                    "x",
+                    &md,
+                    PutCondition::Overwrite,
+                )
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            stop.store(true, Ordering::SeqCst);
+            reader.join().unwrap();
+            let head = store.head_sync(&key).unwrap().unwrap();
+            if head.metadata.get("reelay-task").map(String::as_str) != Some("t1") {
+                stripped += 1;
+            }
+        }
+        assert_eq!(stripped, 0, "puts whose metadata a concurrent head erased");
     }
 
     #[tokio::test]

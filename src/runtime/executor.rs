@@ -485,20 +485,30 @@ impl Executor {
 
     fn journal(&self, event: &str, task: &Task, millis: Option<u64>) {
         // One structured line per execution event, so a fleet's logs count
-        // executions the way the journal does in a local bucket.
-        tracing::info!(
-            target: "reelay::execution",
-            event,
-            task = %task.id,
-            kind = %task.kind,
-            step = %task.step,
-            job = task.job.as_ref().map(|j| j.id.as_str()).unwrap_or(""),
-            worker = %self.worker_id,
-            millis = millis.unwrap_or(0),
-            "execution"
-        );
-        if let Some(j) = &self.journal {
-            j.record(event, task, &self.worker_id, millis);
+        // executions as the journal does in a local bucket. Where there is a
+        // journal (`reelay dev`, tests) the line is debug, keeping the
+        // console to progress.
+        macro_rules! execution {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "reelay::execution",
+                    event,
+                    task = %task.id,
+                    kind = %task.kind,
+                    step = %task.step,
+                    job = task.job.as_ref().map(|j| j.id.as_str()).unwrap_or(""),
+                    worker = %self.worker_id,
+                    millis = millis.unwrap_or(0),
+                    "execution"
+                )
+            };
+        }
+        match &self.journal {
+            Some(j) => {
+                execution!(debug);
+                j.record(event, task, &self.worker_id, millis);
+            }
+            None => execution!(info),
         }
     }
 }

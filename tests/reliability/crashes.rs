@@ -446,7 +446,23 @@ async fn local(size: Size) -> Row {
         *dones.entry(e.task.as_str()).or_insert(0) += 1;
     }
     let dups: usize = dones.values().map(|c| c - 1).sum();
-    assert_eq!(dups, 0, "steps published twice: {dones:?}");
+    if dups > 0 {
+        let twice: Vec<&str> = dones
+            .iter()
+            .filter(|(_, c)| **c > 1)
+            .map(|(t, _)| *t)
+            .collect();
+        let history: Vec<String> = journal
+            .iter()
+            .filter(|e| twice.contains(&e.task.as_str()))
+            .map(|e| format!("{} {} {} {}", e.event, e.task, e.step, e.worker))
+            .collect();
+        let kept = dir.keep();
+        panic!(
+            "steps published twice: {history:#?}; bucket kept at {}",
+            kept.display()
+        );
+    }
     let starts = journal.iter().filter(|e| e.event == "start").count();
     let mut row = Row::new("crashes", "local");
     row.cases = m as u64;

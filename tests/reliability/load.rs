@@ -47,8 +47,8 @@ pub async fn run(size: Size) -> Vec<Row> {
     )
     .await;
     let capacity = burst.len() as f64 / t.elapsed().as_secs_f64();
-    // Sustained below saturation, so the backlog stays bounded.
-    let rate = (capacity * 0.8).max(0.2);
+    // Below saturation (the machine is shared), so the backlog stays bounded.
+    let rate = (capacity * 0.7).max(0.2);
     eprintln!(
         "load: calibration {capacity:.2} jobs/s; sustaining {rate:.2} uploads/s for {duration:?}"
     );
@@ -81,7 +81,12 @@ pub async fn run(size: Size) -> Vec<Row> {
     let mut put_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut seen_at: BTreeMap<String, Instant> = BTreeMap::new();
     let mut rss: Vec<(f64, u64)> = Vec::new();
-    let drain_limit = duration + Duration::from_secs(180);
+    // After the last upload, wait while the router still has work queued; a
+    // backlog is slow, not lost. Only when the queue has been empty for 10 s
+    // are the outputs still missing lost (or at the hard cap).
+    let hard_cap = duration + Duration::from_secs(900);
+    let mut idle_since: Option<Instant> = None;
+    let mut backlog_at_end = None;
     loop {
         while let Ok((k, t)) = rx.try_recv() {
             put_at.insert(k, t);
@@ -97,7 +102,20 @@ pub async fn run(size: Size) -> Vec<Row> {
         if !uploading && pending.is_empty() && rx.is_empty() {
             break;
         }
-        if start.elapsed() > drain_limit {
+        if !uploading {
+            if backlog_at_end.is_none() {
+                backlog_at_end = Some(pending.len());
+            }
+            if aws.queue_counts(&aws.events.url).await == (0, 0) {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+            } else {
+                idle_since = None;
+            }
+        }
+        if start.elapsed() > hard_cap {
             break;
         }
         let found: Vec<String> = futures::stream::iter(pending)
@@ -182,8 +200,9 @@ pub async fn run(size: Size) -> Vec<Row> {
     row.duplicates = dups as u64;
     row.peak_rss_kib = hwm;
     row.notes = format!(
-        "{:.0}s at {rate:.2} uploads/s (calibrated {capacity:.2}/s): throughput {throughput:.2} jobs/s, latency p50 {p50:.2}s p99 {p99:.2}s; RSS peak 1st half {:.1} MiB, 2nd half {:.1} MiB",
+        "{:.0}s at {rate:.2} uploads/s (calibrated {capacity:.2}/s, backlog at the last upload {}): throughput {throughput:.2} jobs/s, latency p50 {p50:.2}s p99 {p99:.2}s; RSS peak 1st half {:.1} MiB, 2nd half {:.1} MiB",
         duration.as_secs_f64(),
+        backlog_at_end.unwrap_or(0),
         first_half as f64 / 1024.0,
         second_half as f64 / 1024.0
     );
