@@ -61,6 +61,7 @@ fn corpus(long: &str) -> Vec<Case> {
         case("backwards.json", job("sources/good.mp4", "exports/back.mp4", json!([{"start": 1.5, "end": 0.5}])), "clips[0]"),
         case("negative.json", job("sources/good.mp4", "exports/neg.mp4", json!([{"start": -1.0, "end": 0.5}])), "clips[0]"),
         case("out-of-range.json", br#"{"version": 1, "source": "sources/good.mp4", "output": "exports/r.mp4", "clips": [{"start": 0, "end": 1e400}]}"#.to_vec(), ""),
+        case("huge-dims.json", one_clip("sources/huge.y4m", "exports/huge-dims.mp4"), ""),
         case("absurd-size.json", job("sources/good.mp4", "exports/huge.mp4", json!([{"start": 0.0, "end": 0.5, "framing": {"crop": {"x": 0, "y": 0, "w": 32, "h": 18}, "model": "realesr-general-x4v3", "size": "100000x100000"}}])), "100000"),
         // Wrong types and shapes.
         case("start-string.json", job("sources/good.mp4", "exports/s.mp4", json!([{"start": "zero", "end": 0.5}])), "start"),
@@ -154,6 +155,11 @@ pub async fn run(_size: Size) -> Vec<Row> {
     put("sources/random.mp4", &noise);
     put("sources/bad file é.mp4", &corrupt);
     put("sources/-i.mp4", &corrupt);
+    // A video whose header claims 100000x100000 pixels (10 G per frame).
+    put(
+        "sources/huge.y4m",
+        b"YUV4MPEG2 W100000 H100000 F30:1 Ip A1:1 C420jpeg\nFRAME\n\x10\x10\x10\x10",
+    );
     // Awkward keys that are fine: they must succeed.
     put("sources/ok space é.mp4", &bytes);
     put("sources/-ok.mp4", &bytes);
