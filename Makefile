@@ -86,6 +86,7 @@ bench: setup tools
 	./target/release/reelay bench frame
 	./target/release/reelay bench detect
 	./target/release/reelay bench overlay
+	./target/release/reelay bench placement
 
 # The reliability suite at full size (duplicates, kill -9, long tasks, bad
 # input, 5 minutes of load, store faults) against moto and the local mode;
