@@ -193,11 +193,7 @@ pub async fn run(
             }
             StepKind::Overlay => {
                 let p: overlay::OverlayParams = serde_json::from_value(params).expect("validated");
-                let font = if p.spec.text.is_empty() {
-                    None
-                } else {
-                    Some(compile::locate_font()?)
-                };
+                let font = p.font()?;
                 overlay::run(
                     &ff,
                     &inputs,

@@ -333,11 +333,7 @@ impl Executor {
             StepKind::Overlay => {
                 let p: tasks::overlay::OverlayParams = serde_json::from_value(params)
                     .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                let font = if p.spec.text.is_empty() {
-                    None
-                } else {
-                    Some(tasks::compile::locate_font()?)
-                };
+                let font = p.font()?;
                 tasks::overlay::run(
                     &ff,
                     &inputs,

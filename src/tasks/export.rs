@@ -201,11 +201,7 @@ pub fn run(
             .map_err(|e| within(i, e))?;
             framed.get_or_insert(out);
         } else if let Some(o) = &clip.overlay {
-            let font = if o.spec.text.is_empty() {
-                None
-            } else {
-                Some(compile::locate_font()?)
-            };
+            let font = o.font()?;
             overlay::run(
                 ff,
                 &clip_inputs,

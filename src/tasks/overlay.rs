@@ -43,6 +43,15 @@ fn scene_error(e: SceneError) -> TaskError {
 }
 
 impl OverlayParams {
+    /// The caption font, located only when the spec has text to draw.
+    pub fn font(&self) -> Result<Option<PathBuf>, TaskError> {
+        if self.spec.text.is_empty() {
+            Ok(None)
+        } else {
+            super::compile::locate_font().map(Some)
+        }
+    }
+
     /// Checks the spec and the offset, before any file is read.
     pub fn validate(&self) -> Result<(), TaskError> {
         self.spec

@@ -149,11 +149,7 @@ pub fn run_detailed(
             &inputs[1..],
             (params.size.width, params.size.height),
             info.duration,
-            if o.spec.text.is_empty() {
-                None
-            } else {
-                Some(super::compile::locate_font()?)
-            },
+            o.font()?,
         )?),
         None if inputs.len() > 1 => {
             return Err(TaskError::permanent(
