@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngCore;
-use reelay::adapters::heartbeat;
+use reelay::runtime::lease as heartbeat;
 use reelay::adapters::s3::{S3Options, S3Store};
 use reelay::adapters::sqs::SqsQueue;
 use reelay::events::{Notification, ObjectCreated, parse_message};

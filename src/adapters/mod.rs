@@ -1,9 +1,7 @@
 //! Implementations of the ports: a local directory bucket and an in-process
 //! queue (for `reelay dev`, `reelay demo` and tests); S3/R2 storage and SQS
-//! queues for the cloud; and the visibility heartbeat that works over any
-//! queue.
+//! queues for the cloud.
 
-pub mod heartbeat;
 pub mod local_store;
 pub mod memory_queue;
 pub mod s3;

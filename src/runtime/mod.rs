@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod ecs;
 pub mod executor;
 pub mod journal;
+pub mod lease;
 pub mod lambda;
 pub mod local;
 pub mod progress;
