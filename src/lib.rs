@@ -15,4 +15,6 @@ pub mod overlay;
 pub mod pipeline;
 pub mod ports;
 pub mod runtime;
+#[cfg(test)]
+mod structure;
 pub mod tasks;

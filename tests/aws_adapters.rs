@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngCore;
-use reelay::runtime::lease as heartbeat;
 use reelay::adapters::s3::{S3Options, S3Store};
 use reelay::adapters::sqs::SqsQueue;
 use reelay::events::{Notification, ObjectCreated, parse_message};
 use reelay::ports::{
     Metadata, ObjectStore, PutCondition, PutOutcome, Queue, QueueError, ReceiptHandle,
 };
+use reelay::runtime::lease as heartbeat;
 use sha2::{Digest, Sha256};
 use support::moto::MotoServer;
 

@@ -486,6 +486,7 @@ async fn a_task_lasting_over_three_visibility_timeouts_runs_once() {
             worker_id: w.into(),
             progress: Arc::new(reelay::runtime::progress::LogProgress),
             journal: Some(Journal::new(aws.journal_path())),
+            metrics: Default::default(),
             claim_lease: visibility,
         });
         let router = Arc::new(Router { executor });

@@ -118,6 +118,7 @@ async fn duplicate_jobs_and_events_run_each_step_once() {
         worker_id: "test".into(),
         progress: Arc::new(LogProgress),
         journal: Some(Journal::new(reelay::runtime::local::journal_path(&root))),
+        metrics: Default::default(),
         claim_lease: Duration::from_secs(30),
     });
     for key in ["jobs/a.json", "jobs/b.json", "jobs/a.json", "jobs/b.json"] {

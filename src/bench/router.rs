@@ -322,6 +322,7 @@ async fn loopback(opts: &RouterBenchOptions) -> anyhow::Result<Vec<f64>> {
         worker_id: "bench-router".into(),
         progress: starts.clone(),
         journal: None,
+        metrics: Default::default(),
         claim_lease: Duration::from_secs(60),
     });
     let stop = CancellationToken::new();

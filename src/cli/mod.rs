@@ -140,6 +140,7 @@ pub async fn main() -> anyhow::Result<()> {
             )
             .await?;
             report_dead_letters(&summary.dead_letters);
+            print!("{}", summary.metrics.summary());
             Ok(())
         }
         Command::Demo { root } => demo::run(root.root, cli.config.as_deref())

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::media::Ffmpeg;
 use crate::pipeline::task::StepKind;
-use crate::tasks::{self, compile, detect, extract, frame, overlay};
+use crate::tasks::{self, registry::StepContext};
 
 use super::bars::Bars;
 
@@ -55,41 +55,24 @@ pub async fn run(
     let kind = StepKind::parse(kind).with_context(|| {
         format!(
             "`{kind}` is not a step kind; use one of: {}",
-            StepKind::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            StepKind::names()
         )
     })?;
+    let step = tasks::step(kind);
     let mut params = params_from_sets(sets)?;
-    if kind == StepKind::Compile {
-        let obj = params.as_object_mut().expect("params are an object");
-        obj.entry("transition")
-            .or_insert(serde_json::json!({"kind": "none"}));
-        obj.entry("captions").or_insert(serde_json::json!(vec![
-            serde_json::Value::Null;
-            inputs.len()
-        ]));
+    if let Some(obj) = params.as_object_mut() {
+        step.local_defaults(obj, inputs.len());
     }
-    tasks::validate_params(kind, &params).map_err(|e| anyhow::anyhow!("--set: {e}"))?;
+    step.validate(&params)
+        .map_err(|e| anyhow::anyhow!("--set: {e}"))?;
     for input in inputs {
         anyhow::ensure!(input.is_file(), "input `{}` is not a file", input.display());
     }
     let mut inputs = inputs.to_vec();
-    let drawn: Option<overlay::OverlayParams> = match kind {
-        StepKind::Overlay => Some(serde_json::from_value(params.clone()).expect("validated")),
-        StepKind::Frame => {
-            serde_json::from_value::<frame::FrameParams>(params.clone())
-                .expect("validated")
-                .overlay
-        }
-        _ => None,
-    };
-    if let Some(p) = drawn.filter(|_| inputs.len() == 1) {
+    if inputs.len() == 1 {
         // The spec's `track.detections` are local paths here (relative to
         // the working directory), unless given as further --input files.
-        for source in p.spec.detections_sources() {
+        for source in step.detections_sources(&params)? {
             let path = source.with_context(|| {
                 "the overlay spec tracks a player but names no `track.detections` file; set it to the detections JSON's path"
             })?;
@@ -100,10 +83,9 @@ pub async fn run(
             inputs.push(PathBuf::from(path));
         }
     }
-    let device: crate::inference::Device =
-        config.file.device.parse().map_err(anyhow::Error::msg)?;
     let ff = Ffmpeg::locate()?;
     let profile = config.file.output.clone();
+    let device = config.file.device.clone();
     let output = output.to_path_buf();
     let bars = Bars::new();
     let bar = bars.bar(kind.as_str());
@@ -111,101 +93,14 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let result = tokio::task::spawn_blocking(move || {
         let mut on_progress = |p: crate::media::Progress| Bars::set_fraction(&bar, &p);
-        let out = match kind {
-            StepKind::Extract => {
-                if inputs.len() != 1 {
-                    return Err(tasks::TaskError::permanent(
-                        Some("input".into()),
-                        "extract takes exactly one --input",
-                    ));
-                }
-                let p: extract::ExtractParams = serde_json::from_value(params).expect("validated");
-                extract::run(
-                    &ff,
-                    &inputs[0],
-                    &output,
-                    &p,
-                    &profile,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Compile => {
-                let p: compile::CompileParams = serde_json::from_value(params).expect("validated");
-                let font = compile::locate_font()?;
-                compile::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    &font,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Frame => {
-                // The clip, then the detections of a fused overlay's tracks.
-                let p: frame::FrameParams = serde_json::from_value(params).expect("validated");
-                frame::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    device,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Detect => {
-                if inputs.len() != 1 {
-                    return Err(tasks::TaskError::permanent(
-                        Some("input".into()),
-                        "detect takes exactly one --input",
-                    ));
-                }
-                let p: detect::DetectParams = serde_json::from_value(params).expect("validated");
-                detect::run(
-                    &ff,
-                    &inputs[0],
-                    &output,
-                    &p,
-                    device,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Export => {
-                // The source, then the detections files the clips name.
-                let p: tasks::export::ExportParams =
-                    serde_json::from_value(params).expect("validated");
-                tasks::export::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    device,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Overlay => {
-                let p: overlay::OverlayParams = serde_json::from_value(params).expect("validated");
-                let font = p.font()?;
-                overlay::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    font,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
+        let mut ctx = StepContext {
+            ffmpeg: &ff,
+            profile: &profile,
+            device: &device,
+            on_progress: &mut on_progress,
+            cancel: &cancel,
         };
+        let out = step.run(&inputs, &output, &params, &mut ctx);
         bar.finish();
         out
     })

@@ -357,14 +357,7 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
             (
                 "kind",
                 format!("`{}` is not a step kind", spec.kind),
-                format!(
-                    "use `job` or one of: {}",
-                    StepKind::ALL
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                format!("use `job` or one of: {}", StepKind::names()),
             )
         })?;
         if kind == StepKind::Compile {

@@ -291,13 +291,6 @@ impl Ffmpeg {
         Ok((status, log, tail))
     }
 
-    /// Probes `path` with `ffmpeg -i` (no ffprobe here): duration and the
-    /// first video and audio streams. An empty, truncated or non-media file
-    /// is a [`MediaError::Unreadable`].
-    pub fn probe(&self, path: &Path) -> Result<super::MediaInfo, MediaError> {
-        super::probe::probe(self, path)
-    }
-
     /// Decodes the first video stream of `path` fully and counts its frames.
     pub fn count_frames(&self, path: &Path) -> Result<u64, MediaError> {
         let args = os_args([

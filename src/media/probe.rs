@@ -74,7 +74,18 @@ fn channel_count(layout: &str) -> u32 {
     }
 }
 
-pub(super) fn probe(ff: &Ffmpeg, path: &Path) -> Result<MediaInfo, MediaError> {
+// The method lives here, beside the parsing it needs, so `ffmpeg.rs` (which
+// this file uses to run FFmpeg) does not reach back into this one.
+impl Ffmpeg {
+    /// Probes `path` with `ffmpeg -i` (no ffprobe here): duration and the
+    /// first video and audio streams. An empty, truncated or non-media file
+    /// is a [`MediaError::Unreadable`].
+    pub fn probe(&self, path: &Path) -> Result<MediaInfo, MediaError> {
+        probe(self, path)
+    }
+}
+
+fn probe(ff: &Ffmpeg, path: &Path) -> Result<MediaInfo, MediaError> {
     let unreadable = |reason: String| MediaError::Unreadable {
         path: path.to_path_buf(),
         reason,

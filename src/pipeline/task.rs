@@ -3,82 +3,13 @@
 //! and the id decides the output key, so a redelivered message finds its own
 //! finished output and skips.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Version of the task message schema on the queues.
 pub const TASK_MESSAGE_VERSION: u32 = 1;
 
-/// The step kinds reelay knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StepKind {
-    Extract,
-    Compile,
-    /// Crop, upscale with a model, resize, encode: on the GPU fleet.
-    Frame,
-    Detect,
-    Overlay,
-    /// A whole job in one GPU task (the `single-container` placement).
-    Export,
-}
-
-/// Where a step runs: in the router, or on the GPU fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Hardware {
-    Cpu,
-    Gpu,
-}
-
-impl StepKind {
-    pub const ALL: &'static [StepKind] = &[
-        StepKind::Extract,
-        StepKind::Compile,
-        StepKind::Frame,
-        StepKind::Detect,
-        StepKind::Overlay,
-        StepKind::Export,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Extract => "extract",
-            StepKind::Compile => "compile",
-            StepKind::Frame => "frame",
-            StepKind::Detect => "detect",
-            StepKind::Overlay => "overlay",
-            StepKind::Export => "export",
-        }
-    }
-
-    pub fn hardware(self) -> Hardware {
-        match self {
-            StepKind::Extract | StepKind::Compile | StepKind::Overlay => Hardware::Cpu,
-            StepKind::Frame | StepKind::Detect | StepKind::Export => Hardware::Gpu,
-        }
-    }
-
-    /// Extension of the object the step writes.
-    pub fn output_extension(self) -> &'static str {
-        match self {
-            StepKind::Detect => "json",
-            _ => "mp4",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<StepKind> {
-        StepKind::ALL.iter().copied().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for StepKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::tasks::registry::{Hardware, StepKind};
 
 /// The job a task belongs to, when it came from a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +37,10 @@ pub struct Task {
     pub output: String,
     #[serde(default)]
     pub attempt: u32,
+    /// Unix milliseconds when the task was last put on a queue, for the
+    /// queue-to-start latency metric. Not part of the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_at_ms: Option<u64>,
 }
 
 impl Task {
@@ -130,12 +65,22 @@ impl Task {
             params,
             output,
             attempt: 0,
+            dispatched_at_ms: None,
         }
     }
 
     /// The input keys without their etags.
     pub fn input_keys(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().map(|r| split_reference(r).0)
+    }
+
+    /// Milliseconds since the task was dispatched, when it says.
+    pub fn queued_for_ms(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis() as u64;
+        self.dispatched_at_ms.map(|at| now.saturating_sub(at))
     }
 
     /// Where a failure of this task is recorded.

@@ -22,6 +22,7 @@ use crate::runtime::consumer::{ConsumerSettings, MessageHandler, consume};
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::executor::Executor;
 use crate::runtime::journal::Journal;
+use crate::runtime::metrics::Metrics;
 use crate::runtime::progress::LogProgress;
 use crate::runtime::router::Router;
 
@@ -230,6 +231,8 @@ impl AwsRuntime {
             worker_id: worker_id.to_string(),
             progress: Arc::new(LogProgress),
             journal,
+            // AWS mode: every outcome is also an EMF line for CloudWatch.
+            metrics: Arc::new(Metrics::emf()),
             claim_lease: Duration::from_secs(config.file.queue.visibility_seconds),
         });
         Ok(AwsRuntime {

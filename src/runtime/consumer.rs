@@ -1,5 +1,5 @@
 //! The receive loop shared by every runtime: receive under a concurrency
-//! limit, keep each message invisible with a heartbeat while it is handled,
+//! limit, keep each message invisible with the lease keeper while it is handled,
 //! acknowledge only after the work is committed, and hand failures back for
 //! a later retry (the queue's DLQ takes them after its maximum receive count).
 
@@ -11,7 +11,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::queue::{Queue, ReceiptHandle, Received};
+use crate::ports::queue::{Queue, Received};
+use crate::runtime::lease::{self, QueueLease};
 
 /// What to do with a message after handling it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,20 +106,22 @@ async fn handle_one(
     message: Received,
     cancel: CancellationToken,
 ) {
+    // The keeper cancels `lost` only when the message's visibility is lost;
+    // the handler's token also fires on shutdown.
     let lost = CancellationToken::new();
-    let heartbeat = spawn_heartbeat(
-        queue.clone(),
-        message.handle.clone(),
-        settings.visibility,
+    let keeper = lease::keep(
+        Arc::new(QueueLease {
+            queue: queue.clone(),
+            handle: message.handle.clone(),
+            visibility: settings.visibility,
+        }),
         lost.clone(),
     );
-    let handler_cancel = cancel.clone();
-    let watch = lost.clone();
-    let combined = CancellationToken::new();
-    let combined_for_task = combined.clone();
+    let combined = cancel.child_token();
+    let (watch, combined_for_task) = (lost.clone(), combined.clone());
     tokio::spawn(async move {
         tokio::select! {
-            _ = handler_cancel.cancelled() => combined_for_task.cancel(),
+            _ = combined_for_task.cancelled() => {}
             _ = watch.cancelled() => combined_for_task.cancel(),
         }
     });
@@ -127,7 +130,9 @@ async fn handle_one(
         let (handler, message, combined) = (handler.clone(), message.clone(), combined.clone());
         tokio::spawn(async move { handler.handle(&message, combined).await }).await
     };
-    heartbeat.cancel();
+    let was_lost = keeper.was_lost();
+    keeper.stop().await;
+    combined.cancel();
     let disposition = match outcome {
         Ok(d) => d,
         Err(e) => {
@@ -135,7 +140,7 @@ async fn handle_one(
             Disposition::Retry(Duration::from_secs(1))
         }
     };
-    if lost.is_cancelled() {
+    if was_lost {
         // Our hold on the message is gone; whoever has it now decides.
         tracing::warn!(queue = queue.name(), message = %message.message_id, "lost the message's visibility; left to its new owner");
         return;
@@ -150,30 +155,4 @@ async fn handle_one(
     if let Err(e) = result {
         tracing::warn!(queue = queue.name(), message = %message.message_id, error = %e, "could not settle a message; it will be redelivered");
     }
-}
-
-/// Extends visibility every third of the timeout, before the deadline. When
-/// an extension fails, cancels `lost` so the task stops.
-pub fn spawn_heartbeat(
-    queue: Arc<dyn Queue>,
-    handle: ReceiptHandle,
-    visibility: Duration,
-    lost: CancellationToken,
-) -> CancellationToken {
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = token.cancelled() => return,
-                _ = tokio::time::sleep(visibility / 3) => {}
-            }
-            if let Err(e) = queue.extend(&handle, visibility).await {
-                tracing::warn!(queue = queue.name(), error = %e, "heartbeat failed: stopping the task");
-                lost.cancel();
-                return;
-            }
-        }
-    });
-    stop
 }

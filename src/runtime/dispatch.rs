@@ -42,9 +42,12 @@ impl Dispatcher {
         for task in tasks {
             let queue = self.queue_for(hardware(task.kind));
             tracing::debug!(task = %task.id, kind = %task.kind, queue = queue.name(), "dispatching step");
-            queue
-                .send(&InternalMessage::Task(task.clone()).to_json())
-                .await?;
+            let mut task = task.clone();
+            task.dispatched_at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis() as u64);
+            queue.send(&InternalMessage::Task(task).to_json()).await?;
         }
         Ok(())
     }

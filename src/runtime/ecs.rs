@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ports::queue::Received;
 use crate::runtime::consumer::{Disposition, MessageHandler};
+use crate::runtime::lease::{self, Lease, LeaseGuard, RenewError};
 
 /// The variable ECS sets in every task with the agent's URI.
 pub const ECS_AGENT_URI: &str = "ECS_AGENT_URI";
@@ -31,8 +32,10 @@ pub struct TaskProtection {
     host: String,
     port: u16,
     path: String,
-    /// Protection lapses after this many minutes unless set again.
-    pub expires_in_minutes: u32,
+    /// Protection lapses this long after it was set unless set again; the
+    /// lease keeper renews it every third of that while work runs. The
+    /// agent counts in whole minutes (at least one).
+    pub expires_in: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +71,7 @@ impl TaskProtection {
             host: host.to_string(),
             port,
             path: format!("{}/task-protection/v1/state", path.trim_end_matches('/')),
-            expires_in_minutes: 60,
+            expires_in: Duration::from_secs(60 * 60),
         })
     }
 
@@ -77,10 +80,15 @@ impl TaskProtection {
         &self.path
     }
 
+    /// `expires_in` in the agent's whole minutes, rounded up.
+    pub fn expires_in_minutes(&self) -> u64 {
+        self.expires_in.as_secs().div_ceil(60).max(1)
+    }
+
     /// Sets (`true`) or clears (`false`) scale-in protection.
     pub async fn set(&self, enabled: bool) -> Result<(), ProtectionError> {
         let body = if enabled {
-            serde_json::json!({"ProtectionEnabled": true, "ExpiresInMinutes": self.expires_in_minutes})
+            serde_json::json!({"ProtectionEnabled": true, "ExpiresInMinutes": self.expires_in_minutes()})
         } else {
             serde_json::json!({"ProtectionEnabled": false})
         }
@@ -129,14 +137,39 @@ impl TaskProtection {
     }
 }
 
+/// Scale-in protection as a lease: renewed by the lease keeper before it
+/// expires. Not critical: losing it does not stop the step, since the
+/// queue's redelivery is the guarantee and protection only saves the work.
+struct ProtectionLease(TaskProtection);
+
+#[async_trait]
+impl Lease for ProtectionLease {
+    fn name(&self) -> &str {
+        "ECS task protection"
+    }
+    fn period(&self) -> Duration {
+        self.0.expires_in
+    }
+    fn critical(&self) -> bool {
+        false
+    }
+    async fn renew(&self) -> Result<(), RenewError> {
+        self.0
+            .set(true)
+            .await
+            .map_err(|e| RenewError::Failed(e.to_string()))
+    }
+}
+
 /// Wraps a handler: protection is set while at least one message is being
-/// handled, and cleared when none is. A failed request is logged, never
-/// fatal: protection is an optimisation, the queue's redelivery is the
-/// guarantee.
+/// handled (renewed by the lease keeper while it is), and cleared when none
+/// is. A failed request is logged, never fatal: protection is an
+/// optimisation, the queue's redelivery is the guarantee.
 pub struct ProtectedHandler {
     pub inner: Arc<dyn MessageHandler>,
     pub protection: TaskProtection,
-    in_flight: Mutex<usize>,
+    /// Messages in flight, and the keeper renewing protection while any are.
+    state: Mutex<(usize, Option<LeaseGuard>)>,
 }
 
 impl ProtectedHandler {
@@ -144,7 +177,7 @@ impl ProtectedHandler {
         ProtectedHandler {
             inner,
             protection,
-            in_flight: Mutex::new(0),
+            state: Mutex::new((0, None)),
         }
     }
 }
@@ -153,20 +186,26 @@ impl ProtectedHandler {
 impl MessageHandler for ProtectedHandler {
     async fn handle(&self, message: &Received, cancel: CancellationToken) -> Disposition {
         {
-            let mut n = self.in_flight.lock().await;
-            *n += 1;
-            // Set on every start: it also renews the expiry during long runs.
-            if let Err(e) = self.protection.set(true).await {
-                tracing::warn!(error = %e, "could not set ECS task protection");
+            let mut state = self.state.lock().await;
+            state.0 += 1;
+            if state.0 == 1 {
+                if let Err(e) = self.protection.set(true).await {
+                    tracing::warn!(error = %e, "could not set ECS task protection");
+                }
+                let lease = Arc::new(ProtectionLease(self.protection.clone()));
+                state.1 = Some(lease::keep(lease, CancellationToken::new()));
             }
         }
         let disposition = self.inner.handle(message, cancel).await;
-        let mut n = self.in_flight.lock().await;
-        *n -= 1;
-        if *n == 0
-            && let Err(e) = self.protection.set(false).await
-        {
-            tracing::warn!(error = %e, "could not clear ECS task protection");
+        let mut state = self.state.lock().await;
+        state.0 -= 1;
+        if state.0 == 0 {
+            if let Some(keeper) = state.1.take() {
+                keeper.stop().await;
+            }
+            if let Err(e) = self.protection.set(false).await {
+                tracing::warn!(error = %e, "could not clear ECS task protection");
+            }
         }
         disposition
     }
@@ -191,7 +230,7 @@ mod tests {
     }
 
     /// A one-request-per-connection agent that records what it was sent.
-    async fn agent(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
+    async fn agent(status: u16) -> (String, Arc<Mutex<Vec<(std::time::Instant, String)>>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let uri = format!("http://{}/api/task-1", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -220,9 +259,10 @@ mod tests {
                         break;
                     }
                 }
-                log.lock()
-                    .await
-                    .push(String::from_utf8_lossy(&got).to_string());
+                log.lock().await.push((
+                    std::time::Instant::now(),
+                    String::from_utf8_lossy(&got).to_string(),
+                ));
                 let reply = format!(
                     "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
                 );
@@ -238,7 +278,7 @@ mod tests {
         let p = TaskProtection::new(&uri).unwrap();
         p.set(true).await.unwrap();
         p.set(false).await.unwrap();
-        let seen = seen.lock().await;
+        let seen: Vec<String> = seen.lock().await.iter().map(|(_, r)| r.clone()).collect();
         assert!(
             seen[0].starts_with("PUT /api/task-1/task-protection/v1/state HTTP/1.1\r\n"),
             "{}",
@@ -297,9 +337,56 @@ mod tests {
         let seen = seen.lock().await;
         let enabled: Vec<bool> = seen
             .iter()
-            .map(|r| r.contains("\"ProtectionEnabled\":true"))
+            .map(|(_, r)| r.contains("\"ProtectionEnabled\":true"))
             .collect();
-        // Two sets while working, one clear once both are done.
-        assert_eq!(enabled, vec![true, true, false]);
+        // One set for both (the second came while the first held it), one
+        // clear once both are done.
+        assert_eq!(enabled, vec![true, false]);
+    }
+
+    /// Issue 16's "task protection lapses": a step longer than the
+    /// protection period keeps its protection, renewed before it expires.
+    #[tokio::test]
+    async fn protection_is_renewed_before_it_expires_during_a_long_step() {
+        const STEP: Duration = Duration::from_millis(1300);
+        struct Long;
+        #[async_trait]
+        impl MessageHandler for Long {
+            async fn handle(&self, _: &Received, _: CancellationToken) -> Disposition {
+                tokio::time::sleep(STEP).await;
+                Disposition::Ack
+            }
+        }
+        let (uri, seen) = agent(200).await;
+        let mut protection = TaskProtection::new(&uri).unwrap();
+        let period = Duration::from_millis(300);
+        protection.expires_in = period;
+        let h = ProtectedHandler::new(Arc::new(Long), protection);
+        let msg = Received {
+            message_id: "m".into(),
+            handle: crate::ports::ReceiptHandle("h".into()),
+            body: "{}".into(),
+            receive_count: 1,
+        };
+        let started = std::time::Instant::now();
+        assert_eq!(
+            h.handle(&msg, CancellationToken::new()).await,
+            Disposition::Ack
+        );
+        let seen = seen.lock().await;
+        let (sets, clears): (Vec<_>, Vec<_>) = seen
+            .iter()
+            .partition(|(_, r)| r.contains("\"ProtectionEnabled\":true"));
+        assert_eq!(clears.len(), 1, "{seen:?}");
+        assert!(clears[0].0 - started >= STEP, "cleared only at the end");
+        // Set at the start, then renewed every third of the period: no gap
+        // between two sets (or the last set and the end) reaches the period.
+        let mut at: Vec<Duration> = sets.iter().map(|(t, _)| *t - started).collect();
+        assert!(at.len() >= 4, "renewed during the step: {at:?}");
+        assert!(at[0] < Duration::from_millis(100), "{at:?}");
+        at.push(STEP);
+        for gap in at.windows(2).map(|w| w[1] - w[0]) {
+            assert!(gap < period, "protection would have lapsed: {at:?}");
+        }
     }
 }

@@ -5,9 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::record::{AuditRecord, metadata_size};
@@ -15,44 +14,22 @@ use crate::config::Config;
 use crate::config::prices::cost_usd;
 use crate::media::{Ffmpeg, Progress};
 use crate::pipeline::planner::{self, Trigger};
-use crate::pipeline::task::{StepKind, Task, params_hash};
-use crate::ports::store::{
-    Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, content_type_for,
-};
+use crate::pipeline::task::{Task, params_hash};
+use crate::ports::store::{Metadata, ObjectMeta, ObjectStore, PutCondition, content_type_for};
+pub use crate::runtime::claim::CLAIMS_PREFIX;
+use crate::runtime::claim::{Claim, Claimed};
 use crate::runtime::dispatch::Dispatcher;
+use crate::runtime::execution::ExecutionEvent;
+pub use crate::runtime::execution::Outcome;
 use crate::runtime::journal::Journal;
+use crate::runtime::lease;
+use crate::runtime::metrics::Metrics;
 use crate::runtime::progress::ProgressSink;
+use crate::tasks::registry::StepContext;
 use crate::tasks::{self, StepOutput, TaskError};
 
-/// Prefix of claim objects: `_reelay/claims/<task-id>.json`.
-pub const CLAIMS_PREFIX: &str = "_reelay/claims/";
 /// Prefix of input lists too long for metadata.
 pub const INPUTS_PREFIX: &str = "_reelay/inputs/";
-
-/// How a task ended.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Ran and published its output.
-    Done {
-        meta: ObjectMeta,
-        record: Box<AuditRecord>,
-    },
-    /// The output already existed with this task id.
-    Skipped { meta: ObjectMeta },
-    /// Another live worker holds the claim; try again later.
-    Busy { retry_after: Duration },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Claim {
-    worker: String,
-    /// Unix seconds after which the claim may be taken over.
-    expires_at: u64,
-    /// Unique per attempt: a conditional put retried after its answer was
-    /// lost finds its own claim, and must not take it for someone else's.
-    #[serde(default)]
-    token: String,
-}
 
 pub struct Executor {
     pub store: Arc<dyn ObjectStore>,
@@ -62,6 +39,8 @@ pub struct Executor {
     pub worker_id: String,
     pub progress: Arc<dyn ProgressSink>,
     pub journal: Option<Journal>,
+    /// Counts execution events (and writes EMF lines in AWS mode).
+    pub metrics: Arc<Metrics>,
     /// How long a claim lasts without a refresh.
     pub claim_lease: Duration,
 }
@@ -104,31 +83,56 @@ impl Executor {
             .await
             .map_err(transient)?
         {
-            self.journal("skip", task, None);
+            self.record(task, &ExecutionEvent::SkippedAsDone);
             return Ok(Outcome::Skipped { meta });
         }
-        if let Some(retry_after) = self.claim(task).await? {
-            self.journal("busy", task, None);
-            return Ok(Outcome::Busy { retry_after });
-        }
+        let claim =
+            match Claim::take(self.store.clone(), task, &self.worker_id, self.claim_lease).await? {
+                Claimed::Ours(claim) => Arc::new(claim),
+                Claimed::Busy(retry_after) => {
+                    self.record(task, &ExecutionEvent::Busy { retry_after });
+                    return Ok(Outcome::Busy { retry_after });
+                }
+            };
+        self.record(task, &ExecutionEvent::Claimed);
         // The claim is ours; another worker may have finished just before we took it.
         if let Some(meta) = planner::is_done(store, &task.output, &task.id)
             .await
             .map_err(transient)?
         {
-            self.release(task).await;
-            self.journal("skip", task, None);
+            claim.release().await;
+            self.record(task, &ExecutionEvent::SkippedAsDone);
             return Ok(Outcome::Skipped { meta });
         }
-        let refresher = self.keep_claim(task);
-        let result = self.run_claimed(task, cancel).await;
-        refresher.cancel();
-        self.release(task).await;
-        match &result {
-            Ok(Outcome::Done { record, .. }) => self.journal("done", task, Some(record.millis)),
-            Err(_) => self.journal("fail", task, None),
-            _ => {}
+        // The lease keeper renews the claim; losing it stops the step.
+        let step_cancel = cancel.child_token();
+        let keeper = lease::keep(claim.clone(), step_cancel.clone());
+        let queue_to_start_ms = task.queued_for_ms();
+        self.record(task, &ExecutionEvent::Started { queue_to_start_ms });
+        let started = Instant::now();
+        let result = self.run_claimed(task, step_cancel.clone()).await;
+        let lost = keeper.was_lost();
+        keeper.stop().await;
+        if !lost {
+            // A lost claim may be someone else's by now: leave it to expire.
+            claim.release().await;
         }
+        let event = match &result {
+            Ok(Outcome::Done { record, .. }) => ExecutionEvent::Finished {
+                device: record.device.clone(),
+                ms: record.millis,
+                cost_usd: record.cost_usd,
+                queue_to_start_ms,
+            },
+            Err(_) if lost || cancel.is_cancelled() => ExecutionEvent::Superseded,
+            Err(e) => ExecutionEvent::Failed {
+                class: e.class,
+                ms: Some(started.elapsed().as_millis() as u64),
+                queue_to_start_ms,
+            },
+            Ok(_) => return result,
+        };
+        self.record(task, &event);
         result
     }
 
@@ -137,7 +141,6 @@ impl Executor {
         task: &Task,
         cancel: CancellationToken,
     ) -> Result<Outcome, TaskError> {
-        self.journal("start", task, None);
         self.progress.started(task);
         let scratch = tempfile::Builder::new()
             .prefix("reelay-")
@@ -145,7 +148,7 @@ impl Executor {
             .map_err(|e| TaskError::transient(format!("scratch folder: {e}")))?;
         let mut inputs = Vec::with_capacity(task.inputs.len());
         for (i, key) in task.input_keys().enumerate() {
-            // A lost message (failed heartbeat) or a shutdown stops a long
+            // A lost message or claim, or a shutdown, stops a long
             // download too, not only the FFmpeg step after it.
             let fetched = tokio::select! {
                 r = self.fetch(key, i, scratch.path()) => r,
@@ -176,12 +179,30 @@ impl Executor {
                 return Err(e);
             }
         };
+        let record = self.audit_record(task, &step, started_wall, millis);
+        let (meta, record) = self.publish(task, &output, record, step.metadata).await?;
+        let outcome = Outcome::Done {
+            meta,
+            record: Box::new(record),
+        };
+        self.progress.finished(task, Ok(&outcome));
+        Ok(outcome)
+    }
+
+    /// The audit record of a step that just ran.
+    fn audit_record(
+        &self,
+        task: &Task,
+        step: &StepOutput,
+        started_wall: SystemTime,
+        millis: u64,
+    ) -> AuditRecord {
         let device = step
             .metadata
             .get(crate::audit::record::DEVICE)
             .cloned()
             .unwrap_or_else(|| "cpu".into());
-        let mut record = AuditRecord {
+        AuditRecord {
             task: task.id.clone(),
             job: task.job.as_ref().map(|j| j.id.clone()),
             kind: task.kind.to_string(),
@@ -190,18 +211,29 @@ impl Executor {
             inputs_pointer: None,
             params_hash: params_hash(&task.params),
             model: step.metadata.get(crate::audit::record::MODEL).cloned(),
-            device: device.clone(),
+            cost_usd: cost_usd(&self.config.file.prices, &device, millis),
+            device,
             started: time::OffsetDateTime::from(started_wall)
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
             millis,
-            cost_usd: cost_usd(&self.config.file.prices, &device, millis),
             version: env!("CARGO_PKG_VERSION").into(),
             worker: self.worker_id.clone(),
             manifest: task.job.as_ref().map(|j| j.manifest.clone()),
-        };
+        }
+    }
+
+    /// Writes the output with its audit record as metadata, in one put; an
+    /// input list too long for metadata goes beside it, pointed at.
+    async fn publish(
+        &self,
+        task: &Task,
+        output: &Path,
+        mut record: AuditRecord,
+        step_metadata: Metadata,
+    ) -> Result<(ObjectMeta, AuditRecord), TaskError> {
         let mut metadata = record.to_metadata();
-        metadata.extend(step.metadata.clone());
+        metadata.extend(step_metadata.clone());
         if metadata_size(&metadata) > 2048 {
             // Keep the full input list next to the output; the metadata points at it.
             let pointer = format!("{INPUTS_PREFIX}{}.json", task.id);
@@ -218,24 +250,19 @@ impl Executor {
                 .map_err(transient)?;
             record.inputs_pointer = Some(pointer);
             metadata = record.to_metadata();
-            metadata.extend(step.metadata);
+            metadata.extend(step_metadata);
         }
         let meta = self
             .store
             .put_file(
                 &task.output,
-                &output,
+                output,
                 content_type_for(&task.output),
                 &metadata,
             )
             .await
             .map_err(transient)?;
-        let outcome = Outcome::Done {
-            meta,
-            record: Box::new(record),
-        };
-        self.progress.finished(task, Ok(&outcome));
-        Ok(outcome)
+        Ok((meta, record))
     }
 
     async fn run_step(
@@ -253,98 +280,15 @@ impl Executor {
         let progress = self.progress.clone();
         let task_for_progress = task.clone();
         let mut on_progress = move |p: Progress| progress.progress(&task_for_progress, &p);
-        tokio::task::spawn_blocking(move || match kind {
-            StepKind::Extract => {
-                let p = serde_json::from_value(params)
-                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                tasks::extract::run(
-                    &ff,
-                    &inputs[0],
-                    &output,
-                    &p,
-                    &profile,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Compile => {
-                let p = serde_json::from_value(params)
-                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                let font = tasks::compile::locate_font()?;
-                tasks::compile::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    &font,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Frame => {
-                let p = serde_json::from_value(params)
-                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                // The worker's device when the task names none; the model
-                // records the device it really ran on.
-                let device = device.parse().unwrap_or_default();
-                tasks::frame::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    device,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Detect => {
-                let p = serde_json::from_value(params)
-                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                let device = device
-                    .parse()
-                    .map_err(|e: String| TaskError::permanent(Some("device".into()), e))?;
-                tasks::detect::run(
-                    &ff,
-                    &inputs[0],
-                    &output,
-                    &p,
-                    device,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Export => {
-                let p = serde_json::from_value(params)
-                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                let device = device.parse().unwrap_or_default();
-                tasks::export::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    device,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
-            StepKind::Overlay => {
-                let p: tasks::overlay::OverlayParams = serde_json::from_value(params)
-                    .map_err(|e| TaskError::permanent(Some("params".into()), e.to_string()))?;
-                let font = p.font()?;
-                tasks::overlay::run(
-                    &ff,
-                    &inputs,
-                    &output,
-                    &p,
-                    &profile,
-                    font,
-                    &mut on_progress,
-                    &cancel,
-                )
-            }
+        tokio::task::spawn_blocking(move || {
+            let mut ctx = StepContext {
+                ffmpeg: &ff,
+                profile: &profile,
+                device: &device,
+                on_progress: &mut on_progress,
+                cancel: &cancel,
+            };
+            tasks::step(kind).run(&inputs, &output, &params, &mut ctx)
         })
         .await
         .map_err(|e| TaskError::transient(format!("step thread failed: {e}")))?
@@ -373,113 +317,11 @@ impl Executor {
         }
     }
 
-    /// `None` when the claim is ours; `Some(wait)` when a live worker holds it.
-    async fn claim(&self, task: &Task) -> Result<Option<Duration>, TaskError> {
-        let key = format!("{CLAIMS_PREFIX}{}.json", task.id);
-        let token = claim_token();
-        let body = self.claim_body(&token);
-        match self
-            .store
-            .put_bytes(
-                &key,
-                &body,
-                "application/json",
-                &Metadata::new(),
-                PutCondition::IfAbsent,
-            )
-            .await
-            .map_err(transient)?
-        {
-            PutOutcome::Written(_) => Ok(None),
-            PutOutcome::AlreadyExists => {
-                let now = unix_now();
-                let held = match self.store.get_bytes(&key).await {
-                    Ok((bytes, _)) => serde_json::from_slice::<Claim>(&bytes).ok(),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(transient(e)),
-                };
-                match held {
-                    // Our own put, retried after its answer was lost: ours.
-                    Some(c) if c.token == token => Ok(None),
-                    Some(c) if c.expires_at > now => {
-                        Ok(Some(Duration::from_secs((c.expires_at - now).clamp(1, 30))))
-                    }
-                    _ => {
-                        // Expired (its worker died) or unreadable: take it over.
-                        tracing::info!(task = %task.id, "taking over an expired claim");
-                        self.store
-                            .put_bytes(
-                                &key,
-                                &body,
-                                "application/json",
-                                &Metadata::new(),
-                                PutCondition::Overwrite,
-                            )
-                            .await
-                            .map_err(transient)?;
-                        Ok(None)
-                    }
-                }
-            }
-        }
-    }
-
-    fn claim_body(&self, token: &str) -> Vec<u8> {
-        serde_json::to_vec(&Claim {
-            worker: self.worker_id.clone(),
-            expires_at: unix_now() + self.claim_lease.as_secs().max(1),
-            token: token.to_string(),
-        })
-        .expect("claims serialise")
-    }
-
-    /// Refreshes the claim every third of its lease while the step runs.
-    fn keep_claim(&self, task: &Task) -> CancellationToken {
-        let stop = CancellationToken::new();
-        let (store, key, lease) = (
-            self.store.clone(),
-            format!("{CLAIMS_PREFIX}{}.json", task.id),
-            self.claim_lease,
-        );
-        let worker = self.worker_id.clone();
-        let token = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(lease / 3) => {}
-                }
-                let body = serde_json::to_vec(&Claim {
-                    worker: worker.clone(),
-                    expires_at: unix_now() + lease.as_secs().max(1),
-                    token: claim_token(),
-                })
-                .expect("claims serialise");
-                if let Err(e) = store
-                    .put_bytes(
-                        &key,
-                        &body,
-                        "application/json",
-                        &Metadata::new(),
-                        PutCondition::Overwrite,
-                    )
-                    .await
-                {
-                    tracing::warn!(claim = %key, error = %e, "could not refresh a claim");
-                }
-            }
-        });
-        stop
-    }
-
-    async fn release(&self, task: &Task) {
-        let key = format!("{CLAIMS_PREFIX}{}.json", task.id);
-        if let Err(e) = self.store.delete(&key).await {
-            tracing::warn!(claim = %key, error = %e, "could not release a claim; it expires on its own");
-        }
-    }
-
-    fn journal(&self, event: &str, task: &Task, millis: Option<u64>) {
+    /// Logs, journals and counts one execution event: the one place an
+    /// execution event goes out, so the three cannot disagree.
+    pub fn record(&self, task: &Task, event: &ExecutionEvent) {
+        let name = event.name();
+        let millis = event.millis();
         // One structured line per execution event, so a fleet's logs count
         // executions as the journal does in a local bucket. Where there is a
         // journal (`reelay dev`, tests) the line is debug, keeping the
@@ -488,7 +330,7 @@ impl Executor {
             ($level:ident) => {
                 tracing::$level!(
                     target: "reelay::execution",
-                    event,
+                    event = name,
                     task = %task.id,
                     kind = %task.kind,
                     step = %task.step,
@@ -502,25 +344,16 @@ impl Executor {
         match &self.journal {
             Some(j) => {
                 execution!(debug);
-                j.record(event, task, &self.worker_id, millis);
+                if let Some(entry) = event.journal_name() {
+                    j.record(entry, task, &self.worker_id, millis);
+                }
             }
             None => execution!(info),
         }
+        self.metrics.observe(task.kind, event);
     }
 }
 
 fn transient(e: impl std::fmt::Display) -> TaskError {
     TaskError::transient(e.to_string())
-}
-
-/// A fresh random token for one claim attempt.
-fn claim_token() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

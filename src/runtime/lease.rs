@@ -1,58 +1,74 @@
-//! Keeps one in-flight message invisible while its task runs (invariant 3:
-//! a long task keeps ownership of its message).
+//! The one lease keeper: everything that must be renewed while a step runs
+//! (the message's SQS visibility, the task's claim, the container's ECS
+//! scale-in protection) is a [`Lease`], and [`keep`] renews it in one loop
+//! (invariant 3: a long task keeps ownership of its message and its claim).
 //!
-//! Every `visibility / 3` the heartbeat extends the message's visibility to
-//! `visibility` from now, so two extensions can be missed before another
-//! worker could receive it. When ownership is lost it cancels a
-//! [`CancellationToken`] that the task watches:
+//! Every `period / 3` the keeper renews the lease for `period` from now, so
+//! two renewals can be missed before it lapses. Each call has a timeout
+//! (a hung call counts as a failure). When the lease is lost the keeper
+//! cancels a [`CancellationToken`] that the step watches:
 //!
-//! - at once when the queue says the receipt handle is stale (the message was
-//!   redelivered, or deleted) or the queue is closed;
-//! - after retrying other failures (throttling, the network) while at least
-//!   one interval remains before the deadline, so the task stops before the
-//!   message can reappear for another worker.
+//! - at once when the holder says the lease is gone for good
+//!   ([`RenewError::Gone`]: a stale receipt handle, a closed queue);
+//! - after retrying other failures (throttling, the network, a timeout)
+//!   while at least one interval remains before the deadline, so the step
+//!   stops before the message can reappear for another worker.
 //!
-//! Works over any [`Queue`]: SQS and the in-process queue alike.
+//! A lease that is only an optimisation ([`Lease::critical`] false, like ECS
+//! task protection) is retried until the deadline and then kept trying; it
+//! never stops the step.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::{Queue, QueueError, ReceiptHandle};
 
-/// Longest pause between retries of a failed extension.
+/// Longest pause between retries of a failed renewal.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Longest one renewal call may take before it counts as failed.
+const MAX_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts a heartbeat for a message received just now with `visibility`.
-/// The returned guard's [`HeartbeatGuard::lost`] token is cancelled if
-/// ownership is lost; dropping the guard stops the heartbeat.
-pub fn start(queue: Arc<dyn Queue>, handle: ReceiptHandle, visibility: Duration) -> HeartbeatGuard {
-    start_with_token(queue, handle, visibility, CancellationToken::new())
+/// Why a renewal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// The lease cannot be renewed any more: stop at once.
+    #[error("{0}")]
+    Gone(String),
+    /// May work on a retry.
+    #[error("{0}")]
+    Failed(String),
 }
 
-/// Like [`start`], cancelling `lost` (say, a child of the task's own token)
-/// when ownership is lost. Cancelling `lost` from outside also ends the
-/// heartbeat: nothing is left to protect.
-pub fn start_with_token(
-    queue: Arc<dyn Queue>,
-    handle: ReceiptHandle,
-    visibility: Duration,
-    lost: CancellationToken,
-) -> HeartbeatGuard {
+/// Something held for a while that must be renewed to be kept.
+#[async_trait]
+pub trait Lease: Send + Sync + 'static {
+    /// What is held, for logs (`message`, `claim`, `task protection`).
+    fn name(&self) -> &str;
+    /// How long one renewal holds the lease.
+    fn period(&self) -> Duration;
+    /// Whether losing it must stop the step (true for ownership, false for
+    /// an optimisation).
+    fn critical(&self) -> bool {
+        true
+    }
+    /// Holds the lease for another [`Lease::period`] from now.
+    async fn renew(&self) -> Result<(), RenewError>;
+}
+
+/// Starts keeping `lease`. `lost` is cancelled when a critical lease is
+/// lost (pass a child of the step's token so the step stops); cancelling it
+/// from outside also ends the keeper: nothing is left to protect. Dropping
+/// the guard stops renewing.
+pub fn keep(lease: Arc<dyn Lease>, lost: CancellationToken) -> LeaseGuard {
     let stop = CancellationToken::new();
     let failure = Arc::new(Mutex::new(None));
-    let task = tokio::spawn(run(
-        queue,
-        handle,
-        visibility,
-        lost.clone(),
-        stop.clone(),
-        failure.clone(),
-    ));
-    HeartbeatGuard {
+    let task = tokio::spawn(run(lease, lost.clone(), stop.clone(), failure.clone()));
+    LeaseGuard {
         lost,
         stop,
         failure,
@@ -60,29 +76,46 @@ pub fn start_with_token(
     }
 }
 
-/// Stops the heartbeat when dropped.
+/// Like [`keep`] with a fresh token.
+pub fn start(queue: Arc<dyn Queue>, handle: ReceiptHandle, visibility: Duration) -> LeaseGuard {
+    keep(
+        Arc::new(QueueLease {
+            queue,
+            handle,
+            visibility,
+        }),
+        CancellationToken::new(),
+    )
+}
+
+/// Stops the keeper when dropped.
 #[derive(Debug)]
-pub struct HeartbeatGuard {
+pub struct LeaseGuard {
     lost: CancellationToken,
     stop: CancellationToken,
     failure: Arc<Mutex<Option<String>>>,
     task: Option<JoinHandle<()>>,
 }
 
-impl HeartbeatGuard {
-    /// Cancelled when the message's ownership is lost: the task must stop,
-    /// publish nothing and not acknowledge the message.
+impl LeaseGuard {
+    /// Cancelled when the lease is lost: the step must stop, publish
+    /// nothing and not acknowledge its message.
     pub fn lost(&self) -> &CancellationToken {
         &self.lost
     }
 
-    /// Why ownership was lost, once it was.
+    /// Whether the lease was lost (not merely the token cancelled from outside).
+    pub fn was_lost(&self) -> bool {
+        self.failure().is_some()
+    }
+
+    /// Why the lease was lost, once it was.
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
 
-    /// Stops extending and waits until no extension is in flight, so an
-    /// acknowledgement that follows cannot race one.
+    /// Stops renewing and waits until no renewal is in flight, so an
+    /// acknowledgement or release that follows cannot race one.
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {
@@ -91,26 +124,52 @@ impl HeartbeatGuard {
     }
 }
 
-impl Drop for HeartbeatGuard {
+impl Drop for LeaseGuard {
     fn drop(&mut self) {
         self.stop.cancel();
     }
 }
 
+/// A received message's visibility on its queue.
+pub struct QueueLease {
+    pub queue: Arc<dyn Queue>,
+    pub handle: ReceiptHandle,
+    pub visibility: Duration,
+}
+
+#[async_trait]
+impl Lease for QueueLease {
+    fn name(&self) -> &str {
+        "message visibility"
+    }
+    fn period(&self) -> Duration {
+        self.visibility
+    }
+    async fn renew(&self) -> Result<(), RenewError> {
+        match self.queue.extend(&self.handle, self.visibility).await {
+            Ok(()) => Ok(()),
+            Err(e @ (QueueError::StaleHandle | QueueError::Closed)) => Err(RenewError::Gone(
+                format!("extending visibility failed: {e}"),
+            )),
+            Err(e) => Err(RenewError::Failed(e.to_string())),
+        }
+    }
+}
+
 async fn run(
-    queue: Arc<dyn Queue>,
-    handle: ReceiptHandle,
-    visibility: Duration,
+    lease: Arc<dyn Lease>,
     lost: CancellationToken,
     stop: CancellationToken,
     failure: Arc<Mutex<Option<String>>>,
 ) {
-    let interval = (visibility / 3).max(Duration::from_millis(1));
+    let period = lease.period();
+    let interval = (period / 3).max(Duration::from_millis(1));
     let retry_delay = (interval / 4).clamp(Duration::from_millis(1), MAX_RETRY_DELAY);
-    let mut deadline = Instant::now() + visibility;
+    let call_timeout = interval.min(MAX_CALL_TIMEOUT);
+    let mut deadline = Instant::now() + period;
     let mut next = Instant::now() + interval;
     let give_up = |why: String| {
-        tracing::warn!(queue = queue.name(), reason = %why, "message ownership lost; stopping its task");
+        tracing::warn!(lease = lease.name(), reason = %why, "lease lost; stopping its step");
         if let Ok(mut f) = failure.lock() {
             *f = Some(why);
         }
@@ -123,32 +182,39 @@ async fn run(
             _ = lost.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
         }
-        let extend = tokio::select! {
+        let renewed = tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            r = queue.extend(&handle, visibility) => r,
+            r = tokio::time::timeout(call_timeout, lease.renew()) => r.unwrap_or_else(|_| {
+                Err(RenewError::Failed(format!("no answer within {call_timeout:?}")))
+            }),
         };
-        match extend {
+        let now = Instant::now();
+        match renewed {
             Ok(()) => {
-                let now = Instant::now();
-                deadline = now + visibility;
+                deadline = now + period;
                 next = now + interval;
             }
-            Err(e @ (QueueError::StaleHandle | QueueError::Closed)) => {
-                give_up(format!("extending visibility failed: {e}"));
+            Err(RenewError::Gone(why)) if lease.critical() => {
+                give_up(why);
+                return;
+            }
+            Err(e) if now + retry_delay + interval <= deadline => {
+                tracing::debug!(lease = lease.name(), error = %e, "renewing failed; retrying");
+                next = now + retry_delay;
+            }
+            Err(e) if lease.critical() => {
+                give_up(format!(
+                    "renewing the {} kept failing and the deadline is near: {e}",
+                    lease.name()
+                ));
                 return;
             }
             Err(e) => {
-                let now = Instant::now();
-                if now + retry_delay + interval <= deadline {
-                    tracing::debug!(queue = queue.name(), error = %e, "extending visibility failed; retrying");
-                    next = now + retry_delay;
-                } else {
-                    give_up(format!(
-                        "extending visibility kept failing and the deadline is near: {e}"
-                    ));
-                    return;
-                }
+                // An optimisation: say so, and keep trying at the usual rhythm.
+                tracing::warn!(lease = lease.name(), error = %e, "could not renew; will keep trying");
+                deadline = now + period;
+                next = now + interval;
             }
         }
     }
@@ -303,10 +369,72 @@ mod tests {
     async fn cancelling_the_token_from_outside_ends_it() {
         let q = FakeQueue::new(vec![]);
         let token = CancellationToken::new();
-        let _guard = start_with_token(q.clone(), handle(), V, token.child_token());
+        let lease = Arc::new(QueueLease {
+            queue: q.clone(),
+            handle: handle(),
+            visibility: V,
+        });
+        let _guard = keep(lease, token.child_token());
         tokio::time::sleep(Duration::from_secs(15)).await;
         token.cancel();
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(q.calls().len(), 1);
+    }
+
+    /// A renewal that hangs counts as failed after its timeout, and the
+    /// step is stopped before the lease runs out.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_renewal_times_out_and_the_step_stops_before_the_deadline() {
+        struct Hangs;
+        #[async_trait]
+        impl Lease for Hangs {
+            fn name(&self) -> &str {
+                "hangs"
+            }
+            fn period(&self) -> Duration {
+                V
+            }
+            async fn renew(&self) -> Result<(), RenewError> {
+                std::future::pending().await
+            }
+        }
+        let step = CancellationToken::new();
+        let guard = keep(Arc::new(Hangs), step.clone());
+        tokio::time::timeout(V, step.cancelled())
+            .await
+            .expect("the step is stopped before the lease lapses");
+        assert!(
+            guard.failure().unwrap().contains("no answer within"),
+            "{:?}",
+            guard.failure()
+        );
+    }
+
+    /// A lease that is an optimisation never stops the step.
+    #[tokio::test(start_paused = true)]
+    async fn a_non_critical_lease_keeps_trying_and_never_stops_the_step() {
+        struct Flaky(Mutex<u32>);
+        #[async_trait]
+        impl Lease for Flaky {
+            fn name(&self) -> &str {
+                "flaky"
+            }
+            fn period(&self) -> Duration {
+                V
+            }
+            fn critical(&self) -> bool {
+                false
+            }
+            async fn renew(&self) -> Result<(), RenewError> {
+                *self.0.lock().unwrap() += 1;
+                Err(RenewError::Gone("refused".into()))
+            }
+        }
+        let lease = Arc::new(Flaky(Mutex::new(0)));
+        let step = CancellationToken::new();
+        let _guard = keep(lease.clone(), step.clone());
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(!step.is_cancelled());
+        assert!(*lease.0.lock().unwrap() > 10);
     }
 }

@@ -21,6 +21,7 @@ use crate::runtime::consumer::{ConsumerSettings, consume};
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::executor::{CLAIMS_PREFIX, Executor};
 use crate::runtime::journal::Journal;
+use crate::runtime::metrics::Metrics;
 use crate::runtime::progress::ProgressSink;
 use crate::runtime::router::Router;
 use crate::runtime::watcher::Watcher;
@@ -39,6 +40,8 @@ pub struct LocalOptions {
 pub struct LocalSummary {
     /// Bodies of messages that went to a dead-letter queue.
     pub dead_letters: Vec<String>,
+    /// What the run's tasks did, per kind, device and outcome.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Path of the execution journal in a local bucket.
@@ -73,6 +76,7 @@ pub async fn run_local(
     let (events, events_dlq) = MemoryQueue::with_dlq("events", q.max_receive_count);
     let (gpu, gpu_dlq) = MemoryQueue::with_dlq("gpu", q.max_receive_count);
     let dyn_store: Arc<dyn ObjectStore> = store.clone();
+    let metrics = Arc::new(Metrics::counting());
     let executor = Arc::new(Executor {
         store: dyn_store.clone(),
         config: config.clone(),
@@ -84,6 +88,7 @@ pub async fn run_local(
         worker_id: format!("dev-{}", std::process::id()),
         progress: opts.progress.clone(),
         journal: Some(Journal::new(journal_path(store.root()))),
+        metrics: metrics.clone(),
         claim_lease: Duration::from_secs(q.visibility_seconds),
     });
     let router = Arc::new(Router { executor });
@@ -139,5 +144,8 @@ pub async fn run_local(
     let mut dead_letters = events_dlq.bodies().await;
     dead_letters.extend(gpu_dlq.bodies().await);
     drop(lock);
-    Ok(LocalSummary { dead_letters })
+    Ok(LocalSummary {
+        dead_letters,
+        metrics,
+    })
 }

@@ -3,14 +3,17 @@
 //! `reconcile`, the Lambda handler).
 
 pub mod aws;
+pub mod claim;
 pub mod consumer;
 pub mod dispatch;
 pub mod ecs;
+pub mod execution;
 pub mod executor;
 pub mod journal;
-pub mod lease;
 pub mod lambda;
+pub mod lease;
 pub mod local;
+pub mod metrics;
 pub mod progress;
 pub mod reconcile;
 pub mod router;

@@ -2,7 +2,7 @@
 
 use crate::media::Progress;
 use crate::pipeline::task::Task;
-use crate::runtime::executor::Outcome;
+use crate::runtime::execution::Outcome;
 use crate::tasks::TaskError;
 
 pub trait ProgressSink: Send + Sync {

@@ -17,6 +17,7 @@ use crate::pipeline::planner::{self, Trigger};
 use crate::pipeline::task::Task;
 use crate::ports::queue::Received;
 use crate::runtime::consumer::{Disposition, MessageHandler};
+use crate::runtime::execution::ExecutionEvent;
 use crate::runtime::executor::{Executor, Outcome};
 use crate::tasks::{ErrorClass, TaskError};
 
@@ -73,6 +74,7 @@ impl Router {
         cancel: CancellationToken,
     ) -> Result<Option<Duration>, Failure> {
         let object = task.input_keys().next().unwrap_or("").to_string();
+        self.executor.record(&task, &ExecutionEvent::Received);
         match self.executor.handle(&task, cancel).await {
             Ok(Outcome::Busy { retry_after }) => Ok(Some(retry_after)),
             Ok(_) => Ok(None),
@@ -167,6 +169,14 @@ impl Router {
                 .unwrap_or_default(),
         };
         tracing::warn!(object = %record.object, step = %record.step, attempts, max, error = %record.error, "step failed");
+        if let (true, Some(task)) = (record.dead_lettered, &record.task) {
+            exec.record(
+                task,
+                &ExecutionEvent::DeadLettered {
+                    class: f.error.class,
+                },
+            );
+        }
         if let Err(e) = record
             .write(exec.store.as_ref(), &exec.config.file.layout.failures)
             .await

@@ -53,59 +53,15 @@ pub mod detect;
 pub mod export;
 pub mod extract;
 pub mod frame;
+mod media_error;
 pub mod overlay;
 
-/// Checks `params` deserialise for `kind`; the message names the problem.
-pub fn validate_params(
-    kind: crate::pipeline::task::StepKind,
-    params: &serde_json::Value,
-) -> Result<(), String> {
-    use crate::pipeline::task::StepKind;
-    fn check<T: serde::de::DeserializeOwned>(params: &serde_json::Value) -> Result<(), String> {
-        serde_path_to_error::deserialize::<_, T>(params.clone())
-            .map(|_| ())
-            .map_err(|e| {
-                let path = e.path().to_string();
-                format!("{path}: {}", e.into_inner())
-            })
-    }
-    match kind {
-        StepKind::Extract => {
-            check::<extract::ExtractParams>(params)?;
-            let p: extract::ExtractParams =
-                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-            if !(p.start >= 0.0 && p.end > p.start) {
-                return Err(format!(
-                    "end {} must be greater than start {} (and start 0 or more)",
-                    p.end, p.start
-                ));
-            }
-            Ok(())
-        }
-        StepKind::Compile => check::<compile::CompileParams>(params),
-        StepKind::Frame => {
-            check::<frame::FrameParams>(params)?;
-            let p: frame::FrameParams =
-                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-            p.validate().map_err(|e| e.to_string())
-        }
-        StepKind::Detect => {
-            check::<detect::DetectParams>(params)?;
-            let p: detect::DetectParams =
-                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-            detect::validate_params(&p)
-        }
-        StepKind::Overlay => {
-            check::<overlay::OverlayParams>(params)?;
-            let p: overlay::OverlayParams =
-                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-            p.spec.validate().map_err(|e| e.to_string())
-        }
-        StepKind::Export => {
-            check::<export::ExportParams>(params)?;
-            let p: export::ExportParams =
-                serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-            p.validate(None).map_err(|e| e.to_string())
-        }
-    }
+pub mod registry;
+
+pub use registry::{Hardware, StepKind, step};
+
+/// Checks `params` deserialise and validate for `kind`; the message names
+/// the field at fault.
+pub fn validate_params(kind: StepKind, params: &serde_json::Value) -> Result<(), String> {
+    step(kind).validate(params)
 }

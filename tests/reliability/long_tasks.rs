@@ -73,6 +73,7 @@ fn executor(aws: &Aws, worker: &str, delay: Duration, lease: Duration) -> Arc<Ro
             worker_id: worker.into(),
             progress: Arc::new(reelay::runtime::progress::LogProgress),
             journal: Some(Journal::new(aws.journal_path())),
+            metrics: Default::default(),
             claim_lease: lease,
         }),
     })
