@@ -68,7 +68,7 @@ demo: setup
 test: setup tools test-rust test-infra
 
 test-rust:
-	cargo test --all-targets --no-fail-fast 2>&1 | tee $(CACHE)/test-rust.log
+	cargo test --all-targets --features bench --no-fail-fast 2>&1 | tee $(CACHE)/test-rust.log
 	./.ci/summarize-tests $(CACHE)/test-rust.log
 
 # CDK stack, R2 bridge (miniflare + moto + reelay route) and Dockerfiles, offline.
@@ -78,7 +78,7 @@ test-infra: setup tools
 
 # Every benchmark, release build; each prints ratios against a reference run.
 bench: setup tools
-	cargo build --release --bin reelay
+	cargo build --release --features bench --bin reelay
 	./target/release/reelay bench cpu
 	./target/release/reelay bench demo
 	./target/release/reelay bench router
@@ -98,6 +98,7 @@ reliability: setup tools
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features bench -- -D warnings
 
 clean-tools:
 	rm -rf $(TOOLS)

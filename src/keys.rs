@@ -7,6 +7,12 @@ pub const MAX_KEY_BYTES: usize = 1024;
 /// Prefix reelay keeps for its own bookkeeping in a local bucket.
 pub const LOCAL_RESERVED: &str = ".reelay";
 
+/// `key@etag` → (`key`, `etag`): how tasks and audit records name one
+/// version of an object. Etags never contain `@`; keys may.
+pub fn split_reference(reference: &str) -> (&str, &str) {
+    reference.rsplit_once('@').unwrap_or((reference, ""))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("key `{key}` is not allowed: {reason}")]
 pub struct KeyError {

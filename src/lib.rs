@@ -2,6 +2,7 @@
 
 pub mod adapters;
 pub mod audit;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -28,7 +28,33 @@ async fn a_dropped_job_becomes_an_export_with_lineage_and_cost() {
         "jobs/h.json",
         &highlights("sources/match.mp4", "exports/h.mp4"),
     );
-    dev_until_idle(&root, None);
+    let dev = dev_until_idle(&root, None);
+    // `reelay dev` prints its metrics at exit: three extracts and one
+    // compile ran on the CPU, and the default rule's detect of the upload;
+    // nothing else ended.
+    let summary = String::from_utf8_lossy(&dev.stdout);
+    let rows: Vec<Vec<&str>> = summary
+        .lines()
+        .skip_while(|l| !l.starts_with("kind "))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let counts: Vec<&[&str]> = rows.iter().map(|r| &r[..4]).collect();
+    assert_eq!(
+        counts,
+        [
+            ["extract", "cpu", "done", "3"].as_slice(),
+            ["compile", "cpu", "done", "1"].as_slice(),
+            ["detect", "cpu", "done", "1"].as_slice(),
+        ],
+        "{summary}"
+    );
+    for row in &rows {
+        let mean_ms: u64 = row[4].parse().unwrap();
+        assert!(mean_ms > 0, "{summary}");
+        let cost: f64 = row[7].parse().unwrap();
+        assert!(cost > 0.0, "{summary}");
+    }
 
     let export = root.join("exports/h.mp4");
     let d = duration(&export);
@@ -287,4 +313,33 @@ fn a_killed_dev_resumes_without_redoing_finished_steps() {
     assert!(done_per_task.values().all(|&n| n == 1), "{done_per_task:?}");
     let d = duration(&root.join("exports/long.mp4"));
     assert!((d - (24.0 - 3.0 * 0.5)).abs() <= 1.0 / 30.0 + 1e-3, "{d}");
+}
+
+/// Logs written to a pipe carry no colour escapes; the metrics summary is
+/// printed at exit even when nothing ran.
+#[test]
+fn logs_to_a_pipe_have_no_ansi_escapes_and_dev_prints_its_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = reelay()
+        .env("RUST_LOG", "info")
+        .env_remove("REELAY_LOG_FORMAT")
+        .args(["dev", "--exit-when-idle", "--root"])
+        .arg(dir.path().join("bucket"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("reelay dev is watching"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "ANSI escapes in piped logs: {stderr:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "metrics: no tasks ran\n"
+    );
 }

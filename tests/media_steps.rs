@@ -567,6 +567,7 @@ fn ffmpeg_errors_quote_the_reason() {
     assert!(msg.to_lowercase().contains("nosuchfilter"), "{msg}");
 }
 
+#[cfg(feature = "bench")]
 #[test]
 fn cpu_bench_runs_on_a_tiny_configuration() {
     use reelay::bench::media::{CpuBenchOptions, run_cpu_bench};

@@ -1,4 +1,4 @@
-//! The reliability suite: tries hard to break DESIGN.md's five invariants
+//! The reliability suite: tries hard to break ARCHITECTURE.md's five invariants
 //! with real parts (moto S3+SQS with real notifications, the real `reelay`
 //! binary killed with SIGKILL, real FFmpeg on tiny media made here, a
 //! fault-injecting proxy in front of moto) and prints one summary table.

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::audit::record::AuditRecord;
-use crate::pipeline::task::split_reference;
+use crate::keys::split_reference;
 use crate::ports::store::{ObjectStore, StoreError};
 
 /// Deepest lineage walked; guards against a metadata cycle.

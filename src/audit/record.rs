@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use crate::keys::split_reference;
 use crate::keys::{decode_from_metadata, encode_for_metadata};
-use crate::pipeline::task::split_reference;
 use crate::ports::store::Metadata;
 
 pub const TASK: &str = "reelay-task";

@@ -64,6 +64,7 @@ pub fn demo_job() -> serde_json::Value {
 }
 
 /// What one demo run measured, for `reelay bench demo`.
+#[cfg_attr(not(feature = "bench"), allow(dead_code))]
 pub struct DemoOutcome {
     /// Making the sample source (zero when it was already in the bucket).
     pub source_secs: f64,

@@ -2,6 +2,7 @@
 
 mod aws;
 mod bars;
+#[cfg(feature = "bench")]
 mod bench;
 mod demo;
 mod models;
@@ -105,7 +106,9 @@ pub enum Command {
         #[command(subcommand)]
         which: models::ModelsCommand,
     },
-    /// Benchmarks that print ratios against a reference run on this machine.
+    /// Benchmarks that print ratios against a reference run on this machine
+    /// (built with `--features bench`).
+    #[cfg(feature = "bench")]
     Bench {
         #[command(subcommand)]
         which: bench::BenchCommand,
@@ -147,6 +150,7 @@ pub async fn main() -> anyhow::Result<()> {
             .await
             .map(|_| ()),
         Command::Models { which } => models::run(which),
+        #[cfg(feature = "bench")]
         Command::Bench { which } => bench::run(which, cli.config).await,
         Command::Run {
             kind,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::task::{Hardware, StepKind};
+use crate::tasks::{Hardware, StepKind};
 
 /// `[aws]`: how `reelay route`, `reelay work`, `reelay reconcile` and the
 /// Lambda reach the bucket and the queues. Credentials and region come from

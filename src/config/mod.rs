@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::media::EncodeProfile;
-use crate::pipeline::task::{Hardware, StepKind};
+use crate::tasks::{Hardware, StepKind};
 use prices::PriceTable;
 use rules::{Rule, RuleAction, RuleSpec};
 

@@ -4,7 +4,7 @@
 use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::task::StepKind;
+use crate::tasks::StepKind;
 
 /// A rule as written in `reelay.toml` (`[[rules]]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -92,10 +92,7 @@ impl Task {
     }
 }
 
-/// `key@etag` → (`key`, `etag`). Etags never contain `@`; keys may.
-pub fn split_reference(reference: &str) -> (&str, &str) {
-    reference.rsplit_once('@').unwrap_or((reference, ""))
-}
+pub use crate::keys::split_reference;
 
 /// Canonical JSON: object keys sorted (serde_json's map is ordered), no spaces.
 pub fn canonical_json(value: &serde_json::Value) -> String {
