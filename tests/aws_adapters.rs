@@ -3,12 +3,13 @@
 //!
 //! Needs `make tools` (moto in `.tools/venv`).
 
-mod support;
+mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::moto::MotoServer;
 use rand::RngCore;
 use reelay::adapters::s3::{S3Options, S3Store};
 use reelay::adapters::sqs::SqsQueue;
@@ -18,7 +19,6 @@ use reelay::ports::{
 };
 use reelay::runtime::lease as heartbeat;
 use sha2::{Digest, Sha256};
-use support::moto::MotoServer;
 
 const NO_WAIT: Duration = Duration::ZERO;
 const SHORT_WAIT: Duration = Duration::from_secs(1);

@@ -3,14 +3,14 @@
 //! One test in its own binary: it sets this process's environment, which no
 //! other thread reads meanwhile.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
+use common::moto::MotoServer;
 use reelay::adapters::s3::{S3Options, S3Store};
 use reelay::adapters::sqs::SqsQueue;
 use reelay::ports::{Metadata, ObjectStore, PutCondition, Queue};
-use support::moto::MotoServer;
 
 #[tokio::test]
 async fn adapters_configured_from_the_environment_reach_moto() {

@@ -6,12 +6,12 @@
 //! Needs `make setup tools` (FFmpeg, the caption font, moto in `.tools/venv`).
 
 mod common;
-mod support;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::aws::{Aws, SlowDownloads, settings, sigterm, starts_per_task, wait_exit};
 use reelay::adapters::s3::S3Store;
 use reelay::audit::AuditRecord;
 use reelay::audit::failure::FailureRecord;
@@ -26,7 +26,6 @@ use reelay::runtime::journal::{Journal, JournalEntry};
 use reelay::runtime::lambda::handle_sqs_event;
 use reelay::runtime::router::Router;
 use serde_json::json;
-use support::aws::{Aws, SlowDownloads, settings, sigterm, starts_per_task, wait_exit};
 use tokio_util::sync::CancellationToken;
 
 const MAX_RECEIVE: u32 = 2;

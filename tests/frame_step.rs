@@ -188,13 +188,13 @@ fn output_has_the_inputs_frames_rate_and_duration_at_the_asked_size() {
     runtime();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("clip.mp4");
-    let synth = common_media::Synth {
+    let synth = common::media::Synth {
         seconds: 1.5,
         fps: 12,
         audio: Some((48000, 2)),
         ..Default::default()
     };
-    common_media::make_video(&ff(), &input, &synth);
+    common::media::make_video(&ff(), &input, &synth);
     let frames_in = ff().count_frames(&input).unwrap();
     assert_eq!(frames_in, 18);
 
@@ -233,10 +233,10 @@ fn output_has_the_inputs_frames_rate_and_duration_at_the_asked_size() {
     // No audio in, none out; frames and duration still exact. Crop at the
     // frame's far corner (x+w = width, y+h = height) is inside.
     let silent = dir.path().join("silent.mp4");
-    common_media::make_video(
+    common::media::make_video(
         &ff(),
         &silent,
-        &common_media::Synth {
+        &common::media::Synth {
             audio: None,
             ..synth
         },
@@ -361,10 +361,10 @@ fn batch_1_and_batch_4_agree_and_match_the_model() {
     runtime();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("clip.mp4");
-    common_media::make_video(
+    common::media::make_video(
         &ff(),
         &input,
-        &common_media::Synth {
+        &common::media::Synth {
             seconds: 1.0,
             fps: 10,
             audio: None,
@@ -568,10 +568,10 @@ fn permanent(e: &TaskError, field: &str, words: &[&str]) {
 fn bad_crop_and_unknown_model_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("clip.mp4");
-    common_media::make_video(
+    common::media::make_video(
         &ff(),
         &input,
-        &common_media::Synth {
+        &common::media::Synth {
             seconds: 0.5,
             fps: 10,
             audio: None,
@@ -642,10 +642,10 @@ fn reelay_frame(input: &Path, output: &Path, sets: &[&str]) -> Command {
 fn cli_runs_and_refuses_bad_models_and_missing_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("clip.mp4");
-    common_media::make_video(
+    common::media::make_video(
         &ff(),
         &input,
-        &common_media::Synth {
+        &common::media::Synth {
             seconds: 0.5,
             fps: 10,
             ..Default::default()
@@ -802,7 +802,3 @@ async fn a_job_with_framing_runs_in_dev_and_records_the_device() {
     );
     assert!(tree.contains("total: 4 step(s)"), "{tree}");
 }
-
-// Shared helpers, loaded by path (as tests/media_steps.rs does).
-#[path = "common/media.rs"]
-mod common_media;

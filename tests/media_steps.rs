@@ -1,9 +1,8 @@
 //! The CPU steps (`extract`, `compile`) on real FFmpeg, on media the tests
 //! make with lavfi. Each test asserts what came out, not only that it ran.
 
-// Shared helpers, loaded by path so that no `tests/common/mod.rs` is needed.
-#[path = "common/media.rs"]
-mod media_helpers;
+mod common;
+use common::media as media_helpers;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

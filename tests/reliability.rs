@@ -10,7 +10,6 @@
 //! Needs `make setup tools` (FFmpeg, moto in `.tools/venv`).
 
 mod common;
-mod support;
 
 #[path = "reliability/bad_input.rs"]
 mod bad_input;

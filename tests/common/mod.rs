@@ -2,6 +2,11 @@
 //! local bucket, and the `reelay` binary.
 #![allow(dead_code)]
 
+pub mod aws;
+pub mod fault_proxy;
+pub mod media;
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

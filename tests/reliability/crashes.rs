@@ -12,9 +12,9 @@ use rand::Rng;
 use reelay::ports::{ObjectStore, Queue};
 use tokio_util::sync::CancellationToken;
 
+use crate::common::aws::{Aws, Layout, sigterm, wait_exit};
 use crate::harness::{self, JOB_RULE, Size, two_clip_job};
 use crate::summary::Row;
-use crate::support::aws::{Aws, Layout, sigterm, wait_exit};
 
 pub async fn run(size: Size) -> Vec<Row> {
     vec![

@@ -13,9 +13,9 @@ use rand::seq::SliceRandom;
 use reelay::audit::AuditRecord;
 use reelay::ports::{ObjectStore, Queue};
 
+use crate::common::aws::{Aws, Layout, sigterm, wait_exit};
 use crate::harness::{self, EXTRACT_RULE, Size};
 use crate::summary::Row;
-use crate::support::aws::{Aws, Layout, sigterm, wait_exit};
 
 pub async fn run(size: Size) -> Vec<Row> {
     let n: usize = size.pick(40, 500);

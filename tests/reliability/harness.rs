@@ -195,7 +195,7 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
 /// `reelay ARGS` against `aws` with JSON logs in `dir/<log>`; `endpoint`
 /// replaces moto's address (the fault proxy).
 pub fn spawn_reelay(
-    aws: &crate::support::aws::Aws,
+    aws: &crate::common::aws::Aws,
     args: &[&str],
     log: &str,
     endpoint: Option<&str>,
@@ -223,7 +223,7 @@ pub async fn etags(store: &dyn ObjectStore, prefix: &str) -> BTreeMap<String, St
 }
 
 /// Uploads the same tiny video under each of `keys`, 8 at a time.
-pub async fn upload_all(aws: &crate::support::aws::Aws, keys: &[String], file: &Path) {
+pub async fn upload_all(aws: &crate::common::aws::Aws, keys: &[String], file: &Path) {
     use futures::StreamExt;
     let store = std::sync::Arc::new(aws.store());
     futures::stream::iter(keys.iter().cloned())
@@ -247,7 +247,7 @@ pub async fn upload_all(aws: &crate::support::aws::Aws, keys: &[String], file: &
 }
 
 /// Messages visible and in flight on `url`.
-pub async fn queue_counts(aws: &crate::support::aws::Aws, url: &str) -> (u64, u64) {
+pub async fn queue_counts(aws: &crate::common::aws::Aws, url: &str) -> (u64, u64) {
     aws.queue_counts(url).await
 }
 
@@ -275,7 +275,7 @@ pub fn log_tails(dir: &Path, files: usize, n: usize) -> String {
 /// Uploads a 2 s source and a two-clip job, and plans it: its first ready
 /// task (an extract), not yet sent anywhere.
 pub async fn first_task(
-    aws: &crate::support::aws::Aws,
+    aws: &crate::common::aws::Aws,
     job: &str,
     source: &str,
     output: &str,

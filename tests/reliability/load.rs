@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use reelay::ports::ObjectStore;
 
+use crate::common::aws::{Aws, Layout, sigterm, wait_exit};
 use crate::harness::{self, EXTRACT_RULE, Size};
 use crate::summary::Row;
-use crate::support::aws::{Aws, Layout, sigterm, wait_exit};
 
 pub async fn run(size: Size) -> Vec<Row> {
     let duration = Duration::from_secs(size.pick(30, 300));

@@ -20,9 +20,9 @@ use reelay::runtime::journal::Journal;
 use reelay::runtime::router::Router;
 use tokio_util::sync::CancellationToken;
 
+use crate::common::aws::{Aws, Layout, SlowDownloads, settings};
 use crate::harness::{self, JOB_RULE, Size};
 use crate::summary::Row;
-use crate::support::aws::{Aws, Layout, SlowDownloads, settings};
 
 /// The gpu queue with every visibility extension failing: a heartbeat that
 /// cannot keep its message.

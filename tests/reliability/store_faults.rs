@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use reelay::ports::ObjectStore;
 
+use crate::common::aws::{Aws, Layout, sigterm, wait_exit};
+use crate::common::fault_proxy::{ALL_FAULTS, Fault, FaultProxy};
 use crate::harness::{self, JOB_RULE, Size, two_clip_job};
 use crate::summary::Row;
-use crate::support::aws::{Aws, Layout, sigterm, wait_exit};
-use crate::support::fault_proxy::{ALL_FAULTS, Fault, FaultProxy};
 
 pub async fn run(size: Size) -> Vec<Row> {
     vec![random_faults(size).await, claim_answer_lost().await]

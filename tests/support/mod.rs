@@ -1,5 +1,0 @@
-//! Shared test helpers.
-
-pub mod aws;
-pub mod fault_proxy;
-pub mod moto;
