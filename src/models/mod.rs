@@ -6,7 +6,6 @@
 //! what runs is exactly what was checked.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -14,6 +13,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::env;
+
+mod locate;
+mod verify;
+
+pub use locate::models_dir;
+pub(crate) use locate::{find_up, search_starts};
+pub use verify::{ModelInfo, VerifyResult, VerifyStatus, list, sha256_file, verify};
 
 /// The manifest's file name inside the models folder.
 pub const MANIFEST_FILE: &str = "manifest.toml";
@@ -321,178 +327,6 @@ impl Manifest {
             bytes,
         })
     }
-}
-
-/// sha256 of a file, streamed, as lowercase hex.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
-/// One row of `reelay models list`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub task: Task,
-    pub scale: Option<u32>,
-    pub precisions: Vec<Precision>,
-    pub file: String,
-    pub sha256: String,
-    pub licence: String,
-    pub inputs: Vec<String>,
-    pub outputs: Vec<String>,
-    pub provenance: String,
-}
-
-/// The manifest's models, for `reelay models list`.
-pub fn list(manifest: &Manifest) -> Vec<ModelInfo> {
-    manifest
-        .models
-        .iter()
-        .map(|m| ModelInfo {
-            name: m.name.clone(),
-            task: m.task,
-            scale: m.scale,
-            precisions: std::iter::once(Precision::Fp32)
-                .chain(m.fp16.as_ref().map(|_| Precision::Fp16))
-                .collect(),
-            file: m.file.clone(),
-            sha256: m.sha256.clone(),
-            licence: m.licence.clone(),
-            inputs: m.inputs.clone(),
-            outputs: m.outputs.clone(),
-            provenance: m.provenance.clone(),
-        })
-        .collect()
-}
-
-/// Outcome of checking one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "status")]
-pub enum VerifyStatus {
-    Ok,
-    Missing,
-    Mismatch { actual: String },
-    Unreadable { error: String },
-}
-
-/// One row of `reelay models verify`.
-#[derive(Debug, Clone, Serialize)]
-pub struct VerifyResult {
-    pub name: String,
-    pub precision: Precision,
-    pub path: PathBuf,
-    pub expected: String,
-    #[serde(flatten)]
-    pub status: VerifyStatus,
-}
-
-impl VerifyResult {
-    pub fn ok(&self) -> bool {
-        self.status == VerifyStatus::Ok
-    }
-}
-
-/// Checks every file (fp32 and variants) of the manifest, for
-/// `reelay models verify`; the command fails when any row is not ok.
-pub fn verify(manifest: &Manifest) -> Vec<VerifyResult> {
-    let mut out = Vec::new();
-    for m in &manifest.models {
-        for precision in [Precision::Fp32, Precision::Fp16] {
-            let Some((file, expected)) = m.variant(precision) else {
-                continue;
-            };
-            let path = manifest.dir.join(file);
-            let status = match sha256_file(&path) {
-                Ok(actual) if actual.eq_ignore_ascii_case(expected) => VerifyStatus::Ok,
-                Ok(actual) => VerifyStatus::Mismatch { actual },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => VerifyStatus::Missing,
-                Err(e) => VerifyStatus::Unreadable {
-                    error: e.to_string(),
-                },
-            };
-            out.push(VerifyResult {
-                name: m.name.clone(),
-                precision,
-                path,
-                expected: expected.to_string(),
-                status,
-            });
-        }
-    }
-    out
-}
-
-/// The models folder: `$REELAY_MODELS_DIR`, else a `models/` folder holding
-/// `manifest.toml`, found by walking up from the working directory and then
-/// from the executable's folder.
-pub fn models_dir() -> Result<PathBuf, ModelError> {
-    if let Some(dir) = std::env::var_os(env::MODELS_DIR).filter(|v| !v.is_empty()) {
-        let dir = PathBuf::from(dir);
-        if dir.join(MANIFEST_FILE).is_file() {
-            return Ok(dir);
-        }
-        return Err(ModelError::NoModelsDir {
-            reason: format!(
-                "{} is set to {}, which has no {MANIFEST_FILE}",
-                env::MODELS_DIR,
-                dir.display()
-            ),
-        });
-    }
-    let starts = search_starts();
-    find_up(&starts, Path::new("models"), |p| {
-        p.join(MANIFEST_FILE).is_file()
-    })
-    .ok_or_else(|| ModelError::NoModelsDir {
-        reason: format!(
-            "no models/{MANIFEST_FILE} above {}",
-            starts
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" or ")
-        ),
-    })
-}
-
-/// The working directory and the executable's folder: where project-local
-/// folders are searched from.
-pub(crate) fn search_starts() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        v.push(cwd);
-    }
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_path_buf))
-    {
-        v.push(dir);
-    }
-    v
-}
-
-/// The first `ancestor/rel` (for each start, walking up) that satisfies `ok`.
-pub(crate) fn find_up(
-    starts: &[PathBuf],
-    rel: &Path,
-    ok: impl Fn(&Path) -> bool,
-) -> Option<PathBuf> {
-    starts.iter().find_map(|start| {
-        start
-            .ancestors()
-            .map(|a| a.join(rel))
-            .find(|candidate| ok(candidate))
-    })
 }
 
 #[cfg(test)]
