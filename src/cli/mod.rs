@@ -4,6 +4,7 @@ mod aws;
 mod bars;
 mod bench;
 mod demo;
+mod doctor;
 mod models;
 mod run_step;
 
@@ -105,6 +106,10 @@ pub enum Command {
         #[command(subcommand)]
         which: models::ModelsCommand,
     },
+    /// Checks this machine for the configured device: ONNX Runtime, CUDA
+    /// (libraries, driver, GPU, provider), FFmpeg (NVENC/NVDEC), models, font.
+    /// Exits non-zero when the device cannot work; the GPU worker's health check.
+    Doctor(doctor::DoctorArgs),
     /// Benchmarks that print ratios against a reference run on this machine.
     Bench {
         #[command(subcommand)]
@@ -147,6 +152,7 @@ pub async fn main() -> anyhow::Result<()> {
             .map(|_| ()),
         Command::Models { which } => models::run(which),
         Command::Bench { which } => bench::run(which, cli.config).await,
+        Command::Doctor(args) => doctor::run(args, cli.config.as_deref()),
         Command::Run {
             kind,
             input,
