@@ -333,7 +333,7 @@ pub fn render(r: &GpuBenchReport) -> String {
             u.batch_size,
             u.fps,
             u.ms_per_frame,
-            u.tflops.map_or("-".into(), |t| format!("{t:.2}")),
+            u.tflops.map_or("-".into(), |t| format!("{t:.3}")),
             row.t4_fps.map_or("-".into(), |t| format!("{t:.1}")),
         );
     }
