@@ -139,7 +139,8 @@ if [ "$BUILD" = 1 ]; then
   else
     # Built the way `cargo test` builds it (dev-dependency features unified),
     # so it shares every dependency already compiled for the tests.
-    (cd "$ROOT" && cargo test --locked --no-run --features cuda --test gpu_worker)
+    # tests/gpu.rs compiles here too, so `make test` builds the CUDA tests.
+    (cd "$ROOT" && cargo test --locked --no-run --features cuda --test gpu_worker --test gpu)
     cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/reelay" "$STAGE/bin/reelay"
   fi
 fi

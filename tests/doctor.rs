@@ -71,17 +71,14 @@ fn doctor_on_the_cpu_reports_every_part_and_passes() {
         "{}",
         j["ffmpeg"]
     );
-    // NVENC and NVDEC were really tried; without a GPU they do not work.
-    assert_eq!(j["ffmpeg"]["nvenc"]["ok"], false);
-    assert!(
-        j["ffmpeg"]["nvenc"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("libcuda"),
-        "{}",
-        j["ffmpeg"]
-    );
-    assert_eq!(j["ffmpeg"]["nvdec"]["ok"], false);
+    // NVENC and NVDEC were really tried; without a driver they do not work.
+    assert!(j["ffmpeg"]["nvenc"]["ok"].is_boolean() && j["ffmpeg"]["nvdec"]["ok"].is_boolean());
+    if !j["cuda"]["driver_error"].is_null() {
+        assert_eq!(j["ffmpeg"]["nvenc"]["ok"], false);
+        let why = j["ffmpeg"]["nvenc"]["error"].as_str().unwrap();
+        assert!(why.contains("libcuda"), "{why}");
+        assert_eq!(j["ffmpeg"]["nvdec"]["ok"], false);
+    }
     assert!(
         j["font"]["path"]
             .as_str()
