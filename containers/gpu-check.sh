@@ -68,7 +68,7 @@ if ! cargo test --release --locked --features cuda --test gpu -- --ignored --tes
   >"$OUT_DIR/tests.txt" 2>&1; then
   FAILED+=("tests/gpu.rs")
 fi
-grep -E '^test |PSNR|test result' "$OUT_DIR/tests.txt" | tee -a "$LOG" >&2
+{ grep -E '^test |PSNR|test result|panicked' "$OUT_DIR/tests.txt" || tail -n 30 "$OUT_DIR/tests.txt"; } | tee -a "$LOG" >&2
 
 say "benchmarks: reelay bench gpu"
 if ! "$IMAGE/bin/reelay" bench gpu --device cuda --scratch "$ROOT/.cache/bench" \

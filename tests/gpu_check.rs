@@ -69,3 +69,25 @@ fn the_gpu_check_dry_run_writes_one_table_under_out() {
         "{table}"
     );
 }
+
+#[test]
+fn the_real_gpu_check_refuses_a_machine_without_a_gpu() {
+    if reelay::inference::cuda::probe_driver().is_ok() {
+        eprintln!("skipped: this machine has an NVIDIA GPU (make gpu-check runs here)");
+        return;
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new("bash")
+        .arg(repo.join("containers/gpu-check.sh"))
+        .env("OUT", out.path())
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no NVIDIA GPU here"), "{stderr}");
+    // It stopped before installing or building anything.
+    assert!(!stderr.contains("install:"), "{stderr}");
+    assert!(out.path().join("gpu-check.log").is_file());
+}
