@@ -10,6 +10,9 @@ TOOLS := $(CURDIR)/.tools
 CACHE := $(CURDIR)/.cache
 PIP_DOWNLOAD := $(PYTHON) -m pip download --quiet --no-deps --only-binary :all: --dest $(CACHE)/pip
 REELAY_ROOT ?= reelay-data
+# The GPU worker image's contents, laid out on this machine by the image's own
+# recipe (containers/assemble-worker.sh) for the CUDA chain tests.
+export REELAY_WORKER_IMAGE := $(TOOLS)/gpu-worker
 export REELAY_FFMPEG := $(TOOLS)/bin/ffmpeg
 export REELAY_FONT := $(TOOLS)/fonts/Roboto-Bold.ttf
 export CARGO_TERM_COLOR ?= never
@@ -19,7 +22,7 @@ IMAGEIO_FFMPEG := 0.8.1
 FONT_ROBOTO := 0.0.1
 SCIKIT_IMAGE := 0.25.2
 
-.PHONY: setup tools demo test test-rust test-infra lint bench reliability clean-tools
+.PHONY: setup tools demo test test-rust test-infra lint bench reliability clean-tools worker-image gpu-check
 
 setup: $(TOOLS)/bin/ffmpeg $(TOOLS)/fonts/Roboto-Bold.ttf $(TOOLS)/testdata/.done $(TOOLS)/onnxruntime/lib/libonnxruntime.so
 
@@ -61,11 +64,24 @@ $(TOOLS)/venv/.done: tests/requirements.txt
 	$(TOOLS)/venv/bin/pip install --quiet --cache-dir $(CACHE)/pip-cache -r tests/requirements.txt
 	touch $@
 
+# What the GPU worker image ships, into .tools/gpu-worker: reelay built with
+# --features cuda (dev profile, sharing target/ with the tests), ONNX Runtime
+# GPU 1.31.1 and the CUDA 13 / cuDNN 9 libraries from the pinned wheels in
+# containers/worker-libs.txt (about 1.3 GB of wheels, cached in .cache/pip),
+# FFmpeg, the font and the models. tests/gpu_worker.rs checks it.
+worker-image:
+	PYTHON=$(PYTHON) bash containers/assemble-worker.sh --profile dev $(REELAY_WORKER_IMAGE)
+
+# One shot on a machine with an NVIDIA GPU: the CUDA tests, then the GPU
+# benchmarks, as one table (also written under $$OUT when set).
+gpu-check:
+	PYTHON=$(PYTHON) bash containers/gpu-check.sh
+
 demo: setup
 	cargo build --release --bin reelay
 	./target/release/reelay demo --root "$(REELAY_ROOT)"
 
-test: setup tools test-rust test-infra
+test: setup tools worker-image test-rust test-infra
 
 test-rust:
 	cargo test --all-targets --features bench --no-fail-fast 2>&1 | tee $(CACHE)/test-rust.log
@@ -99,6 +115,7 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features bench -- -D warnings
+	cargo clippy --all-targets --features cuda,bench -- -D warnings
 
 clean-tools:
 	rm -rf $(TOOLS)

@@ -2,10 +2,8 @@
 # reelay router / CPU image: `reelay route` with FFmpeg for clip extraction and compilation.
 # Build from the repository root:
 #   docker build -f containers/router.Dockerfile -t reelay-router .
-# --build-arg CUDA=12 builds reelay with the api-26 feature, matching a CUDA 12 GPU
-# worker image so both report the same build; the router itself never loads a GPU.
+# The router never loads a GPU: reelay is built without the `cuda` feature.
 
-ARG CUDA=13
 ARG RUST_VERSION=1.95
 
 # ---- fetch: static FFmpeg (imageio-ffmpeg wheel) and the caption font (font-roboto sdist) ----
@@ -25,15 +23,13 @@ RUN set -eux; \
 
 # ---- build: the reelay binary ----
 FROM rust:${RUST_VERSION}-bookworm AS build
-ARG CUDA
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     set -eux; \
-    if [ "$CUDA" = 12 ]; then features=api-26; else features=""; fi; \
-    cargo build --release --locked --bin reelay ${features:+--features "$features"}; \
+    cargo build --release --locked --bin reelay; \
     install -D -m 0755 target/release/reelay /out/bin/reelay
 
 # ---- runtime ----

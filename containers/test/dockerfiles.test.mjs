@@ -110,13 +110,16 @@ function copies(stage) {
 
 const files = {
   'gpu-worker.Dockerfile': {
-    finalBase: { 13: /^nvidia\/cuda:13\.\d+\.\d+-cudnn-runtime-ubuntu\d+\.\d+$/, 12: /^nvidia\/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu\d+\.\d+$/ },
+    // CUDA 13 only; the libraries come from containers/worker-libs.txt (worker-pins.test.mjs).
+    finalBase: /^nvidia\/cuda:13\.\d+\.\d+-base-ubuntu\d+\.\d+$/,
+    minStages: 2, // assemble (containers/assemble-worker.sh), runtime
     cmd: 'work',
     env: ['ORT_DYLIB_PATH', 'REELAY_FFMPEG', 'REELAY_FONT', 'REELAY_MODELS_DIR'],
-    pins: ['onnxruntime-gpu==${ort}', 'ort=1.31.1', 'ort=1.26.0', 'imageio-ffmpeg==0.8.1', 'ffmpeg-linux-x86_64-v9.0.2', 'font-roboto==0.0.1'],
+    pins: ['containers/assemble-worker.sh', 'containers/worker-libs.txt', 'libonnxruntime.so.1.31.1'],
   },
   'router.Dockerfile': {
-    finalBase: { 13: /^debian:[a-z]+-slim$/, 12: /^debian:[a-z]+-slim$/ },
+    finalBase: /^debian:[a-z]+-slim$/,
+    minStages: 3, // fetch, build, runtime
     cmd: 'route',
     env: ['REELAY_FFMPEG', 'REELAY_FONT'],
     pins: ['imageio-ffmpeg==0.8.1', 'ffmpeg-linux-x86_64-v9.0.2', 'font-roboto==0.0.1'],
@@ -132,17 +135,17 @@ for (const [file, spec] of Object.entries(files)) {
   describe(file, () => {
     test('uses BuildKit syntax and several stages', () => {
       assert.match(text.split('\n')[0], /^# syntax=docker\/dockerfile:1(\.\d+)?$/);
-      assert.ok(stages(instrs).length >= 3, 'multi-stage: fetch, build, runtime');
+      assert.ok(stages(instrs).length >= spec.minStages, `multi-stage: at least ${spec.minStages} stages`);
     });
 
-    for (const cuda of ['13', '12']) {
-      test(`CUDA=${cuda}: final image base, non-root user, healthcheck, entrypoint`, () => {
-        const st = stages(instrs, { CUDA: cuda });
+    {
+      test('final image base, non-root user, healthcheck, entrypoint', () => {
+        const st = stages(instrs);
         const last = st[st.length - 1];
         // FROM an earlier stage: walk to its external base.
         let base = last;
         while (base.fromStage) base = base.fromStage;
-        assert.match(base.image, spec.finalBase[cuda], `final base ${base.image}`);
+        assert.match(base.image, spec.finalBase, `final base ${base.image}`);
         for (const s of st) {
           if (!s.fromStage) assert.match(s.image, /^[a-z0-9./_-]+:[A-Za-z0-9._-]+$/, `${s.image}: external images need an explicit tag`);
           if (!s.fromStage) assert.ok(!s.image.endsWith(':latest'), `${s.image}: no :latest`);
@@ -231,4 +234,96 @@ describe('parser self-check', () => {
     assert.equal(st[0].image, 'a:2');
     assert.equal(st[0].name, 's');
   });
+});
+
+// ---- The GPU worker's pins (containers/worker-libs.txt) against its Dockerfile:
+// the base image's CUDA release is the one the nvidia-* wheels come from, the
+// ONNX Runtime the image points at is the pinned one, and the health check is
+// `reelay doctor`. Each rule is shown to fail on a deliberately wrong copy.
+
+const read = (...p) => fs.readFileSync(path.join(...p), 'utf8');
+
+/** `{ cudaRelease, pins: {name: version} }` from worker-libs.txt. */
+export function parsePins(text) {
+  const release = text.match(/^#\s*cuda-release:\s*(\d+\.\d+\.\d+)\s*$/m)?.[1];
+  const pins = {};
+  for (const line of text.split('\n')) {
+    const l = line.replace(/#.*/, '').trim();
+    if (!l) continue;
+    const m = l.match(/^([A-Za-z0-9._-]+)==([A-Za-z0-9.]+)$/);
+    if (!m) throw new Error(`not an exact pin: ${l}`);
+    pins[m[1]] = m[2];
+  }
+  return { cudaRelease: release, pins };
+}
+
+/** Every disagreement between the Dockerfile, the pins and setup-ort.sh. */
+export function pinProblems(dockerfile, pinsText, setupOrt) {
+  const problems = [];
+  const { cudaRelease, pins } = parsePins(pinsText);
+  if (!cudaRelease) return ['worker-libs.txt has no "# cuda-release: X.Y.Z" line'];
+  const [major, minor] = cudaRelease.split('.');
+  const st = stages(parseDockerfile(dockerfile));
+  const last = st[st.length - 1];
+  let base = last;
+  while (base.fromStage) base = base.fromStage;
+  const tag = base.image.match(/^nvidia\/cuda:(\d+\.\d+\.\d+)-/)?.[1];
+  if (tag !== cudaRelease) problems.push(`base image ${base.image} is CUDA ${tag}, the pins are CUDA ${cudaRelease}`);
+  // Toolkit-numbered components carry the release's major.minor.
+  for (const name of ['nvidia-cuda-runtime', 'nvidia-cuda-nvrtc']) {
+    if (!pins[name]) problems.push(`${name} is not pinned`);
+    else if (!pins[name].startsWith(`${major}.${minor}.`)) problems.push(`${name}==${pins[name]} is not CUDA ${major}.${minor}`);
+  }
+  if (!pins['nvidia-cublas']?.startsWith(`${major}.`)) problems.push(`nvidia-cublas==${pins['nvidia-cublas']} is not cuBLAS ${major}`);
+  if (!pins['nvidia-curand']) problems.push('nvidia-curand is not pinned');
+  const cudnn = Object.keys(pins).find((n) => n.startsWith('nvidia-cudnn-'));
+  if (cudnn !== `nvidia-cudnn-cu${major}`) problems.push(`cuDNN wheel ${cudnn} is not the CUDA ${major} build (nvidia-cudnn-cu${major})`);
+  else if (!pins[cudnn].startsWith('9.')) problems.push(`${cudnn}==${pins[cudnn]} is not cuDNN 9`);
+  const ort = pins['onnxruntime-gpu'];
+  if (!ort) problems.push('onnxruntime-gpu is not pinned');
+  const env = last.instrs.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
+  const dylib = env.match(/ORT_DYLIB_PATH=(\S+)/)?.[1] ?? '';
+  if (!dylib.endsWith(`/libonnxruntime.so.${ort}`)) problems.push(`ORT_DYLIB_PATH=${dylib} is not the versioned libonnxruntime.so.${ort}`);
+  const cpuOrt = setupOrt.match(/^VERSION=(\S+)$/m)?.[1];
+  if (cpuOrt !== ort) problems.push(`models/setup-ort.sh installs ONNX Runtime ${cpuOrt}, the image ${ort}: one API level for both`);
+  const runs = st.flatMap((s) => s.instrs.filter((i) => i.op === 'RUN').map((i) => i.args)).join('\n');
+  if (!/assemble-worker\.sh --profile release/.test(runs)) problems.push('the image is not laid out by containers/assemble-worker.sh --profile release');
+  const hc = last.instrs.find((i) => i.op === 'HEALTHCHECK')?.args ?? '';
+  if (!/"doctor"/.test(hc)) problems.push(`HEALTHCHECK does not run reelay doctor: ${hc}`);
+  return problems;
+}
+
+const workerDockerfile = read(containers, 'gpu-worker.Dockerfile');
+const pinsText = read(containers, 'worker-libs.txt');
+const setupOrt = read(repo, 'models', 'setup-ort.sh');
+
+test('the Dockerfile base, ORT_DYLIB_PATH, setup-ort.sh and worker-libs.txt agree', () => {
+  assert.deepEqual(pinProblems(workerDockerfile, pinsText, setupOrt), []);
+});
+
+test('a CUDA 12 base under CUDA 13 pins is caught', () => {
+  const wrong = workerDockerfile.replace(/nvidia\/cuda:13\.0\.2-base/, 'nvidia/cuda:12.9.1-base');
+  assert.notEqual(wrong, workerDockerfile);
+  assert.match(pinProblems(wrong, pinsText, setupOrt).join('\n'), /CUDA 12\.9\.1, the pins are CUDA 13\.0\.2/);
+});
+
+test('a runtime wheel from another CUDA release, or a cuDNN for CUDA 12, is caught', () => {
+  const wrong = pinsText.replace(/nvidia-cuda-runtime==\S+/, 'nvidia-cuda-runtime==13.2.51').replace(/nvidia-cudnn-cu13==/, 'nvidia-cudnn-cu12==');
+  const p = pinProblems(workerDockerfile, wrong, setupOrt).join('\n');
+  assert.match(p, /nvidia-cuda-runtime==13\.2\.51 is not CUDA 13\.0/);
+  assert.match(p, /nvidia-cudnn-cu12 is not the CUDA 13 build/);
+});
+
+test('an unversioned ORT_DYLIB_PATH, another ONNX Runtime, or a --version health check is caught', () => {
+  const wrong = workerDockerfile
+    .replace(/libonnxruntime\.so\.1\.31\.1/, 'libonnxruntime.so')
+    .replace(/"doctor", "--quick", "--device", "cuda"/, '"--version"');
+  const p = pinProblems(wrong, pinsText.replace('onnxruntime-gpu==1.31.1', 'onnxruntime-gpu==1.26.0'), setupOrt).join('\n');
+  assert.match(p, /ORT_DYLIB_PATH=\/opt\/reelay\/lib\/libonnxruntime\.so is not the versioned/);
+  assert.match(p, /setup-ort\.sh installs ONNX Runtime 1\.31\.1, the image 1\.26\.0/);
+  assert.match(p, /HEALTHCHECK does not run reelay doctor/);
+});
+
+test('a pin that is not exact is refused', () => {
+  assert.throws(() => parsePins('onnxruntime-gpu>=1.31\n'), /not an exact pin/);
 });

@@ -3,6 +3,7 @@
 
 pub mod detect;
 pub mod frame;
+pub mod gpu;
 pub mod inference;
 pub mod media;
 pub mod overlay;

@@ -145,6 +145,51 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The GPU check's benchmarks as one table (`make gpu-check`): the
+    /// upscaler at each precision and batch (frames/s, TFLOP/s, T4
+    /// projection), the frame step against the model, detection.
+    Gpu {
+        #[arg(long, default_value = "realesr-general-x4v3")]
+        model: String,
+        /// cuda, or cpu for a dry run.
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        /// Upscaler input size, WxH.
+        #[arg(long, default_value = "640x360")]
+        crop: String,
+        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 2, 4, 8])]
+        batches: Vec<usize>,
+        #[arg(long, value_delimiter = ',', default_value = "fp16,fp32")]
+        precisions: Vec<String>,
+        /// Minimum timed seconds per upscaler row.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Frames in the frame step's clip (0: skip the frame step).
+        #[arg(long, default_value_t = 96)]
+        frame_frames: u32,
+        /// The frame step's source clip, WxH.
+        #[arg(long, default_value = "1280x720")]
+        frame_source: String,
+        /// Seconds of the detection source (0: skip detection).
+        #[arg(long, default_value_t = 5.0)]
+        detect_seconds: f64,
+        /// Detection source size, WxH.
+        #[arg(long, default_value = "1920x1080")]
+        detect_source: String,
+        /// This GPU's dense fp16 tensor peak, TFLOP/s, when not built in.
+        #[arg(long, requires = "peak_fp32")]
+        peak_fp16: Option<f64>,
+        /// This GPU's fp32 peak, TFLOP/s, when not built in.
+        #[arg(long, requires = "peak_fp16")]
+        peak_fp32: Option<f64>,
+        #[arg(long, default_value = ".cache/bench")]
+        scratch: PathBuf,
+        /// Also write the table here (and the JSON beside it, .json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The demo end to end: wall time against its critical path of steps,
     /// and peak RSS of reelay against that of its FFmpeg children.
     Demo {
@@ -173,6 +218,7 @@ pub enum BenchCommand {
 
 pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
     match which {
+        which @ BenchCommand::Gpu { .. } => gpu(which, config).await,
         BenchCommand::Cpu {
             repetitions,
             scratch,
@@ -491,4 +537,95 @@ fn render_cpu(report: &CpuBenchReport) -> String {
         ));
     }
     out
+}
+
+/// `reelay bench gpu`: options from the flags, one blocking run, the table.
+async fn gpu(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
+    use crate::bench::gpu::{GpuBenchOptions, Peaks, cuda_defaults, render, run};
+    let BenchCommand::Gpu {
+        model,
+        device,
+        crop,
+        batches,
+        precisions,
+        seconds,
+        frame_frames,
+        frame_source,
+        detect_seconds,
+        detect_source,
+        peak_fp16,
+        peak_fp32,
+        scratch,
+        out,
+        json,
+    } = which
+    else {
+        unreachable!("called for bench gpu only")
+    };
+    let device: crate::inference::Device = device.parse().map_err(anyhow::Error::msg)?;
+    let mut o: GpuBenchOptions = cuda_defaults(&model);
+    o.device = device;
+    o.crop = parse_wxh("--crop", &crop)?;
+    o.batches = batches;
+    o.precisions = precisions
+        .iter()
+        .map(|p| p.parse().map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    o.seconds = seconds;
+    o.peaks = peak_fp16
+        .zip(peak_fp32)
+        .map(|(fp16, fp32)| Peaks { fp16, fp32 });
+    o.frame = match o.frame.take() {
+        Some(mut f) if frame_frames > 0 => {
+            (f.crop_w, f.crop_h) = o.crop;
+            (f.source_w, f.source_h) = parse_wxh("--frame-source", &frame_source)?;
+            f.frames = frame_frames;
+            f.device = device;
+            f.batch = o
+                .batches
+                .iter()
+                .copied()
+                .find(|&b| b == 4)
+                .unwrap_or(o.batches[0]);
+            f.precision = o.precisions[0];
+            f.model_seconds = seconds;
+            Some(f)
+        }
+        _ => None,
+    };
+    o.detect = match o.detect.take() {
+        Some(mut d) if detect_seconds > 0.0 => {
+            d.load.device = device;
+            d.seconds = detect_seconds;
+            d.min_model_secs = seconds;
+            (d.width, d.height) = parse_wxh("--detect-source", &detect_source)?;
+            Some(d)
+        }
+        _ => None,
+    };
+    let ff = Ffmpeg::locate()?;
+    let profile = Config::load(config.as_deref())?.file.output;
+    let manifest = Manifest::load_default()?;
+    std::fs::create_dir_all(&scratch)?;
+    let report = tokio::task::spawn_blocking(move || {
+        run(&ff, &manifest, &profile, &scratch, &o, &mut |l| {
+            eprintln!("{l}")
+        })
+    })
+    .await??;
+    let table = render(&report);
+    let as_json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = out {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, &table)?;
+        std::fs::write(path.with_extension("json"), &as_json)?;
+    }
+    if json {
+        println!("{as_json}");
+    } else {
+        print!("{table}");
+    }
+    Ok(())
 }

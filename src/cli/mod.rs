@@ -5,6 +5,7 @@ mod bars;
 #[cfg(feature = "bench")]
 mod bench;
 mod demo;
+mod doctor;
 mod models;
 mod run_step;
 
@@ -106,6 +107,10 @@ pub enum Command {
         #[command(subcommand)]
         which: models::ModelsCommand,
     },
+    /// Checks this machine for the configured device: ONNX Runtime, CUDA
+    /// (libraries, driver, GPU, provider), FFmpeg (NVENC/NVDEC), models, font.
+    /// Exits non-zero when the device cannot work; the GPU worker's health check.
+    Doctor(doctor::DoctorArgs),
     /// Benchmarks that print ratios against a reference run on this machine
     /// (built with `--features bench`).
     #[cfg(feature = "bench")]
@@ -152,6 +157,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Models { which } => models::run(which),
         #[cfg(feature = "bench")]
         Command::Bench { which } => bench::run(which, cli.config).await,
+        Command::Doctor(args) => doctor::run(args, cli.config.as_deref()),
         Command::Run {
             kind,
             input,

@@ -106,7 +106,7 @@ pub fn gpu_name(id: i32) -> String {
 }
 
 /// Audit metadata is US-ASCII: keep printable ASCII only.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .collect()

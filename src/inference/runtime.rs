@@ -155,3 +155,40 @@ fn library_version(path: &Path) -> String {
         .unwrap_or("unknown")
         .to_string()
 }
+
+/// The execution providers the loaded ONNX Runtime was built with (e.g.
+/// `CUDAExecutionProvider`, `CPUExecutionProvider`): what the library can
+/// offer, before any of them is registered on this machine.
+pub fn available_providers() -> Result<Vec<String>, InferenceError> {
+    runtime()?;
+    let api = ort::api();
+    let mut list: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: the runtime is loaded; ONNX Runtime fills `list` with `n`
+    // NUL-terminated names, released below with its own function.
+    unsafe {
+        let status = (api.GetAvailableProviders)(&mut list, &mut n);
+        if !status.0.is_null() {
+            let message = std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0))
+                .to_string_lossy()
+                .into_owned();
+            (api.ReleaseStatus)(status.0);
+            return Err(InferenceError::Ort {
+                context: "list its execution providers".into(),
+                message,
+            });
+        }
+        let names = (0..usize::try_from(n).unwrap_or(0))
+            .map(|i| {
+                std::ffi::CStr::from_ptr(*list.add(i))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let released = (api.ReleaseAvailableProviders)(list, n);
+        if !released.0.is_null() {
+            (api.ReleaseStatus)(released.0);
+        }
+        Ok(names)
+    }
+}

@@ -53,6 +53,10 @@ pub struct LoadedModel {
     /// sha256 of the file that was checked and loaded.
     pub sha256: String,
     pub device: ResolvedDevice,
+    /// Why `auto` picked the CPU (no GPU, no driver, built without CUDA), for
+    /// the log and the audit record; `None` when the device was not `auto`
+    /// or CUDA was picked.
+    pub device_reason: Option<String>,
     /// Milliseconds spent reading, checking, creating and warming up.
     pub load_ms: u64,
     pub(crate) session: Mutex<Session>,
@@ -125,13 +129,14 @@ pub fn load(
     }
     let rt = runtime()?;
     let started = Instant::now();
-    let (verified, mut session, device) = create(rt, manifest, name, options)?;
+    let (verified, mut session, device, device_reason) = create(rt, manifest, name, options)?;
     warm_up(&verified.entry, &mut session)?;
     let model = Arc::new(LoadedModel {
         entry: verified.entry,
         precision: verified.precision,
         sha256: verified.sha256,
         device,
+        device_reason,
         load_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         session: Mutex::new(session),
     });
@@ -149,42 +154,63 @@ pub fn load(
     Ok(model)
 }
 
+type Created = (VerifiedModel, Session, ResolvedDevice, Option<String>);
+
 fn create(
     rt: &Runtime,
     manifest: &Manifest,
     name: &str,
     options: &LoadOptions,
-) -> Result<(VerifiedModel, Session, ResolvedDevice), InferenceError> {
+) -> Result<Created, InferenceError> {
+    let plain = |(v, s, d): (VerifiedModel, Session, ResolvedDevice)| (v, s, d, None);
     match options.device {
-        Device::Cpu => create_cpu(rt, manifest, name, options),
+        Device::Cpu => create_cpu(rt, manifest, name, options).map(plain),
         Device::Cuda => {
             if !CUDA_COMPILED {
                 return Err(InferenceError::CudaNotCompiled);
             }
-            create_cuda(rt, manifest, name, options)
+            create_cuda(rt, manifest, name, options).map(plain)
         }
         Device::Auto => {
-            if CUDA_COMPILED {
+            let reason = if CUDA_COMPILED {
                 match create_cuda(rt, manifest, name, options) {
                     Ok(r) => {
                         tracing::info!(model = name, device = %r.2, "device auto: picked CUDA");
-                        return Ok(r);
+                        return Ok(plain(r));
                     }
                     // A bad model file is not a device problem: report it.
                     Err(e @ InferenceError::Model(_)) => return Err(e),
-                    Err(e) => {
-                        tracing::info!(model = name, reason = %e, "device auto: CUDA unavailable, picked cpu")
-                    }
+                    Err(e) => auto_reason(&e),
                 }
             } else {
-                tracing::info!(
-                    model = name,
-                    "device auto: picked cpu (built without the `cuda` feature)"
-                );
-            }
-            create_cpu(rt, manifest, name, options)
+                "auto picked cpu: this reelay was built without the `cuda` feature".to_string()
+            };
+            tracing::info!(model = name, reason = %reason, "device auto: picked cpu");
+            let (v, s, d) = create_cpu(rt, manifest, name, options)?;
+            Ok((v, s, d, Some(reason)))
         }
     }
+}
+
+/// Why `auto` did not get CUDA, short and US-ASCII for audit metadata.
+fn auto_reason(e: &InferenceError) -> String {
+    let why = match e {
+        InferenceError::NoCudaDevice { reason } | InferenceError::CudaUnavailable { reason } => {
+            reason.as_str()
+        }
+        _ => "",
+    };
+    let why = if why.is_empty() {
+        e.to_string()
+    } else {
+        why.to_string()
+    };
+    let mut s = super::device::sanitize(&format!("auto picked cpu: {why}"));
+    if s.len() > 200 {
+        s.truncate(197);
+        s.push_str("...");
+    }
+    s
 }
 
 fn builder(rt: &Runtime, options: &LoadOptions) -> Result<SessionBuilder, InferenceError> {
@@ -237,9 +263,15 @@ fn create_cuda(
 ) -> Result<(VerifiedModel, Session, ResolvedDevice), InferenceError> {
     use ort::ep::{CUDA, ExecutionProvider};
 
-    let verified = manifest.load_verified(name, options.precision)?;
     let id = options.cuda_device;
+    // The driver and the libraries first: their errors name what is missing,
+    // where ONNX Runtime's would be a loader message about its provider.
+    let driver = super::cuda::require_device(id).map_err(|e| InferenceError::NoCudaDevice {
+        reason: e.to_string(),
+    })?;
     let unavailable = |reason: String| InferenceError::CudaUnavailable { reason };
+    super::cuda::require_libraries(&rt.library).map_err(unavailable)?;
+    let verified = manifest.load_verified(name, options.precision)?;
     if !CUDA::is_available().unwrap_or(false) {
         return Err(unavailable(format!(
             "the ONNX Runtime at {} has no CUDA execution provider (the CPU wheel was installed; CUDA needs onnxruntime-gpu's libraries)",
@@ -254,9 +286,13 @@ fn create_cuda(
         .map_err(|e| unavailable(e.to_string()))?
         .commit_from_memory(&verified.bytes)
         .map_err(|e| unavailable(format!("load {}: {e}", verified.path.display())))?;
+    let gpu = driver.gpus.iter().find(|g| g.id == id);
     let device = ResolvedDevice::Cuda {
         id,
-        name: super::device::gpu_name(id),
+        name: gpu.map_or_else(
+            || super::device::gpu_name(id),
+            |g| super::device::sanitize(&g.name),
+        ),
     };
     Ok((verified, session, device))
 }

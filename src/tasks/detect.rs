@@ -159,6 +159,10 @@ pub fn run(
         .insert(MODEL.into(), detector.model().audit_id());
     out.metadata
         .insert(DEVICE.into(), detector.model().device_name());
+    if let Some(reason) = &detector.model().device_reason {
+        out.metadata
+            .insert(crate::audit::record::DEVICE_REASON.into(), reason.clone());
+    }
     out.metadata
         .insert("reelay-frames".into(), stats.frames.to_string());
     out.metadata

@@ -495,6 +495,16 @@ export class ReelayStack extends cdk.Stack {
       readonlyRootFilesystem: true,
       environment: workerEnv,
       stopTimeout: cdk.Duration.seconds(120),
+      // ECS ignores the image's HEALTHCHECK: this is the one that runs. `doctor
+      // --quick` fails when the driver, the GPU, a CUDA library, ONNX Runtime,
+      // FFmpeg, the font or a model's sha256 is wrong, without using the GPU.
+      healthCheck: {
+        command: ['CMD', '/opt/reelay/bin/reelay', 'doctor', '--quick', '--device', 'cuda'],
+        interval: cdk.Duration.seconds(60),
+        timeout: cdk.Duration.seconds(30),
+        startPeriod: cdk.Duration.seconds(120),
+        retries: 3,
+      },
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'worker', logGroup: workerLogs }),
     });
     worker.addMountPoints({ containerPath: '/tmp', sourceVolume: 'scratch', readOnly: false });

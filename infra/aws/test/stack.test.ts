@@ -299,6 +299,7 @@ describe('GPU fleet and scaling', () => {
   test('the worker task asks for one GPU and runs `reelay work --device cuda`', () => {
     assert.deepEqual(workerContainer.ResourceRequirements, [{ Type: 'GPU', Value: '1' }]);
     assert.deepEqual(workerContainer.Command, ['work', '--device', 'cuda']);
+    assert.deepEqual(workerContainer.HealthCheck.Command, ['CMD', '/opt/reelay/bin/reelay', 'doctor', '--quick', '--device', 'cuda']);
     assert.equal(workerContainer.ReadonlyRootFilesystem, true);
     assert.deepEqual(base.json.Resources[workerRoleId].Properties.AssumeRolePolicyDocument.Statement[0].Principal, { Service: 'ecs-tasks.amazonaws.com' });
   });

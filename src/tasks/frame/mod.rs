@@ -31,7 +31,7 @@ pub use params::{Crop, FrameParams, Framing, Keyframe, OutputSize, Rect, VideoAc
 pub use pipeline::{Accel, FrameRun, StageStats};
 
 use super::{StepOutput, TaskError, overlay};
-use crate::audit::record::{DEVICE, MODEL};
+use crate::audit::record::{DEVICE, DEVICE_REASON, MODEL};
 use crate::inference::{Device, LoadOptions, Upscaler, UpscalerConfig};
 use crate::media::{EncodeProfile, Ffmpeg, Progress, secs};
 use crate::models::{Manifest, Precision};
@@ -191,6 +191,9 @@ pub fn run_detailed(
     let model = up.model();
     m.insert(MODEL.into(), model.audit_id());
     m.insert(DEVICE.into(), up.device_name());
+    if let Some(reason) = &model.device_reason {
+        m.insert(DEVICE_REASON.into(), reason.clone());
+    }
     m.insert("reelay-precision".into(), model.precision.to_string());
     m.insert("reelay-batch".into(), run.batch.to_string());
     m.insert("reelay-tiles".into(), run.tiles.to_string());
