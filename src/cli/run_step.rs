@@ -76,6 +76,7 @@ pub async fn run(
     for input in inputs {
         anyhow::ensure!(input.is_file(), "input `{}` is not a file", input.display());
     }
+    crate::policy::fs::ensure_not_an_input(output, inputs)?;
     let mut inputs = inputs.to_vec();
     let drawn: Option<overlay::OverlayParams> = match kind {
         StepKind::Overlay => Some(serde_json::from_value(params.clone()).expect("validated")),

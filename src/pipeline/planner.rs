@@ -15,6 +15,7 @@ use crate::overlay::spec::OverlaySpec;
 use crate::pipeline::manifest::{Clip, JobManifest, ManifestError, Placement};
 use crate::pipeline::placement;
 use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
+use crate::policy::outputs;
 use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
 use crate::tasks::export::{ExportClip, ExportParams};
@@ -344,6 +345,10 @@ pub async fn load_manifest(
     store: &dyn ObjectStore,
     key: &str,
 ) -> Result<(JobManifest, ObjectMeta), PlanError> {
+    // The size first: a huge file in `jobs/` is refused without reading it.
+    if let Some(meta) = store.head(key).await? {
+        JobManifest::check_size(key, meta.size)?;
+    }
     let (bytes, meta) = store.get_bytes(key).await?;
     Ok((JobManifest::parse(key, &bytes)?, meta))
 }
@@ -358,6 +363,9 @@ async fn plan_job(
         id: job_id(&manifest),
         manifest: manifest_key.to_string(),
     };
+    // Where it writes is checked before any step runs.
+    outputs::check_job_output(&config.file.layout, manifest_key, &manifest)?;
+    outputs::declare_output(store, manifest_key, &job.id, &manifest.output).await??;
     let work = format!("{}{}/", config.file.layout.work, job.id);
     let steps = job_steps(&manifest);
     let mut done: Vec<Option<ObjectMeta>> = Vec::with_capacity(steps.len());
@@ -369,23 +377,21 @@ async fn plan_job(
         let mut inputs = Vec::with_capacity(step.inputs.len());
         for input in &step.inputs {
             match input {
-                StepInput::Object(key) => match store.head(key).await? {
-                    Some(meta) => inputs.push(Some(meta.reference())),
-                    None => {
-                        let field = if *key == manifest.source {
-                            "source"
-                        } else {
-                            "clips[].overlay.track.detections"
-                        };
-                        return Err(ManifestError {
+                StepInput::Object(key) => {
+                    match input_head(store, manifest_key, &manifest, key).await? {
+                        Some(meta) => inputs.push(Some(meta.reference())),
+                        None => {
+                            let field = input_field(&manifest, key);
+                            return Err(ManifestError {
                             object: manifest_key.to_string(),
                             field: field.into(),
                             problem: format!("object `{key}` is not in the bucket"),
                             fix: "upload it first, then drop the job again (or run `reelay reconcile`)".into(),
                         }
                         .into());
+                        }
                     }
-                },
+                }
                 StepInput::Step(i) => inputs.push(done[*i].as_ref().map(|m| m.reference())),
             }
         }
@@ -432,6 +438,36 @@ async fn plan_job(
         plan.steps.push(status);
     }
     Ok(plan)
+}
+
+fn input_field(manifest: &JobManifest, key: &str) -> &'static str {
+    if key == manifest.source {
+        "source"
+    } else {
+        "clips[].overlay.track.detections"
+    }
+}
+
+/// An input object's metadata; a key the store refuses (a symlink, a key it
+/// cannot hold) is the manifest's fault and named as such.
+async fn input_head(
+    store: &dyn ObjectStore,
+    manifest_key: &str,
+    manifest: &JobManifest,
+    key: &str,
+) -> Result<Option<ObjectMeta>, PlanError> {
+    match store.head(key).await {
+        Ok(meta) => Ok(meta),
+        Err(StoreError::InvalidKey { reason, .. }) => Err(ManifestError {
+            object: manifest_key.to_string(),
+            field: input_field(manifest, key).into(),
+            problem: format!("object `{key}` cannot be read: {reason}"),
+            fix: "upload the file itself under that key (not a symlink), then drop the job again"
+                .into(),
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The output's metadata when it exists and was written by task `id`.
@@ -798,5 +834,227 @@ mod tests {
         assert_eq!(clips[2]["overlay"]["offset"], 4.0);
         assert_eq!(clips[2]["detections"], serde_json::json!([0]));
         crate::tasks::validate_params(StepKind::Export, &export.params).unwrap();
+    }
+
+    fn job_to(output: &str) -> String {
+        JOB.replace("exports/h.mp4", output)
+    }
+
+    /// The adversarial cases: a job's `output` over another upload, over its
+    /// own manifest, under `jobs/` (it would run as a job), under `sources/`
+    /// (it would retrigger the default rule), or under reelay's reserved
+    /// prefixes. Each is refused at planning, before any step, naming the
+    /// object, the field and the fix.
+    #[tokio::test]
+    async fn outputs_over_user_objects_or_reserved_prefixes_are_refused_at_planning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        put(&store, "sources/keep.mp4", b"keep", None).await;
+        for output in [
+            "sources/keep.mp4",
+            "jobs/j.json",
+            "jobs/other.json",
+            "sources/new.mp4",
+            "_reelay/claims/x.json",
+            "_reelay/failures/x.json",
+            "work/x.mp4",
+            "elsewhere/x.mp4",
+        ] {
+            put(&store, "jobs/j.json", job_to(output).as_bytes(), None).await;
+            let e = plan(&store, &config, Trigger::Upload(&upload("jobs/j.json")))
+                .await
+                .unwrap_err();
+            assert!(e.is_permanent(), "{e}");
+            let PlanError::Manifest(m) = &e else {
+                panic!("{e}")
+            };
+            assert_eq!(
+                (m.object.as_str(), m.field.as_str()),
+                ("jobs/j.json", "output"),
+                "{e}"
+            );
+            assert!(m.problem.contains(output), "{e}");
+            assert!(m.fix.contains("`exports/`"), "{e}");
+        }
+        assert_eq!(
+            store.get_bytes("sources/keep.mp4").await.unwrap().0,
+            b"keep"
+        );
+        // The configured prefixes are what is allowed.
+        let mut file = crate::config::ConfigFile::default();
+        crate::config::apply_env(&mut file, |k| {
+            (k == "REELAY_OUTPUT_PREFIXES").then(|| "elsewhere,exports/".to_string())
+        })
+        .unwrap();
+        let config = Config::from_file("env", file).unwrap();
+        put(
+            &store,
+            "jobs/j.json",
+            job_to("elsewhere/x.mp4").as_bytes(),
+            None,
+        )
+        .await;
+        plan(&store, &config, Trigger::Upload(&upload("jobs/j.json")))
+            .await
+            .unwrap();
+    }
+
+    /// Two jobs with one output took turns overwriting it; now the second
+    /// is refused, naming the first. The same job under two names is one job.
+    #[tokio::test]
+    async fn a_second_job_with_the_same_output_is_refused_naming_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let config = Config::defaults();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        put(&store, "jobs/first.json", JOB.as_bytes(), None).await;
+        let other = JOB.replace("\"end\": 1}", "\"end\": 1.5}");
+        put(&store, "jobs/second.json", other.as_bytes(), None).await;
+        put(&store, "jobs/copy.json", JOB.as_bytes(), None).await;
+        plan(&store, &config, Trigger::Upload(&upload("jobs/first.json")))
+            .await
+            .unwrap();
+        let e = plan(
+            &store,
+            &config,
+            Trigger::Upload(&upload("jobs/second.json")),
+        )
+        .await
+        .unwrap_err();
+        let PlanError::Manifest(m) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            (m.object.as_str(), m.field.as_str()),
+            ("jobs/second.json", "output")
+        );
+        assert!(m.problem.contains("jobs/first.json"), "{e}");
+        plan(&store, &config, Trigger::Upload(&upload("jobs/copy.json")))
+            .await
+            .unwrap();
+        // Once the first job names another output, the second may have it.
+        put(
+            &store,
+            "jobs/first.json",
+            job_to("exports/other.mp4").as_bytes(),
+            None,
+        )
+        .await;
+        plan(
+            &store,
+            &config,
+            Trigger::Upload(&upload("jobs/second.json")),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// A store that fails the test if a manifest over the limit is read.
+    struct NoBigReads(LocalStore);
+
+    #[async_trait::async_trait]
+    impl ObjectStore for NoBigReads {
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+            self.0.head(key).await
+        }
+        async fn get_to_file(
+            &self,
+            key: &str,
+            dest: &std::path::Path,
+        ) -> Result<ObjectMeta, StoreError> {
+            self.0.get_to_file(key, dest).await
+        }
+        async fn get_bytes(&self, key: &str) -> Result<(Vec<u8>, ObjectMeta), StoreError> {
+            let size = self.0.head(key).await?.map_or(0, |m| m.size);
+            assert!(
+                size <= crate::pipeline::manifest::MAX_MANIFEST_BYTES as u64,
+                "read {size} bytes of {key}"
+            );
+            self.0.get_bytes(key).await
+        }
+        async fn put_file(
+            &self,
+            key: &str,
+            src: &std::path::Path,
+            ct: &str,
+            md: &Metadata,
+        ) -> Result<ObjectMeta, StoreError> {
+            self.0.put_file(key, src, ct, md).await
+        }
+        async fn put_bytes(
+            &self,
+            key: &str,
+            b: &[u8],
+            ct: &str,
+            md: &Metadata,
+            c: PutCondition,
+        ) -> Result<crate::ports::store::PutOutcome, StoreError> {
+            self.0.put_bytes(key, b, ct, md, c).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_huge_manifest_is_refused_by_its_size_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NoBigReads(LocalStore::open(dir.path()).unwrap());
+        std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+        let f = std::fs::File::create(dir.path().join("jobs/huge.json")).unwrap();
+        f.set_len(64 << 20).unwrap();
+        let e = plan(
+            &store,
+            &Config::defaults(),
+            Trigger::Upload(&upload("jobs/huge.json")),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.is_permanent() && e.to_string().contains("over the 1 MiB limit"),
+            "{e}"
+        );
+    }
+
+    /// A symlinked source is named as the manifest's `source` problem.
+    #[tokio::test]
+    async fn a_symlinked_source_is_named_by_field_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("m.mp4"), b"video").unwrap();
+        std::fs::create_dir_all(dir.path().join("sources")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("m.mp4"),
+            dir.path().join("sources/m.mp4"),
+        )
+        .unwrap();
+        put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
+        let e = plan(
+            &store,
+            &Config::defaults(),
+            Trigger::Upload(&upload("jobs/a.json")),
+        )
+        .await
+        .unwrap_err();
+        let PlanError::Manifest(m) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            (m.object.as_str(), m.field.as_str()),
+            ("jobs/a.json", "source")
+        );
+        assert!(
+            m.problem.contains("symlink") && m.fix.contains("not a symlink"),
+            "{e}"
+        );
     }
 }

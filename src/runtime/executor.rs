@@ -22,6 +22,7 @@ use crate::ports::store::{
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::journal::Journal;
 use crate::runtime::progress::ProgressSink;
+use crate::runtime::{blame, supersede};
 use crate::tasks::{self, StepOutput, TaskError};
 
 /// Prefix of claim objects: `_reelay/claims/<task-id>.json`.
@@ -41,6 +42,9 @@ pub enum Outcome {
     Skipped { meta: ObjectMeta },
     /// Another live worker holds the claim; try again later.
     Busy { retry_after: Duration },
+    /// Planned from an input or manifest that has since changed: not run
+    /// or not published, and not a failure ([`supersede`]).
+    Superseded { reason: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,7 +78,23 @@ impl Executor {
         cancel: CancellationToken,
     ) -> Result<Outcome, TaskError> {
         let outcome = self.execute(task, cancel).await?;
-        if !matches!(outcome, Outcome::Busy { .. }) {
+        if let Outcome::Superseded { reason } = &outcome {
+            // The newer version runs instead: plan the job from its manifest now.
+            tracing::info!(task = %task.id, %reason, "superseded");
+            if let Some(job) = &task.job {
+                let event = supersede::manifest_event(&job.manifest);
+                if let Ok(next) =
+                    planner::plan(self.store.as_ref(), &self.config, Trigger::Upload(&event)).await
+                {
+                    self.dispatcher
+                        .dispatch_for(&self.config, &next.ready)
+                        .await
+                        .map_err(|e| {
+                            TaskError::transient(format!("dispatching the newer version: {e}"))
+                        })?;
+                }
+            }
+        } else if !matches!(outcome, Outcome::Busy { .. }) {
             // Also after a skip: a crash between publish and dispatch is healed here.
             let next = planner::plan(self.store.as_ref(), &self.config, Trigger::Finished(task))
                 .await
@@ -120,12 +140,20 @@ impl Executor {
             self.journal("skip", task, None);
             return Ok(Outcome::Skipped { meta });
         }
+        if let Some(stale) = supersede::check(store, task).await.map_err(transient)? {
+            self.release(task).await;
+            self.journal("superseded", task, None);
+            return Ok(Outcome::Superseded {
+                reason: stale.to_string(),
+            });
+        }
         let refresher = self.keep_claim(task);
         let result = self.run_claimed(task, cancel).await;
         refresher.cancel();
         self.release(task).await;
         match &result {
             Ok(Outcome::Done { record, .. }) => self.journal("done", task, Some(record.millis)),
+            Ok(Outcome::Superseded { .. }) => self.journal("superseded", task, None),
             Err(_) => self.journal("fail", task, None),
             _ => {}
         }
@@ -167,8 +195,32 @@ impl Executor {
         ));
         let started_wall = SystemTime::now();
         let started = Instant::now();
-        let step = self.run_step(task, inputs, output.clone(), cancel).await;
+        let shown: Vec<(PathBuf, String)> = inputs
+            .iter()
+            .cloned()
+            .zip(task.input_keys().map(str::to_string))
+            .collect();
+        let step = self
+            .run_step(task, inputs, output.clone(), cancel)
+            .await
+            .map_err(|mut e| {
+                e.message = blame::keys_for_paths(&e.message, &shown);
+                e
+            });
         let millis = started.elapsed().as_millis() as u64;
+        // A step that failed on an input replaced under it (an upload still
+        // being written), or whose job was edited meanwhile, gives way; so
+        // does a finished one: its output must not be published.
+        if let Some(stale) = supersede::check(self.store.as_ref(), task)
+            .await
+            .map_err(transient)?
+        {
+            let outcome = Outcome::Superseded {
+                reason: stale.to_string(),
+            };
+            self.progress.finished(task, Ok(&outcome));
+            return Ok(outcome);
+        }
         let step = match step {
             Ok(s) => s,
             Err(e) => {
