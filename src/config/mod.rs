@@ -61,7 +61,7 @@ pub struct ConfigFile {
 pub struct Layout {
     /// Prefixes users upload to; only these send notifications.
     pub uploads: Vec<String>,
-    /// Intermediate artifacts, under `<work><job-id>/`.
+    /// Intermediate artifacts, `<work>steps/<kind>-<task-id>.<ext>`.
     pub work: String,
     /// Failure records, `<failures><job>/<step>.json`.
     pub failures: String,

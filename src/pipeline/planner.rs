@@ -131,9 +131,15 @@ pub async fn plan(
                     .rule_for(&event.key)
                     .map(|r| r.name.clone())
                     .unwrap_or_default();
-                let task = Task::new(kind, rule, None, vec![meta.reference()], params, |id| {
-                    render_template(&output, &event.key, id)
-                });
+                let inputs = vec![meta.reference()];
+                let task = if output.contains("{task}") {
+                    Task::new(kind, rule, None, inputs, params, |id| {
+                        render_template(&output, &event.key, id)
+                    })
+                } else {
+                    let output = render_template(&output, &event.key, "");
+                    Task::to_output(kind, rule, None, inputs, params, output)
+                };
                 let done = is_done(store, &task.output, &task.id).await?.is_some();
                 Ok(Plan {
                     ready: if done { vec![] } else { vec![task] },
@@ -366,7 +372,10 @@ async fn plan_job(
     // Where it writes is checked before any step runs.
     outputs::check_job_output(&config.file.layout, manifest_key, &manifest)?;
     outputs::declare_output(store, manifest_key, &job.id, &manifest.output).await??;
-    let work = format!("{}{}/", config.file.layout.work, job.id);
+    // Intermediate outputs are named by their task alone: a task id is a
+    // hash of its kind, inputs and parameters, so jobs that need the same
+    // step (8 jobs cutting one clip) share one execution and one object.
+    let work = format!("{}steps/", config.file.layout.work);
     let steps = job_steps(&manifest);
     let mut done: Vec<Option<ObjectMeta>> = Vec::with_capacity(steps.len());
     let mut plan = Plan {
@@ -397,18 +406,18 @@ async fn plan_job(
         }
         let status = if inputs.iter().all(Option::is_some) {
             let inputs = inputs.into_iter().map(Option::unwrap).collect();
-            let task = Task::new(
+            let (kind, name, job, params) = (
                 step.kind,
                 step.name.clone(),
                 Some(job.clone()),
-                inputs,
                 step.params.clone(),
-                |id| {
-                    step.output.clone().unwrap_or_else(|| {
-                        format!("{work}{}-{id}.{}", step.kind, step.kind.output_extension())
-                    })
-                },
             );
+            let task = match &step.output {
+                Some(output) => Task::to_output(kind, name, job, inputs, params, output.clone()),
+                None => Task::new(kind, name, job, inputs, params, |id| {
+                    format!("{work}{kind}-{id}.{}", kind.output_extension())
+                }),
+            };
             let existing = is_done(store, &task.output, &task.id).await?;
             let state = if existing.is_some() {
                 StepState::Done

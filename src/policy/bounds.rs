@@ -78,6 +78,36 @@ pub fn check_caption(caption: &str) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// Characters of `texts` the font at `font` has no glyph for (FFmpeg draws
+/// them as boxes); empty when every character is covered or the font cannot
+/// be read (the step that draws reports that).
+pub fn missing_glyphs<'a>(
+    font: &std::path::Path,
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Vec<char> {
+    let chars: Vec<char> = texts
+        .into_iter()
+        .flat_map(str::chars)
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if chars.is_empty() {
+        return Vec::new();
+    }
+    let Some(font) = std::fs::read(font)
+        .ok()
+        .and_then(|b| fontdue::Font::from_bytes(b, fontdue::FontSettings::default()).ok())
+    else {
+        return Vec::new();
+    };
+    let mut missing: Vec<char> = Vec::new();
+    for c in chars {
+        if font.lookup_glyph_index(c) == 0 && !missing.contains(&c) {
+            missing.push(c);
+        }
+    }
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +128,19 @@ mod tests {
         let spec: OverlaySpec =
             serde_json::from_value(serde_json::json!({"text": vec![fine; 16]})).unwrap();
         check_overlay(&spec).unwrap();
+    }
+
+    /// Glyphs the caption font lacks were drawn as boxes without a word.
+    #[test]
+    fn glyphs_the_font_lacks_are_found() {
+        let Ok(font) = crate::tasks::compile::locate_font() else {
+            panic!("no caption font: run `make setup`");
+        };
+        assert!(missing_glyphs(&font, ["Goal! été"]).is_empty());
+        assert_eq!(
+            missing_glyphs(&font, ["Goal \u{1F600}\u{4E2D}"]),
+            ['\u{1F600}', '\u{4E2D}']
+        );
     }
 
     #[test]
