@@ -436,6 +436,10 @@ impl ObjectStore for LocalStore {
         self.path_for(key).ok()
     }
 
+    fn check_writable(&self, key: &str) -> StoreResult<()> {
+        self.path_for(key).map(|_| ())
+    }
+
     async fn put_file(
         &self,
         key: &str,

@@ -371,6 +371,15 @@ async fn plan_job(
     };
     // Where it writes is checked before any step runs.
     outputs::check_job_output(&config.file.layout, manifest_key, &manifest)?;
+    if let Err(StoreError::InvalidKey { reason, .. }) = store.check_writable(&manifest.output) {
+        return Err(ManifestError {
+            object: manifest_key.to_string(),
+            field: "output".into(),
+            problem: format!("`{}` cannot be written: {reason}", manifest.output),
+            fix: "write the export to a real folder in the bucket".into(),
+        }
+        .into());
+    }
     outputs::declare_output(store, manifest_key, &job.id, &manifest.output).await??;
     // Intermediate outputs are named by their task alone: a task id is a
     // hash of its kind, inputs and parameters, so jobs that need the same
@@ -1031,6 +1040,40 @@ mod tests {
             e.is_permanent() && e.to_string().contains("over the 1 MiB limit"),
             "{e}"
         );
+    }
+
+    /// An output under an existing symlinked folder is refused at planning.
+    #[tokio::test]
+    async fn an_output_under_a_symlinked_folder_is_refused_at_planning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        put(&store, "sources/m.mp4", b"video", None).await;
+        std::fs::create_dir_all(dir.path().join("exports")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("sources"), dir.path().join("exports/in"))
+            .unwrap();
+        put(
+            &store,
+            "jobs/a.json",
+            job_to("exports/in/m.mp4").as_bytes(),
+            None,
+        )
+        .await;
+        let e = plan(
+            &store,
+            &Config::defaults(),
+            Trigger::Upload(&upload("jobs/a.json")),
+        )
+        .await
+        .unwrap_err();
+        let PlanError::Manifest(m) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            (m.object.as_str(), m.field.as_str()),
+            ("jobs/a.json", "output")
+        );
+        assert!(m.problem.contains("`exports/in` is a symlink"), "{e}");
+        assert_eq!(store.get_bytes("sources/m.mp4").await.unwrap().0, b"video");
     }
 
     /// A symlinked source is named as the manifest's `source` problem.
