@@ -4,6 +4,10 @@
 /// S3's own limit.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// Longest folder or file name: what local file systems hold (S3 holds more,
+/// but a key must work in every mode).
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
 /// Prefix reelay keeps for its own bookkeeping in a local bucket.
 pub const LOCAL_RESERVED: &str = ".reelay";
 
@@ -50,6 +54,11 @@ pub fn validate(key: &str) -> Result<(), KeyError> {
             "." | ".." => {
                 return fail(
                     "it has a `.` or `..` segment, which could leave the bucket; name the object directly",
+                );
+            }
+            s if s.len() > MAX_SEGMENT_BYTES => {
+                return fail(
+                    "a folder or file name in it is longer than 255 bytes, more than a file system holds; shorten it",
                 );
             }
             _ => {}
@@ -124,6 +133,10 @@ mod tests {
             assert!(validate(key).is_err(), "{key:?} should be rejected");
         }
         assert!(validate(&"k".repeat(1025)).is_err());
+        // A name too long for a file: refused (permanent) rather than failing
+        // every write as an I/O error (transient).
+        assert!(validate(&format!("exports/{}.mp4", "n".repeat(300))).is_err());
+        validate(&format!("exports/{}.mp4", "n".repeat(251))).unwrap();
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod media;
 pub mod models;
 pub mod overlay;
 pub mod pipeline;
+pub mod policy;
 pub mod ports;
 pub mod runtime;
 #[cfg(test)]

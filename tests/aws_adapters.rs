@@ -547,6 +547,33 @@ async fn a_message_received_max_receive_count_times_lands_in_the_dlq() {
     assert_eq!(dead[0].body, "poison");
 }
 
+/// A turn-away (another worker holds the task's claim) is not a failure:
+/// requeued as often as it takes, the message never reaches the DLQ,
+/// though SQS counts every receive (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeued_message_spends_no_receive_and_never_reaches_the_dlq() {
+    let moto = MotoServer::start();
+    let qs = moto
+        .create_queue_with_dlq("events", 2, Duration::from_secs(30))
+        .await;
+    let events = queue(&moto, &qs.url);
+    let dlq = queue(&moto, &qs.dlq_url);
+    events.send("busy task").await.unwrap();
+    for turn in 1..=4 {
+        let got = receive_n(&events, 1, Duration::from_secs(30)).await;
+        assert_eq!(got.len(), 1, "turn {turn}");
+        assert_eq!(got[0].body, "busy task");
+        assert_eq!(got[0].receive_count, 1, "turn {turn}: a fresh copy");
+        events.requeue(&got[0], Duration::ZERO).await.unwrap();
+    }
+    assert!(
+        dlq.receive(1, Duration::from_secs(30), SHORT_WAIT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_r2_notification_forwarded_with_send_message_parses() {
     let moto = MotoServer::start();

@@ -113,6 +113,10 @@ fn every_bad_input_is_recorded_and_the_good_job_still_finishes() {
     );
     let out = dev_until_idle(&root, Some(&config));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "dead letters must make `reelay dev --exit-when-idle` fail"
+    );
 
     // The good job is unharmed.
     assert!((duration(&root.join("exports/good.mp4")) - 2.0).abs() <= 1.0 / 30.0 + 1e-3);
@@ -181,8 +185,16 @@ fn every_bad_input_is_recorded_and_the_good_job_still_finishes() {
         .into_iter()
         .find(|r| r["task"]["params"]["end"] == 60.0)
         .expect("a record for the clip beyond the end");
-    assert_eq!(beyond["field"], "end", "{beyond}");
-    assert!(beyond["error"].as_str().unwrap().contains("60"), "{beyond}");
+    // Named in the manifest's terms: its key, the clip's field, the source's
+    // key (not the worker's local path).
+    assert_eq!(beyond["field"], "clips[0].end", "{beyond}");
+    assert_eq!(beyond["object"], "jobs/beyond.json", "{beyond}");
+    let error = beyond["error"].as_str().unwrap();
+    assert!(
+        error.contains("60") && error.contains("`sources/good.mp4`"),
+        "{beyond}"
+    );
+    assert!(!error.contains(root.to_str().unwrap()), "{beyond}");
 
     // Nothing else was exported, and the DLQ got all seven, and the default
     // rule's detect on each of the three bad uploads.
@@ -257,4 +269,234 @@ fn awkward_keys_are_handled_and_nothing_leaves_the_bucket() {
         .collect();
     assert_eq!(before, after, "something was written beside the bucket");
     assert!(!dir.path().parent().unwrap().join("outside.mp4").exists());
+}
+
+/// The adversarial case: with `concurrency = 8`, 8 jobs cutting the same
+/// clip gave 3 exports; the turn-aways of the busy claim counted as failed
+/// receives and 5 messages were dead-lettered without a failure record.
+#[test]
+fn identical_work_started_together_is_never_dead_lettered() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("reelay.toml");
+    std::fs::write(
+        &config,
+        "concurrency = 8\n[queue]\nvisibility_seconds = 5\nmax_receive_count = 2\nretry_seconds = 1\n",
+    )
+    .unwrap();
+    make_video(&root.join("sources/clip.mp4"), 3.0, "320x180", 30, false);
+    for i in 0..8 {
+        write_job(
+            &root,
+            &format!("jobs/same-{i}.json"),
+            &job("sources/clip.mp4", &format!("exports/same-{i}.mp4"), 1.0),
+        );
+    }
+    let out = dev_until_idle(&root, Some(&config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("dead-letter"), "{stderr}");
+    for i in 0..8 {
+        let d = duration(&root.join(format!("exports/same-{i}.mp4")));
+        assert!((d - 1.0).abs() <= 1.0 / 30.0 + 1e-3, "export {i} lasts {d}");
+    }
+    assert!(walk(&root.join("_reelay/failures")).is_empty());
+    // Turned away is not failed: the journal has busy events, no failures.
+    let entries = journal(&root);
+    assert!(entries.iter().all(|e| e.event != "fail"), "{entries:?}");
+}
+
+/// The adversarial case: `reelay run extract --input a.mp4 --output
+/// sub/../a.mp4` truncated its own input.
+#[test]
+fn reelay_run_never_writes_over_its_own_input() {
+    let dir = tempfile::tempdir().unwrap();
+    make_video(&dir.path().join("a.mp4"), 2.0, "320x180", 30, false);
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+    let before = std::fs::read(dir.path().join("a.mp4")).unwrap();
+    let out = reelay()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "extract",
+            "--input",
+            "a.mp4",
+            "--output",
+            "sub/../a.mp4",
+        ])
+        .args(["--set", "start=0", "--set", "end=1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is the input") && stderr.contains("Fix:"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("a.mp4")).unwrap(), before);
+}
+
+/// The adversarial case: `reelay check | head -1` panicked on the broken pipe.
+#[test]
+fn check_into_a_closed_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = reelay()
+        .args(["check"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before reelay writes: `head -1` after one line.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}
+
+fn executor_for(
+    root: &std::path::Path,
+) -> (
+    std::sync::Arc<reelay::runtime::executor::Executor>,
+    std::sync::Arc<reelay::adapters::memory_queue::MemoryQueue>,
+) {
+    use reelay::adapters::local_store::LocalStore;
+    use reelay::adapters::memory_queue::MemoryQueue;
+    use reelay::runtime::dispatch::Dispatcher;
+    use reelay::runtime::executor::Executor;
+    use std::sync::Arc;
+    let (events, _) = MemoryQueue::with_dlq("events", 3);
+    let (gpu, _) = MemoryQueue::with_dlq("gpu", 3);
+    let executor = Executor {
+        store: Arc::new(LocalStore::open(root).unwrap()),
+        config: Arc::new(reelay::config::Config::defaults()),
+        dispatcher: Dispatcher {
+            events: events.clone(),
+            gpu,
+        },
+        ffmpeg: ffmpeg(),
+        worker_id: "test".into(),
+        progress: Arc::new(reelay::runtime::progress::LogProgress),
+        journal: Some(reelay::runtime::journal::Journal::new(
+            reelay::runtime::local::journal_path(root),
+        )),
+        claim_lease: std::time::Duration::from_secs(30),
+        metrics: Default::default(),
+    };
+    (Arc::new(executor), events)
+}
+
+async fn plan_job(
+    executor: &reelay::runtime::executor::Executor,
+    key: &str,
+) -> reelay::pipeline::planner::Plan {
+    let event = reelay::runtime::supersede::manifest_event(key);
+    reelay::pipeline::planner::plan(
+        executor.store.as_ref(),
+        &executor.config,
+        reelay::pipeline::planner::Trigger::Upload(&event),
+    )
+    .await
+    .unwrap()
+}
+
+/// The adversarial cases: a manifest edited while its compile ran (the old
+/// compile finished last and overwrote the newer export), and a source
+/// replaced (or still being written) after its task was planned (processed
+/// under the old lineage, or failed and dead-lettered). Both now give way:
+/// superseded, nothing published, the job planned again from its manifest.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_latest_manifest_and_the_latest_upload_win() {
+    use reelay::runtime::executor::Outcome;
+    use tokio_util::sync::CancellationToken;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    make_video(&root.join("sources/m.mp4"), 3.0, "320x180", 30, false);
+    write_job(
+        &root,
+        "jobs/a.json",
+        &job("sources/m.mp4", "exports/h.mp4", 1.0),
+    );
+    let (executor, events) = executor_for(&root);
+    let plan = plan_job(&executor, "jobs/a.json").await;
+    let extract = &plan.ready[0];
+    let done = executor
+        .execute(extract, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(matches!(done, Outcome::Done { .. }), "{done:?}");
+    let compile = plan_job(&executor, "jobs/a.json").await.ready[0].clone();
+    assert_eq!(compile.output, "exports/h.mp4");
+    // The user edits the job before its compile publishes.
+    write_job(
+        &root,
+        "jobs/a.json",
+        &job("sources/m.mp4", "exports/h.mp4", 2.0),
+    );
+    let outcome = executor
+        .handle(&compile, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Superseded { .. }), "{outcome:?}");
+    assert!(
+        !root.join("exports/h.mp4").exists(),
+        "the old compile published"
+    );
+    // The newer version was planned and dispatched instead.
+    assert!(
+        events
+            .bodies()
+            .await
+            .iter()
+            .any(|b| b.contains("extract-0")),
+        "the edited job was not planned again"
+    );
+
+    // A source replaced after planning: the task gives way, not fails.
+    let newer = plan_job(&executor, "jobs/a.json").await.ready[0].clone();
+    make_video(&root.join("sources/other.mp4"), 3.0, "160x90", 30, false);
+    std::fs::rename(root.join("sources/other.mp4"), root.join("sources/m.mp4")).unwrap();
+    let outcome = executor
+        .execute(&newer, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Superseded { .. }), "{outcome:?}");
+    assert!(!root.join(&newer.output).exists());
+    assert!(walk(&root.join("_reelay/failures")).is_empty());
+}
+
+/// The adversarial cases: a folder symlink under `.reelay/meta/` made
+/// reelay write metadata outside the bucket (an upload was enough), and a
+/// symlinked `.reelay/journal.jsonl` was appended to outside the bucket.
+#[test]
+fn reelay_dev_writes_nothing_through_symlinks_in_its_own_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    make_video(&root.join("sources/m.mp4"), 2.0, "320x180", 30, false);
+    write_job(
+        &root,
+        "jobs/a.json",
+        &job("sources/m.mp4", "exports/a.mp4", 1.0),
+    );
+    std::fs::create_dir_all(root.join(".reelay/meta")).unwrap();
+    std::fs::write(outside.path().join("victim.txt"), b"keep").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join(".reelay/meta/sources")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join(".reelay/meta/jobs")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("victim.txt"),
+        root.join(".reelay/journal.jsonl"),
+    )
+    .unwrap();
+    dev_until_idle(&root, None);
+    assert!((duration(&root.join("exports/a.mp4")) - 1.0).abs() <= 1.0 / 30.0 + 1e-3);
+    let names: Vec<_> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["victim.txt"], "written outside the bucket");
+    assert_eq!(
+        std::fs::read(outside.path().join("victim.txt")).unwrap(),
+        b"keep"
+    );
 }

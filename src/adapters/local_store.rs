@@ -11,6 +11,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{self, LOCAL_RESERVED};
+use crate::policy;
 use crate::ports::store::{
     Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, StoreError, StoreResult,
 };
@@ -39,8 +40,10 @@ impl LocalStore {
     pub fn open(root: impl AsRef<Path>) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.as_ref())?;
         let root = std::fs::canonicalize(root.as_ref())?;
-        std::fs::create_dir_all(root.join(LOCAL_RESERVED).join("meta"))?;
-        std::fs::create_dir_all(root.join(LOCAL_RESERVED).join("tmp"))?;
+        // reelay's own folders must be real folders: a symlinked `.reelay/`,
+        // `meta/` or `tmp/` would carry every record write out of the bucket.
+        policy::fs::create_dirs(&root, &root.join(LOCAL_RESERVED).join("meta"))?;
+        policy::fs::create_dirs(&root, &root.join(LOCAL_RESERVED).join("tmp"))?;
         Ok(LocalStore { root })
     }
 
@@ -84,14 +87,58 @@ impl LocalStore {
                 reason: "it contains `..`".into(),
             });
         }
+        // Even a symlink that stays inside the bucket is refused: it would
+        // let a write under one key land on another (an upload, a manifest).
+        match policy::fs::first_symlink(&self.root, &path) {
+            Ok(None) => {}
+            Ok(Some(link)) => {
+                let rel = link.strip_prefix(&self.root).unwrap_or(&link);
+                return Err(StoreError::InvalidKey {
+                    key: key.to_string(),
+                    reason: format!(
+                        "`{}` is a symlink; reelay reads and writes only real files and folders in the bucket, so replace it with the file or folder itself",
+                        rel.display()
+                    ),
+                });
+            }
+            Err(e) => return Err(Self::io(key)(e)),
+        }
         Ok(path)
     }
 
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join(LOCAL_RESERVED).join("tmp")
+    }
+
+    /// The sidecar of `key`, named by a hash of the key: every key has one
+    /// (a key's last segment may be too long for a file name once `.json` is
+    /// added), and no two collide (`a.json`'s sidecar vs `a.json.json/x`'s).
     fn sidecar_path(&self, key: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let hash = hex::encode(Sha256::digest(key.as_bytes()));
+        self.root
+            .join(LOCAL_RESERVED)
+            .join("meta")
+            .join("v2")
+            .join(&hash[..2])
+            .join(format!("{hash}.json"))
+    }
+
+    /// Where sidecars were kept before they were named by hash; read only.
+    fn legacy_sidecar_path(&self, key: &str) -> PathBuf {
         self.root
             .join(LOCAL_RESERVED)
             .join("meta")
             .join(format!("{key}.json"))
+    }
+
+    /// A sidecar's bytes, never read through a symlink.
+    fn read_sidecar(&self, path: &Path) -> Option<Sidecar> {
+        if !matches!(policy::fs::first_symlink(&self.root, path), Ok(None)) {
+            return None;
+        }
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     fn io(key: &str) -> impl Fn(std::io::Error) -> StoreError + '_ {
@@ -115,9 +162,9 @@ impl LocalStore {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let sidecar_path = self.sidecar_path(key);
-        let cached = std::fs::read(&sidecar_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Sidecar>(&b).ok())
+        let cached = self
+            .read_sidecar(&sidecar_path)
+            .or_else(|| self.read_sidecar(&self.legacy_sidecar_path(key)))
             .filter(|s| s.size == stat.len() && s.mtime_ns == mtime_ns);
         let sidecar = match cached {
             Some(s) => s,
@@ -131,12 +178,16 @@ impl LocalStore {
                     content_type: None,
                     metadata: Metadata::new(),
                 };
-                write_atomic(
+                // A cache only: when it cannot be written (a symlinked
+                // meta folder is refused) the object is still readable.
+                if let Err(e) = policy::fs::write_atomic(
                     &self.root,
+                    &self.tmp_dir(),
                     &sidecar_path,
                     &serde_json::to_vec(&sidecar).unwrap(),
-                )
-                .map_err(Self::io(key))?;
+                ) {
+                    tracing::warn!(key = %policy::text::for_terminal(key), error = %e, "could not cache an object's etag");
+                }
                 sidecar
             }
         };
@@ -161,12 +212,11 @@ impl LocalStore {
         validate_metadata(key, metadata)?;
         let path = self.path_for(key)?;
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(Self::io(key))?;
+            policy::fs::create_dirs(&self.root, parent).map_err(Self::io(key))?;
             // Re-check: the folder we just created must not sit behind a symlink.
             self.path_for(key)?;
         }
-        let tmp = tempfile::NamedTempFile::new_in(self.root.join(LOCAL_RESERVED).join("tmp"))
-            .map_err(Self::io(key))?;
+        let tmp = policy::fs::new_temp(&self.root, &self.tmp_dir()).map_err(Self::io(key))?;
         let mut hasher = Md5::new();
         let mut size = 0u64;
         {
@@ -212,8 +262,9 @@ impl LocalStore {
             metadata: metadata.clone(),
         };
         let write_sidecar = || {
-            write_atomic(
+            policy::fs::write_atomic(
                 &self.root,
+                &self.tmp_dir(),
                 &self.sidecar_path(key),
                 &serde_json::to_vec(&sidecar).unwrap(),
             )
@@ -251,6 +302,9 @@ impl LocalStore {
         }))
     }
 
+    /// Lists `prefix`. One entry that cannot be read (a folder without
+    /// permission, a name the store cannot hold) is skipped and logged, never
+    /// the whole listing: one bad upload must not stop every other job.
     fn list_sync(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         let mut keys = Vec::new();
         walk(&self.root, &self.root, &mut keys).map_err(Self::io(prefix))?;
@@ -258,8 +312,12 @@ impl LocalStore {
         keys.sort();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(meta) = self.head_sync(&key)? {
-                out.push(meta);
+            match self.head_sync(&key) {
+                Ok(Some(meta)) => out.push(meta),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(key = %crate::policy::text::for_terminal(&key), error = %e, "skipping an object the local store cannot read");
+                }
             }
         }
         Ok(out)
@@ -297,12 +355,19 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+        Err(e) if dir == root => return Err(e),
+        Err(e) => {
+            // One unreadable folder is skipped, not the whole listing.
+            tracing::warn!(folder = %dir.display(), error = %e, "skipping a folder the local store cannot read");
+            return Ok(());
+        }
     };
     for entry in entries {
-        let entry = entry?;
+        let Ok(entry) = entry else { continue };
         let path = entry.path();
-        let file_type = entry.file_type()?;
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
         let rel = path.strip_prefix(root).expect("walk stays under root");
         if rel == Path::new(LOCAL_RESERVED) {
             continue;
@@ -332,16 +397,6 @@ fn md5_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn write_atomic(root: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut tmp = tempfile::NamedTempFile::new_in(root.join(LOCAL_RESERVED).join("tmp"))?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[async_trait]
@@ -379,6 +434,10 @@ impl ObjectStore for LocalStore {
 
     fn local_path(&self, key: &str) -> Option<PathBuf> {
         self.path_for(key).ok()
+    }
+
+    fn check_writable(&self, key: &str) -> StoreResult<()> {
+        self.path_for(key).map(|_| ())
     }
 
     async fn put_file(
@@ -437,6 +496,12 @@ impl ObjectStore for LocalStore {
             Err(e) => return Err(Self::io(key)(e)),
         }
         let _ = tokio::fs::remove_file(self.sidecar_path(key)).await;
+        if matches!(
+            policy::fs::first_symlink(&self.root, &self.legacy_sidecar_path(key)),
+            Ok(None)
+        ) {
+            let _ = tokio::fs::remove_file(self.legacy_sidecar_path(key)).await;
+        }
         Ok(())
     }
 }
@@ -595,6 +660,126 @@ mod tests {
                 .iter()
                 .all(|m| !m.key.starts_with("link"))
         );
+    }
+
+    /// The adversarial cases: symlinks under `.reelay/` carried sidecar
+    /// writes out of the bucket (an upload was enough, no job needed).
+    #[tokio::test]
+    async fn reelay_folders_are_never_written_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let meta = dir.path().join(".reelay/meta");
+        std::fs::create_dir_all(meta.join("v2")).unwrap();
+        std::fs::remove_dir(meta.join("v2")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), meta.join("v2")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), meta.join("sources")).unwrap();
+        std::fs::create_dir_all(dir.path().join("sources")).unwrap();
+        std::fs::write(dir.path().join("sources/a.mp4"), b"hello").unwrap();
+        // The upload is still read; its etag is not cached outside.
+        let head = store.head("sources/a.mp4").await.unwrap().unwrap();
+        assert_eq!(head.etag, "5d41402abc4b2a76b9719d911017c592");
+        let e = store
+            .put_bytes(
+                "exports/x",
+                b"x",
+                "x",
+                &Metadata::new(),
+                PutCondition::Overwrite,
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+        // A symlinked temp folder: the store refuses to open.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".reelay")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(".reelay/tmp")).unwrap();
+        let e = LocalStore::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    /// A symlink inside the bucket is refused too, for reads and writes: it
+    /// would let one key's write land on another key (an upload).
+    #[tokio::test]
+    async fn a_symlinked_source_or_output_folder_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("sources")).unwrap();
+        std::fs::write(dir.path().join("sources/real.mp4"), b"video").unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("sources/real.mp4"),
+            dir.path().join("sources/link.mp4"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("sources"), dir.path().join("exports")).unwrap();
+        let e = store.head("sources/link.mp4").await.unwrap_err();
+        assert!(
+            e.to_string().contains("`sources/link.mp4` is a symlink"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("replace it"), "{e}");
+        let e = store
+            .put_bytes(
+                "exports/real.mp4",
+                b"x",
+                "x",
+                &Metadata::new(),
+                PutCondition::Overwrite,
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("`exports` is a symlink"), "{e}");
+        assert_eq!(
+            std::fs::read(dir.path().join("sources/real.mp4")).unwrap(),
+            b"video"
+        );
+    }
+
+    /// One awkward name must not fail the listing of its whole prefix: a
+    /// name too long for `NAME.json`, and a file whose sidecar name is a
+    /// folder another key needs (`a.json` vs `a.json.json/x`).
+    #[tokio::test]
+    async fn awkward_names_neither_collide_nor_fail_the_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let long = format!("jobs/{}.json", "n".repeat(250));
+        for key in [
+            "jobs/a.json",
+            "jobs/a.json.json/x.json",
+            long.as_str(),
+            "jobs/z.json",
+        ] {
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, key.as_bytes()).unwrap();
+        }
+        let keys: Vec<_> = store
+            .list("jobs/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        assert!(keys.contains(&"jobs/z.json".to_string()));
+        // And both sidecars hold: the metadata of each survives.
+        let md: Metadata = [("reelay-task".to_string(), "t".to_string())].into();
+        for key in ["jobs/a.json", "jobs/a.json.json/x.json", long.as_str()] {
+            store
+                .put_bytes(key, b"{}", "x", &md, PutCondition::Overwrite)
+                .await
+                .unwrap();
+        }
+        for key in ["jobs/a.json", "jobs/a.json.json/x.json", long.as_str()] {
+            assert_eq!(
+                store.head(key).await.unwrap().unwrap().metadata,
+                md,
+                "{key}"
+            );
+        }
     }
 
     #[tokio::test]

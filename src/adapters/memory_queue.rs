@@ -184,6 +184,22 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
+    async fn requeue(&self, message: &Received, delay: Duration) -> QueueResult<()> {
+        let mut messages = self.messages.lock().await;
+        let msg = messages
+            .iter_mut()
+            .find(|m| m.handle.as_deref() == Some(message.handle.0.as_str()))
+            .ok_or(QueueError::StaleHandle)?;
+        // As if it had not been received: SQS gets the same effect by a
+        // fresh copy (see `SqsQueue::requeue`).
+        msg.receive_count = msg.receive_count.saturating_sub(1);
+        msg.visible_at = Instant::now() + delay;
+        msg.handle = None;
+        drop(messages);
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+
     async fn send(&self, body: &str) -> QueueResult<()> {
         let id = self.fresh_id();
         self.messages.lock().await.push(Message {
@@ -285,6 +301,32 @@ mod tests {
         );
         assert_eq!(dlq.bodies().await, ["poison"]);
         assert!(q.is_empty().await);
+    }
+
+    /// A busy turn-away comes back as often as it takes and never reaches
+    /// the dead-letter queue.
+    #[tokio::test(start_paused = true)]
+    async fn a_requeue_spends_no_try() {
+        let (q, dlq) = MemoryQueue::with_dlq("q", 2);
+        q.send("busy").await.unwrap();
+        for _ in 0..10 {
+            let got = q
+                .receive(1, Duration::from_secs(30), NO_WAIT)
+                .await
+                .unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].receive_count, 1);
+            q.requeue(&got[0], Duration::from_secs(1)).await.unwrap();
+            assert!(
+                q.receive(1, Duration::from_secs(30), NO_WAIT)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "hidden for the delay"
+            );
+            tokio::time::advance(Duration::from_secs(2)).await;
+        }
+        assert!(dlq.is_empty().await);
     }
 
     #[tokio::test(start_paused = true)]

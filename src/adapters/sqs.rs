@@ -250,6 +250,22 @@ impl Queue for SqsQueue {
     async fn send(&self, body: &str) -> QueueResult<()> {
         self.send_with_attributes(body, &[]).await
     }
+
+    /// SQS counts every receive, so a turn-away that only hid the message
+    /// again would spend a try: send a fresh copy (receive count 0) with the
+    /// delay, then delete the original. A crash between the two leaves two
+    /// copies, which the task's claim and its output make harmless.
+    async fn requeue(&self, message: &Received, delay: Duration) -> QueueResult<()> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(&message.body)
+            .delay_seconds(delay.as_secs().clamp(0, 900) as i32)
+            .send()
+            .await
+            .map_err(|e| self.sdk_error("SendMessage", e))?;
+        self.ack(std::slice::from_ref(&message.handle)).await
+    }
 }
 
 #[cfg(test)]

@@ -136,7 +136,10 @@ impl AuditRecord {
             device: get(DEVICE).unwrap_or_else(|| "unknown".into()),
             started: get(STARTED).unwrap_or_default(),
             millis: get(MILLIS).and_then(|v| v.parse().ok()).unwrap_or(0),
-            cost_usd: get(COST).and_then(|v| v.parse().ok()),
+            // Metadata is user-writable: `NaN` or `inf` is no price.
+            cost_usd: get(COST)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|c| c.is_finite() && *c >= 0.0),
             version: get(VERSION).unwrap_or_default(),
             worker: get(WORKER)
                 .and_then(|s| decode_from_metadata(&s))

@@ -135,6 +135,7 @@ pub async fn main() -> anyhow::Result<()> {
             exit_when_idle,
         } => {
             let config = Config::load(cli.config.as_deref())?;
+            let failures = config.file.layout.failures.clone();
             let shutdown = shutdown_on_signal();
             let summary = run_local(
                 LocalOptions {
@@ -149,6 +150,14 @@ pub async fn main() -> anyhow::Result<()> {
             .await?;
             report_dead_letters(&summary.dead_letters);
             print!("{}", summary.metrics.summary());
+            // A script running `reelay dev --exit-when-idle` learns from the
+            // exit code whether anything was given up on.
+            anyhow::ensure!(
+                summary.dead_letters.is_empty(),
+                "{} message(s) were dead-lettered; their failure records are under `{}` in the bucket",
+                summary.dead_letters.len(),
+                failures
+            );
             Ok(())
         }
         Command::Demo { root } => demo::run(root.root, cli.config.as_deref())
@@ -207,21 +216,23 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Reconcile(args) => aws::reconcile(args, cli.config.as_deref()).await,
         Command::Check { file } => {
             let config = Config::load(file.as_deref().or(cli.config.as_deref()))?;
-            println!("{}: valid", config.source);
-            println!("uploads: {}", config.file.layout.uploads.join(", "));
+            let mut text = format!("{}: valid\n", config.source);
+            text += &format!("uploads: {}\n", config.file.layout.uploads.join(", "));
+            text += &format!("outputs: {}\n", config.output_prefixes().join(", "));
             for rule in &config.rules {
-                println!(
-                    "rule {:<12} {:<24} {:?}",
+                text += &format!(
+                    "rule {:<12} {:<24} {:?}\n",
                     rule.name, rule.pattern, rule.action
                 );
             }
-            Ok(())
+            print_all(&text)
         }
         Command::Env => {
-            for var in env::ALL {
-                println!("{:<26} {}", var.name, var.help);
-            }
-            Ok(())
+            let text: String = env::ALL
+                .iter()
+                .map(|var| format!("{:<26} {}\n", var.name, var.help))
+                .collect();
+            print_all(&text)
         }
     }
 }
@@ -250,6 +261,17 @@ pub fn shutdown_on_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// Prints to stdout; a reader that stops early (`reelay check | head -1`)
+/// is not an error, where `println!` would panic on the broken pipe.
+fn print_all(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn report_dead_letters(dead: &[String]) {

@@ -68,6 +68,7 @@ pub async fn run(
     for input in inputs {
         anyhow::ensure!(input.is_file(), "input `{}` is not a file", input.display());
     }
+    crate::policy::fs::ensure_not_an_input(output, inputs)?;
     let mut inputs = inputs.to_vec();
     if inputs.len() == 1 {
         // The spec's `track.detections` are local paths here (relative to

@@ -23,6 +23,9 @@ pub const ROOT: &str = "REELAY_ROOT";
 pub const DEVICE: &str = "REELAY_DEVICE";
 /// Steps run at once by one router or worker process.
 pub const CONCURRENCY: &str = "REELAY_CONCURRENCY";
+/// Folders job outputs may be written under, comma-separated (`exports/`);
+/// the deploy stack scopes IAM writes to these and the rules' output folders.
+pub const OUTPUT_PREFIXES: &str = "REELAY_OUTPUT_PREFIXES";
 /// Device prices in USD per second, e.g. `t4=0.000164,cpu=0.0000262`.
 pub const PRICES: &str = "REELAY_PRICES";
 /// Folder that holds the model files named in `models/manifest.toml`.
@@ -71,6 +74,10 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: CONCURRENCY,
         help: "steps run at once per process",
+    },
+    EnvVar {
+        name: OUTPUT_PREFIXES,
+        help: "folders job outputs go under, comma-separated: exports/",
     },
     EnvVar {
         name: PRICES,

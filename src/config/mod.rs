@@ -61,10 +61,13 @@ pub struct ConfigFile {
 pub struct Layout {
     /// Prefixes users upload to; only these send notifications.
     pub uploads: Vec<String>,
-    /// Intermediate artifacts, under `<work><job-id>/`.
+    /// Intermediate artifacts, `<work>steps/<kind>-<task-id>.<ext>`.
     pub work: String,
     /// Failure records, `<failures><job>/<step>.json`.
     pub failures: String,
+    /// Folders a job's `output` may be under (env `REELAY_OUTPUT_PREFIXES`,
+    /// comma-separated). Never an upload or reserved prefix.
+    pub outputs: Vec<String>,
 }
 
 impl Default for Layout {
@@ -73,6 +76,7 @@ impl Default for Layout {
             uploads: vec!["sources/".into(), "jobs/".into()],
             work: "work/".into(),
             failures: "_reelay/failures/".into(),
+            outputs: vec!["exports/".into()],
         }
     }
 }
@@ -275,6 +279,15 @@ impl Config {
                 ));
             }
         }
+        file.output.validate().map_err(|(field, message)| {
+            err(
+                format!("output.{field}"),
+                message,
+                "use a value the message lists".into(),
+            )
+        })?;
+        crate::policy::outputs::check_layout(&file.layout)
+            .map_err(|(field, problem, fix)| err(field, problem, fix))?;
         for (field, prefix) in [
             ("layout.work", &file.layout.work),
             ("layout.failures", &file.layout.failures),
@@ -311,6 +324,15 @@ impl Config {
                     err(format!("rules[{i}].{field}"), problem, fix)
                 })?,
             );
+            if let Some(template) = spec.output.as_deref().filter(|_| spec.kind != "job") {
+                crate::policy::outputs::check_rule_output(
+                    &file.layout,
+                    spec,
+                    template,
+                    &file.rules,
+                )
+                .map_err(|(problem, fix)| err(format!("rules[{i}].output"), problem, fix))?;
+            }
         }
         Ok(Config {
             source: source.into(),
@@ -327,6 +349,12 @@ impl Config {
     /// Where tasks of `kind` run: its own hardware unless `[placement]` says otherwise.
     pub fn hardware_for(&self, kind: StepKind) -> Hardware {
         aws::hardware_for(&self.file.placement, kind)
+    }
+
+    /// Every prefix reelay writes outputs under (job outputs and rule
+    /// outputs); the deploy stack scopes IAM writes to the same list.
+    pub fn output_prefixes(&self) -> Vec<String> {
+        crate::policy::outputs::output_prefixes(&self.file.layout, &self.file.rules)
     }
 
     /// Whether `key` is under a prefix users upload to.
@@ -467,6 +495,20 @@ pub fn apply_env(
     if let Some(v) = lookup(env::DEVICE).filter(|v| !v.is_empty()) {
         file.device = v;
     }
+    if let Some(v) = lookup(env::OUTPUT_PREFIXES).filter(|v| !v.trim().is_empty()) {
+        file.layout.outputs = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if p.ends_with('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/")
+                }
+            })
+            .collect();
+    }
     if let Some(v) = lookup(env::PRICES).filter(|v| !v.is_empty()) {
         for pair in v.split(',') {
             let (name, price) = pair.split_once('=').ok_or_else(|| {
@@ -584,5 +626,70 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.field, "REELAY_CONCURRENCY");
+    }
+
+    /// Rules `reelay check` called valid, though their outputs overwrite
+    /// the upload, loop, leave the bucket or land on reelay's own records.
+    #[test]
+    fn rules_are_checked_by_every_output_they_can_produce() {
+        for template in [
+            "{dir}/{name}",
+            "{dir}/{dir}/{name}",
+            "../{path}",
+            "_reelay/claims/{task}.json",
+            "jobs/{stem}.json",
+            "sources/x/{name}",
+        ] {
+            let e = load(&format!(
+                "[[rules]]\nmatch = \"sources/**/*.mp4\"\nkind = \"extract\"\nparams = {{ start = 0.0, end = 5.0 }}\noutput = \"{template}\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(e.field, "rules[0].output", "{template}: {e}");
+            assert!(!e.fix.is_empty(), "{e}");
+        }
+        // An output another rule picks up: a job rule would run it as a job.
+        let e = load("[[rules]]\nmatch = \"in/*.json\"\nkind = \"job\"\n[[rules]]\nmatch = \"sources/*.mp4\"\nkind = \"detect\"\noutput = \"in/{name}.json\"\n[layout]\nuploads = [\"sources/\", \"in/\"]\n").unwrap_err();
+        assert_eq!(e.field, "rules[1].output", "{e}");
+        let ok = load("[[rules]]\nmatch = \"sources/**/*.mp4\"\nkind = \"extract\"\nparams = { start = 0.0, end = 5.0 }\noutput = \"previews/{dir}/{name}\"\n").unwrap();
+        assert_eq!(ok.output_prefixes(), ["exports/", "previews/"]);
+    }
+
+    /// Settings `reelay check` accepted though every job would fail later.
+    #[test]
+    fn settings_that_fail_every_job_are_refused_by_check() {
+        let e = load("[layout]\nwork = \".reelay/\"").unwrap_err();
+        assert_eq!(e.field, "layout.work");
+        assert!(e.problem.contains(".reelay/"), "{e}");
+        for fmt in ["rgb24", "gray", "yuv420p10le"] {
+            let e = load(&format!("[output]\npix_fmt = \"{fmt}\"")).unwrap_err();
+            assert_eq!(e.field, "output.pix_fmt", "{fmt}");
+            assert!(e.problem.contains("yuv420p"), "{e}");
+        }
+        load("[output]\npix_fmt = \"yuv444p\"").unwrap();
+        for outputs in [
+            "[\"sources/\"]",
+            "[\"_reelay/x/\"]",
+            "[\"work/\"]",
+            "[]",
+            "[\"x\"]",
+        ] {
+            let e = load(&format!("[layout]\noutputs = {outputs}")).unwrap_err();
+            assert_eq!(e.field, "layout.outputs", "{outputs}: {e}");
+        }
+        let mut f = ConfigFile::default();
+        apply_env(&mut f, |k| {
+            (k == "REELAY_OUTPUT_PREFIXES").then(|| "exports/, clips".to_string())
+        })
+        .unwrap();
+        assert_eq!(f.layout.outputs, ["exports/", "clips/"]);
+        let mut f = ConfigFile::default();
+        apply_env(&mut f, |k| {
+            (k == "REELAY_OUTPUT_PREFIXES").then(|| "jobs/".to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            Config::from_file("env", f).unwrap_err().field,
+            "layout.outputs"
+        );
     }
 }

@@ -77,12 +77,35 @@ fn plain_token(field: &str, value: &str) -> Result<(), (String, String)> {
     }
 }
 
+/// Pixel formats every encoding step accepts with the default encoder.
+pub const PIX_FMTS: &[&str] = &["yuv420p", "yuvj420p", "yuv422p", "yuv444p"];
+/// Pixel formats of the lossless RGB encoder (`libx264rgb`).
+pub const RGB_PIX_FMTS: &[&str] = &["rgb24", "bgr24", "bgr0"];
+
 impl EncodeProfile {
     /// Checks every field; the error is `(field, message with the fix)`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         plain_token("video_codec", &self.video_codec)?;
         plain_token("preset", &self.preset)?;
         plain_token("pix_fmt", &self.pix_fmt)?;
+        // A plain token is not enough: any other format fails every encode
+        // later (the encoders take 8-bit YUV; RGB needs another encoder).
+        let formats = if self.video_codec == "libx264rgb" {
+            RGB_PIX_FMTS
+        } else {
+            PIX_FMTS
+        };
+        if !formats.contains(&self.pix_fmt.as_str()) {
+            return Err((
+                "pix_fmt".into(),
+                format!(
+                    "`{}` is not a pixel format reelay encodes with {}; use one of {} (default yuv420p)",
+                    self.pix_fmt,
+                    self.video_codec,
+                    formats.join(", ")
+                ),
+            ));
+        }
         plain_token("audio_codec", &self.audio_codec)?;
         plain_token("audio_bitrate", &self.audio_bitrate)?;
         if self.crf > 51 {

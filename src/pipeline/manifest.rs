@@ -92,6 +92,19 @@ pub struct ManifestError {
 }
 
 impl JobManifest {
+    /// Refuses a manifest by its size alone, before anything reads it.
+    pub fn check_size(object: &str, size: u64) -> Result<(), ManifestError> {
+        if size > MAX_MANIFEST_BYTES as u64 {
+            return Err(ManifestError {
+                object: object.to_string(),
+                field: "(file)".into(),
+                problem: format!("the manifest is {size} bytes, over the 1 MiB limit"),
+                fix: "describe the export in a smaller manifest".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Parses and validates; `object` is the manifest's key, named in errors.
     pub fn parse(object: &str, bytes: &[u8]) -> Result<JobManifest, ManifestError> {
         let err = |field: &str, problem: String, fix: &str| ManifestError {
@@ -117,6 +130,14 @@ impl JobManifest {
                 "write a JSON job: {\"version\": 1, \"source\": ..., \"output\": ..., \"clips\": [...]}",
             ));
         }
+        if bytes.starts_with(b"\xEF\xBB\xBF") {
+            return Err(err(
+                "(file)",
+                "the manifest starts with a UTF-8 byte order mark (BOM), which JSON does not allow"
+                    .into(),
+                "save the file as UTF-8 without a BOM",
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let manifest: JobManifest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
@@ -126,6 +147,8 @@ impl JobManifest {
                 (path.clone(), "remove the field or correct its spelling (manifest version 1 names: version, source, output, placement, clips[].start/end/caption/framing/overlay, clips[].framing.crop/model/size, transition.kind/seconds, accurate; clips[].overlay takes an overlay spec: spotlight, ring, boxes, text)")
             } else if message.starts_with("missing field") {
                 (path.clone(), "add the field")
+            } else if message.starts_with("duplicate field") {
+                (path.clone(), "give the field once: JSON parsers disagree on which copy counts")
             } else if inner.is_syntax() || inner.is_eof() {
                 ("(file)".to_string(), "make the file valid JSON")
             } else {
@@ -133,6 +156,15 @@ impl JobManifest {
             };
             let field = if field == "." || field.is_empty() { "(top level)".to_string() } else { field };
             err(&field, message, fix)
+        })?;
+        // One JSON value per file: a second one (two jobs pasted together)
+        // would otherwise be ignored without a word.
+        de.end().map_err(|e| {
+            err(
+                "(file)",
+                format!("there is more after the job's JSON object: {e}"),
+                "keep one JSON object per manifest; put a second job in its own file",
+            )
         })?;
         manifest.validate(object)?;
         Ok(manifest)
@@ -208,6 +240,9 @@ impl JobManifest {
                         "fix the overlay spec as the message says",
                     )
                 })?;
+                crate::policy::bounds::check_overlay(spec).map_err(|(field, problem, fix)| {
+                    err(format!("clips[{i}].overlay.{field}"), problem, &fix)
+                })?;
                 if clip.framing.is_some()
                     && let Some((field, _)) = spec.tracks().first()
                 {
@@ -229,14 +264,9 @@ impl JobManifest {
                     }
                 }
             }
-            if let Some(caption) = &clip.caption
-                && caption.chars().count() > MAX_CAPTION_CHARS
-            {
-                return Err(err(
-                    format!("clips[{i}].caption"),
-                    format!("the caption is longer than {MAX_CAPTION_CHARS} characters"),
-                    "shorten it",
-                ));
+            if let Some(caption) = &clip.caption {
+                crate::policy::bounds::check_caption(caption)
+                    .map_err(|(problem, fix)| err(format!("clips[{i}].caption"), problem, &fix))?;
             }
             if let Some(framing) = &clip.framing {
                 let field = format!("clips[{i}].framing.crop");
@@ -416,5 +446,31 @@ mod tests {
         assert_eq!(e.field, "clips[0].overlay.spotlight.track");
         assert!(e.problem.contains("source pixels"), "{e}");
         assert!(e.fix.contains("keyframes"), "{e}");
+    }
+
+    /// JSON the parser took silently or blamed vaguely: a second value after
+    /// the job, a UTF-8 BOM, a key given twice, a NUL in a caption.
+    #[test]
+    fn strict_json_names_the_problem_and_the_fix() {
+        let e = error_for(&format!("{GOOD}\n{GOOD}"));
+        assert_eq!(e.field, "(file)");
+        assert!(e.fix.contains("one JSON object"), "{e}");
+        let e = error_for(&format!("\u{feff}{GOOD}"));
+        assert_eq!(e.field, "(file)");
+        assert!(
+            e.problem.contains("BOM") && e.fix.contains("without a BOM"),
+            "{e}"
+        );
+        let e = error_for(&GOOD.replace(
+            "\"output\": \"exports/highlights.mp4\"",
+            "\"output\": \"exports/a.mp4\", \"output\": \"exports/b.mp4\"",
+        ));
+        assert!(e.problem.contains("duplicate field `output`"), "{e}");
+        assert!(e.fix.contains("once"), "{e}");
+        let e = error_for(&GOOD.replace("Goal!", "Goal\\u0000 hidden"));
+        assert_eq!(e.field, "clips[1].caption");
+        assert!(e.problem.contains("control character"), "{e}");
+        // Whitespace after the object is fine.
+        JobManifest::parse("jobs/a.json", format!("{GOOD}\n\n").as_bytes()).unwrap();
     }
 }

@@ -15,6 +15,7 @@ use crate::overlay::spec::OverlaySpec;
 use crate::pipeline::manifest::{Clip, JobManifest, ManifestError, Placement};
 use crate::pipeline::placement;
 use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
+use crate::policy::outputs;
 use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
 use crate::tasks::export::{ExportClip, ExportParams};
@@ -130,9 +131,15 @@ pub async fn plan(
                     .rule_for(&event.key)
                     .map(|r| r.name.clone())
                     .unwrap_or_default();
-                let task = Task::new(kind, rule, None, vec![meta.reference()], params, |id| {
-                    render_template(&output, &event.key, id)
-                });
+                let inputs = vec![meta.reference()];
+                let task = if output.contains("{task}") {
+                    Task::new(kind, rule, None, inputs, params, |id| {
+                        render_template(&output, &event.key, id)
+                    })
+                } else {
+                    let output = render_template(&output, &event.key, "");
+                    Task::to_output(kind, rule, None, inputs, params, output)
+                };
                 let done = is_done(store, &task.output, &task.id).await?.is_some();
                 Ok(Plan {
                     ready: if done { vec![] } else { vec![task] },
@@ -344,6 +351,10 @@ pub async fn load_manifest(
     store: &dyn ObjectStore,
     key: &str,
 ) -> Result<(JobManifest, ObjectMeta), PlanError> {
+    // The size first: a huge file in `jobs/` is refused without reading it.
+    if let Some(meta) = store.head(key).await? {
+        JobManifest::check_size(key, meta.size)?;
+    }
     let (bytes, meta) = store.get_bytes(key).await?;
     Ok((JobManifest::parse(key, &bytes)?, meta))
 }
@@ -358,7 +369,22 @@ async fn plan_job(
         id: job_id(&manifest),
         manifest: manifest_key.to_string(),
     };
-    let work = format!("{}{}/", config.file.layout.work, job.id);
+    // Where it writes is checked before any step runs.
+    outputs::check_job_output(&config.file.layout, manifest_key, &manifest)?;
+    if let Err(StoreError::InvalidKey { reason, .. }) = store.check_writable(&manifest.output) {
+        return Err(ManifestError {
+            object: manifest_key.to_string(),
+            field: "output".into(),
+            problem: format!("`{}` cannot be written: {reason}", manifest.output),
+            fix: "write the export to a real folder in the bucket".into(),
+        }
+        .into());
+    }
+    outputs::declare_output(store, manifest_key, &job.id, &manifest.output).await??;
+    // Intermediate outputs are named by their task alone: a task id is a
+    // hash of its kind, inputs and parameters, so jobs that need the same
+    // step (8 jobs cutting one clip) share one execution and one object.
+    let work = format!("{}steps/", config.file.layout.work);
     let steps = job_steps(&manifest);
     let mut done: Vec<Option<ObjectMeta>> = Vec::with_capacity(steps.len());
     let mut plan = Plan {
@@ -369,40 +395,38 @@ async fn plan_job(
         let mut inputs = Vec::with_capacity(step.inputs.len());
         for input in &step.inputs {
             match input {
-                StepInput::Object(key) => match store.head(key).await? {
-                    Some(meta) => inputs.push(Some(meta.reference())),
-                    None => {
-                        let field = if *key == manifest.source {
-                            "source"
-                        } else {
-                            "clips[].overlay.track.detections"
-                        };
-                        return Err(ManifestError {
+                StepInput::Object(key) => {
+                    match input_head(store, manifest_key, &manifest, key).await? {
+                        Some(meta) => inputs.push(Some(meta.reference())),
+                        None => {
+                            let field = input_field(&manifest, key);
+                            return Err(ManifestError {
                             object: manifest_key.to_string(),
                             field: field.into(),
                             problem: format!("object `{key}` is not in the bucket"),
                             fix: "upload it first, then drop the job again (or run `reelay reconcile`)".into(),
                         }
                         .into());
+                        }
                     }
-                },
+                }
                 StepInput::Step(i) => inputs.push(done[*i].as_ref().map(|m| m.reference())),
             }
         }
         let status = if inputs.iter().all(Option::is_some) {
             let inputs = inputs.into_iter().map(Option::unwrap).collect();
-            let task = Task::new(
+            let (kind, name, job, params) = (
                 step.kind,
                 step.name.clone(),
                 Some(job.clone()),
-                inputs,
                 step.params.clone(),
-                |id| {
-                    step.output.clone().unwrap_or_else(|| {
-                        format!("{work}{}-{id}.{}", step.kind, step.kind.output_extension())
-                    })
-                },
             );
+            let task = match &step.output {
+                Some(output) => Task::to_output(kind, name, job, inputs, params, output.clone()),
+                None => Task::new(kind, name, job, inputs, params, |id| {
+                    format!("{work}{kind}-{id}.{}", kind.output_extension())
+                }),
+            };
             let existing = is_done(store, &task.output, &task.id).await?;
             let state = if existing.is_some() {
                 StepState::Done
@@ -432,6 +456,36 @@ async fn plan_job(
         plan.steps.push(status);
     }
     Ok(plan)
+}
+
+fn input_field(manifest: &JobManifest, key: &str) -> &'static str {
+    if key == manifest.source {
+        "source"
+    } else {
+        "clips[].overlay.track.detections"
+    }
+}
+
+/// An input object's metadata; a key the store refuses (a symlink, a key it
+/// cannot hold) is the manifest's fault and named as such.
+async fn input_head(
+    store: &dyn ObjectStore,
+    manifest_key: &str,
+    manifest: &JobManifest,
+    key: &str,
+) -> Result<Option<ObjectMeta>, PlanError> {
+    match store.head(key).await {
+        Ok(meta) => Ok(meta),
+        Err(StoreError::InvalidKey { reason, .. }) => Err(ManifestError {
+            object: manifest_key.to_string(),
+            field: input_field(manifest, key).into(),
+            problem: format!("object `{key}` cannot be read: {reason}"),
+            fix: "upload the file itself under that key (not a symlink), then drop the job again"
+                .into(),
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The output's metadata when it exists and was written by task `id`.

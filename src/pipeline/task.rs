@@ -69,6 +69,33 @@ impl Task {
         }
     }
 
+    /// A task whose output key is fixed (a job's export, a shared detect):
+    /// the key is part of the id, so two jobs writing the same work to two
+    /// outputs are two tasks, not one task run twice under one claim.
+    pub fn to_output(
+        kind: StepKind,
+        step: impl Into<String>,
+        job: Option<JobRef>,
+        inputs: Vec<String>,
+        params: serde_json::Value,
+        output: String,
+    ) -> Task {
+        let keyed = serde_json::json!({"params": params, "output": output});
+        let id = task_id(kind, &inputs, &keyed);
+        Task {
+            version: TASK_MESSAGE_VERSION,
+            id,
+            job,
+            step: step.into(),
+            kind,
+            inputs,
+            params,
+            output,
+            attempt: 0,
+            dispatched_at_ms: None,
+        }
+    }
+
     /// The input keys without their etags.
     pub fn input_keys(&self) -> impl Iterator<Item = &str> {
         self.inputs.iter().map(|r| split_reference(r).0)

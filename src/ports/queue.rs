@@ -54,4 +54,13 @@ pub trait Queue: Send + Sync {
 
     /// Enqueues one message body.
     async fn send(&self, body: &str) -> QueueResult<()>;
+
+    /// Hands `message` back for later without spending one of its tries: a
+    /// turn-away (another worker holds the task's claim) is not a failure,
+    /// so it must never bring the message nearer the dead-letter queue.
+    /// The default hides it again, which on a queue that counts every
+    /// receive (SQS) does spend a try; queues override it.
+    async fn requeue(&self, message: &Received, delay: Duration) -> QueueResult<()> {
+        self.extend(&message.handle, delay).await
+    }
 }

@@ -92,6 +92,13 @@ pub trait ObjectStore: Send + Sync {
         None
     }
 
+    /// Whether the store could hold an object at `key` (the local store
+    /// refuses a key whose folder is a symlink), asked at planning so the
+    /// refusal names the job's field before any step runs.
+    fn check_writable(&self, _key: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Uploads a file atomically (multipart for large files where the backend has it).
     async fn put_file(
         &self,

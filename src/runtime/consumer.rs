@@ -21,6 +21,9 @@ pub enum Disposition {
     Ack,
     /// Not done: make it visible again after this delay.
     Retry(Duration),
+    /// Turned away (busy elsewhere), not failed: back after this delay
+    /// without spending one of its tries.
+    Requeue(Duration),
 }
 
 #[async_trait]
@@ -151,6 +154,7 @@ async fn handle_one(
             queue.extend(&message.handle, Duration::ZERO).await
         }
         Disposition::Retry(after) => queue.extend(&message.handle, after).await,
+        Disposition::Requeue(after) => queue.requeue(&message, after).await,
     };
     if let Err(e) = result {
         tracing::warn!(queue = queue.name(), message = %message.message_id, error = %e, "could not settle a message; it will be redelivered");

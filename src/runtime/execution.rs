@@ -20,6 +20,9 @@ pub enum Outcome {
     Skipped { meta: ObjectMeta },
     /// Another live worker holds the claim; try again later.
     Busy { retry_after: Duration },
+    /// Planned from an input or manifest that has since changed: not run
+    /// or not published, and not a failure (`runtime::supersede`).
+    Superseded { reason: String },
 }
 
 /// One thing that happened to a task.
@@ -53,6 +56,9 @@ pub enum ExecutionEvent {
     DeadLettered { class: ErrorClass },
     /// The step stopped because its lease was lost or the worker is
     /// stopping; another attempt takes over.
+    Interrupted,
+    /// Its input or job manifest changed since it was planned: it gave way
+    /// to the newer version, which is planned instead.
     Superseded,
 }
 
@@ -103,19 +109,20 @@ impl ExecutionEvent {
             ExecutionEvent::Finished { .. } => "done",
             ExecutionEvent::Failed { .. } => "fail",
             ExecutionEvent::DeadLettered { .. } => "dead_letter",
+            ExecutionEvent::Interrupted => "interrupted",
             ExecutionEvent::Superseded => "superseded",
         }
     }
 
     /// The journal's name for it: the journal keeps its five events
-    /// (`start`, `done`, `skip`, `busy`, `fail`; a superseded attempt is a
-    /// `fail` there), so counts made from it keep their meaning.
+    /// (`start`, `done`, `skip`, `busy`, `fail`; an interrupted attempt is a
+    /// `fail` there) plus `superseded`, so counts made from it keep their meaning.
     pub fn journal_name(&self) -> Option<&'static str> {
         match self {
             ExecutionEvent::Received
             | ExecutionEvent::Claimed
             | ExecutionEvent::DeadLettered { .. } => None,
-            ExecutionEvent::Superseded => Some("fail"),
+            ExecutionEvent::Interrupted => Some("fail"),
             other => Some(other.name()),
         }
     }
@@ -131,7 +138,7 @@ impl ExecutionEvent {
             ExecutionEvent::Finished { .. } => MetricOutcome::Done,
             ExecutionEvent::Failed { .. } => MetricOutcome::Failed,
             ExecutionEvent::DeadLettered { .. } => MetricOutcome::DeadLettered,
-            ExecutionEvent::Superseded => MetricOutcome::Superseded,
+            ExecutionEvent::Interrupted | ExecutionEvent::Superseded => MetricOutcome::Superseded,
         })
     }
 

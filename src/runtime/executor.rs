@@ -25,6 +25,7 @@ use crate::runtime::journal::Journal;
 use crate::runtime::lease;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::progress::ProgressSink;
+use crate::runtime::{blame, supersede};
 use crate::tasks::registry::StepContext;
 use crate::tasks::{self, StepOutput, TaskError};
 
@@ -53,7 +54,23 @@ impl Executor {
         cancel: CancellationToken,
     ) -> Result<Outcome, TaskError> {
         let outcome = self.execute(task, cancel).await?;
-        if !matches!(outcome, Outcome::Busy { .. }) {
+        if let Outcome::Superseded { reason } = &outcome {
+            // The newer version runs instead: plan the job from its manifest now.
+            tracing::info!(task = %task.id, %reason, "superseded");
+            if let Some(job) = &task.job {
+                let event = supersede::manifest_event(&job.manifest);
+                if let Ok(next) =
+                    planner::plan(self.store.as_ref(), &self.config, Trigger::Upload(&event)).await
+                {
+                    self.dispatcher
+                        .dispatch_for(&self.config, &next.ready)
+                        .await
+                        .map_err(|e| {
+                            TaskError::transient(format!("dispatching the newer version: {e}"))
+                        })?;
+                }
+            }
+        } else if !matches!(outcome, Outcome::Busy { .. }) {
             // Also after a skip: a crash between publish and dispatch is healed here.
             let next = planner::plan(self.store.as_ref(), &self.config, Trigger::Finished(task))
                 .await
@@ -104,6 +121,13 @@ impl Executor {
             self.record(task, &ExecutionEvent::SkippedAsDone);
             return Ok(Outcome::Skipped { meta });
         }
+        if let Some(stale) = supersede::check(store, task).await.map_err(transient)? {
+            claim.release().await;
+            self.record(task, &ExecutionEvent::Superseded);
+            return Ok(Outcome::Superseded {
+                reason: stale.to_string(),
+            });
+        }
         // The lease keeper renews the claim; losing it stops the step.
         let step_cancel = cancel.child_token();
         let keeper = lease::keep(claim.clone(), step_cancel.clone());
@@ -124,7 +148,8 @@ impl Executor {
                 cost_usd: record.cost_usd,
                 queue_to_start_ms,
             },
-            Err(_) if lost || cancel.is_cancelled() => ExecutionEvent::Superseded,
+            Ok(Outcome::Superseded { .. }) => ExecutionEvent::Superseded,
+            Err(_) if lost || cancel.is_cancelled() => ExecutionEvent::Interrupted,
             Err(e) => ExecutionEvent::Failed {
                 class: e.class,
                 ms: Some(started.elapsed().as_millis() as u64),
@@ -170,8 +195,32 @@ impl Executor {
         ));
         let started_wall = SystemTime::now();
         let started = Instant::now();
-        let step = self.run_step(task, inputs, output.clone(), cancel).await;
+        let shown: Vec<(PathBuf, String)> = inputs
+            .iter()
+            .cloned()
+            .zip(task.input_keys().map(str::to_string))
+            .collect();
+        let step = self
+            .run_step(task, inputs, output.clone(), cancel)
+            .await
+            .map_err(|mut e| {
+                e.message = blame::keys_for_paths(&e.message, &shown);
+                e
+            });
         let millis = started.elapsed().as_millis() as u64;
+        // A step that failed on an input replaced under it (an upload still
+        // being written), or whose job was edited meanwhile, gives way; so
+        // does a finished one: its output must not be published.
+        if let Some(stale) = supersede::check(self.store.as_ref(), task)
+            .await
+            .map_err(transient)?
+        {
+            let outcome = Outcome::Superseded {
+                reason: stale.to_string(),
+            };
+            self.progress.finished(task, Ok(&outcome));
+            return Ok(outcome);
+        }
         let step = match step {
             Ok(s) => s,
             Err(e) => {

@@ -49,10 +49,8 @@ impl Journal {
         let line = serde_json::to_string(&entry).expect("entries serialise") + "\n";
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         // One write per line with O_APPEND keeps lines whole across processes.
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
+        // Never through a symlink: the journal lives in the user's folder.
+        let written = crate::policy::fs::open_append(&self.path)
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             tracing::warn!(path = %self.path.display(), error = %e, "could not append to the journal");

@@ -3,6 +3,7 @@
 //! like SQS. At start it reconciles: every upload present is announced, and
 //! the stateless planner skips what is already done.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +61,7 @@ pub async fn run_local(
         .create(true)
         .truncate(false)
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)?;
     if lock.try_lock().is_err() {
         anyhow::bail!(

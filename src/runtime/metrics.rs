@@ -316,6 +316,7 @@ mod tests {
                 },
                 "dead_lettered",
             ),
+            (ExecutionEvent::Interrupted, "superseded"),
             (ExecutionEvent::Superseded, "superseded"),
         ];
         for (event, outcome) in cases {

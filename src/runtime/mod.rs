@@ -3,6 +3,7 @@
 //! `reconcile`, the Lambda handler).
 
 pub mod aws;
+pub mod blame;
 pub mod claim;
 pub mod consumer;
 pub mod dispatch;
@@ -18,4 +19,5 @@ pub mod progress;
 pub mod reconcile;
 pub mod router;
 pub mod shutdown;
+pub mod supersede;
 pub mod watcher;

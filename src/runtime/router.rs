@@ -73,13 +73,13 @@ impl Router {
         mut task: Task,
         cancel: CancellationToken,
     ) -> Result<Option<Duration>, Failure> {
-        let object = task.input_keys().next().unwrap_or("").to_string();
         self.executor.record(&task, &ExecutionEvent::Received);
         match self.executor.handle(&task, cancel).await {
             Ok(Outcome::Busy { retry_after }) => Ok(Some(retry_after)),
             Ok(_) => Ok(None),
-            Err(error) => {
+            Err(mut error) => {
                 task.attempt += 1;
+                let object = crate::runtime::blame::locate(&task, &mut error);
                 Err(Failure {
                     object,
                     job: task.job.as_ref().map(|j| j.id.clone()),
@@ -209,7 +209,7 @@ impl MessageHandler for Router {
             // while its claim has not yet expired), so it is never dropped:
             // it comes back after the claim's remaining lease, and then finds
             // the output (skip) or an expired claim (take over).
-            Ok(Some(retry_after)) => Disposition::Retry(retry_after),
+            Ok(Some(retry_after)) => Disposition::Requeue(retry_after),
             Err(_) => Disposition::Retry(self.backoff(message.receive_count)),
         }
     }

@@ -188,6 +188,14 @@ pub fn run(
         })
         .collect();
     let captioned = captions.iter().filter(|c| c.is_some()).count();
+    let missing = crate::policy::bounds::missing_glyphs(font, captions.iter().flatten().copied());
+    if !missing.is_empty() {
+        tracing::warn!(
+            characters = %crate::policy::text::for_terminal(&missing.iter().collect::<String>()),
+            font = %font.display(),
+            "captions use characters the caption font lacks; they are drawn as boxes (set REELAY_FONT to a font that has them)"
+        );
+    }
     // The caption files live as long as this function.
     let scratch = tempfile::Builder::new()
         .prefix("reelay-captions-")

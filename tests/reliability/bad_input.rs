@@ -95,6 +95,24 @@ fn corpus(long: &str) -> Vec<Case> {
         case("missing-source.json", one_clip("sources/nowhere.mp4", "exports/m.mp4"), "sources/nowhere.mp4"),
         case("nul-key.json", one_clip("sources/a\u{0}b.mp4", "exports/nul.mp4"), "source"),
         case("newline-key.json", one_clip("sources/good.mp4", "exports/a\nb.mp4"), "output"),
+        // Outputs over user objects or reelay's own (issue 15).
+        case("over-upload.json", one_clip("sources/good.mp4", "sources/keep.mp4"), "output"),
+        case("over-itself.json", one_clip("sources/good.mp4", "jobs/over-itself.json"), "output"),
+        case("over-jobs.json", one_clip("sources/good.mp4", "jobs/spawned.json"), "output"),
+        case("over-claims.json", one_clip("sources/good.mp4", "_reelay/claims/x.json"), "output"),
+        case("outside-outputs.json", one_clip("sources/good.mp4", "elsewhere/x.mp4"), "output"),
+        case("zz-same-output.json", job("sources/good.mp4", "exports/good.mp4", json!([{"start": 0.0, "end": 0.25}])), "jobs/good.json"),
+        case("symlinked-source.json", one_clip("sources/link.mp4", "exports/link.mp4"), "symlink"),
+        // Strict JSON and bounded drawing.
+        case("bom.json", [b"\xEF\xBB\xBF".as_slice(), &one_clip("sources/good.mp4", "exports/bom.mp4")].concat(), "BOM"),
+        case("two-values.json", [one_clip("sources/good.mp4", "exports/tv.mp4"), one_clip("sources/good.mp4", "exports/tv2.mp4")].concat(), "more after"),
+        case("duplicate-key.json", br#"{"version": 1, "source": "sources/good.mp4", "output": "exports/dk.mp4", "output": "exports/dk2.mp4", "clips": [{"start": 0.0, "end": 0.5}]}"#.to_vec(), "duplicate"),
+        case("nul-caption.json", job("sources/good.mp4", "exports/nc2.mp4", json!([{"start": 0.0, "end": 0.5, "caption": "Goal\u{0} hidden"}])), "caption"),
+        case("long-name-output.json", one_clip("sources/good.mp4", &format!("exports/{}.mp4", "n".repeat(300))), "output"),
+        // Names that made listing `jobs/` fail, so no job at all ran.
+        case(&format!("{}.json", "n".repeat(250)), one_clip("sources/nowhere-long.mp4", "exports/ln.mp4"), "source"),
+        case("pair.json", one_clip("sources/nowhere-pair.mp4", "exports/pair.mp4"), "source"),
+        case("thirty-texts.json", job("sources/good.mp4", "exports/texts.mp4", json!([{"start": 0.0, "end": 0.5, "overlay": {"text": vec![json!({"text": "W".repeat(200), "x": 0, "y": 0, "size": 1000}); 30]}}])), "overlay.text"),
     ]
 }
 
@@ -160,6 +178,11 @@ pub async fn run(_size: Size) -> Vec<Row> {
         "sources/huge.y4m",
         b"YUV4MPEG2 W100000 H100000 F30:1 Ip A1:1 C420jpeg\nFRAME\n\x10\x10\x10\x10",
     );
+    // User objects a bad job must never change, and a symlinked source.
+    put("sources/keep.mp4", &bytes);
+    put("jobs/pair.json.json/x.json", b"{}");
+    std::os::unix::fs::symlink(root.join("sources/good.mp4"), root.join("sources/link.mp4"))
+        .unwrap();
     // Awkward keys that are fine: they must succeed.
     put("sources/ok space é.mp4", &bytes);
     put("sources/-ok.mp4", &bytes);
@@ -183,6 +206,14 @@ pub async fn run(_size: Size) -> Vec<Row> {
     let before: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .collect();
+    let user_objects: Vec<(std::path::PathBuf, Vec<u8>)> = walk(&root.join("sources"))
+        .into_iter()
+        .chain(walk(&root.join("jobs")))
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap_or_default();
+            (p, b)
+        })
         .collect();
     let started = Instant::now();
     let out = tokio::task::spawn_blocking({
@@ -264,6 +295,20 @@ pub async fn run(_size: Size) -> Vec<Row> {
             "written beside the bucket: {before:?} -> {after:?}"
         ));
     }
+    for (path, bytes) in &user_objects {
+        if std::fs::read(path).unwrap_or_default() != *bytes {
+            problems.push(format!("user object {} changed", path.display()));
+        }
+    }
+    for reserved in [
+        "jobs/spawned.json",
+        "_reelay/claims/x.json",
+        "elsewhere/x.mp4",
+    ] {
+        if root.join(reserved).exists() {
+            problems.push(format!("a job wrote {reserved}"));
+        }
+    }
     if Path::new("/tmp/reelay-escape.mp4").exists()
         || dir.path().parent().unwrap().join("outside.mp4").exists()
     {
@@ -285,5 +330,72 @@ pub async fn run(_size: Size) -> Vec<Row> {
         goods.len(),
         took.as_secs_f64()
     );
-    vec![row]
+    vec![row, identical_work().await]
+}
+
+/// Identical work started together (issue 15): with `concurrency = 8`, 8
+/// jobs cutting the same clip gave 3 exports, and the busy turn-aways were
+/// dead-lettered without a failure record. Now: 8 exports, the shared
+/// extract runs once, nothing dead-lettered.
+async fn identical_work() -> Row {
+    const JOBS: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let config = dir.path().join("reelay.toml");
+    std::fs::write(
+        &config,
+        format!("concurrency = {JOBS}\n{JOB_RULE}\n[queue]\nvisibility_seconds = 5\nmax_receive_count = {MAX_RECEIVE}\nretry_seconds = 1\n"),
+    )
+    .unwrap();
+    harness::tiny_video(&root.join("sources/clip.mp4"), 2.0);
+    for i in 0..JOBS {
+        let p = root.join(format!("jobs/same-{i}.json"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            p,
+            one_clip("sources/clip.mp4", &format!("exports/same-{i}.mp4")),
+        )
+        .unwrap();
+    }
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let (root, config) = (root.clone(), config.clone());
+        move || crate::common::dev_until_idle(&root, Some(&config))
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let completed = (0..JOBS)
+        .filter(|i| harness::decode_fully(&root.join(format!("exports/same-{i}.mp4"))).is_ok())
+        .count();
+    let entries = crate::common::journal(&root);
+    let mut dones = std::collections::BTreeMap::new();
+    for e in entries.iter().filter(|e| e.event == "done") {
+        *dones.entry(e.task.clone()).or_insert(0usize) += 1;
+    }
+    let busy = entries.iter().filter(|e| e.event == "busy").count();
+    assert!(
+        out.status.success() && !stderr.contains("dead-letter"),
+        "{stderr}"
+    );
+    assert_eq!(
+        completed, JOBS,
+        "exports decoded: {completed} of {JOBS}: {stderr}"
+    );
+    assert!(
+        records(&root).is_empty(),
+        "failure records: {:?}",
+        records(&root)
+    );
+    let mut row = Row::new("identical_work", "local");
+    row.cases = JOBS as u64;
+    row.faults = busy as u64;
+    row.completed = completed as u64;
+    row.lost = (JOBS - completed) as u64;
+    row.duplicates = dones.values().map(|n| n - 1).sum::<usize>() as u64;
+    row.notes = format!(
+        "{JOBS} jobs cutting one clip at concurrency {JOBS}: {completed} exports, {busy} busy turn-aways requeued without spending a try, 0 dead letters; {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    row
 }

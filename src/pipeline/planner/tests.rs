@@ -349,3 +349,259 @@ async fn single_container_is_one_export_task_after_the_detect_it_needs() {
     assert_eq!(clips[2]["detections"], serde_json::json!([0]));
     crate::tasks::validate_params(StepKind::Export, &export.params).unwrap();
 }
+
+fn job_to(output: &str) -> String {
+    JOB.replace("exports/h.mp4", output)
+}
+
+/// The adversarial cases: a job's `output` over another upload, over its
+/// own manifest, under `jobs/` (it would run as a job), under `sources/`
+/// (it would retrigger the default rule), or under reelay's reserved
+/// prefixes. Each is refused at planning, before any step, naming the
+/// object, the field and the fix.
+#[tokio::test]
+async fn outputs_over_user_objects_or_reserved_prefixes_are_refused_at_planning() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let config = Config::defaults();
+    put(&store, "sources/m.mp4", b"video", None).await;
+    put(&store, "sources/keep.mp4", b"keep", None).await;
+    for output in [
+        "sources/keep.mp4",
+        "jobs/j.json",
+        "jobs/other.json",
+        "sources/new.mp4",
+        "_reelay/claims/x.json",
+        "_reelay/failures/x.json",
+        "work/x.mp4",
+        "elsewhere/x.mp4",
+    ] {
+        put(&store, "jobs/j.json", job_to(output).as_bytes(), None).await;
+        let e = plan(&store, &config, Trigger::Upload(&upload("jobs/j.json")))
+            .await
+            .unwrap_err();
+        assert!(e.is_permanent(), "{e}");
+        let PlanError::Manifest(m) = &e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            (m.object.as_str(), m.field.as_str()),
+            ("jobs/j.json", "output"),
+            "{e}"
+        );
+        assert!(m.problem.contains(output), "{e}");
+        assert!(m.fix.contains("`exports/`"), "{e}");
+    }
+    assert_eq!(
+        store.get_bytes("sources/keep.mp4").await.unwrap().0,
+        b"keep"
+    );
+    // The configured prefixes are what is allowed.
+    let mut file = crate::config::ConfigFile::default();
+    crate::config::apply_env(&mut file, |k| {
+        (k == "REELAY_OUTPUT_PREFIXES").then(|| "elsewhere,exports/".to_string())
+    })
+    .unwrap();
+    let config = Config::from_file("env", file).unwrap();
+    put(
+        &store,
+        "jobs/j.json",
+        job_to("elsewhere/x.mp4").as_bytes(),
+        None,
+    )
+    .await;
+    plan(&store, &config, Trigger::Upload(&upload("jobs/j.json")))
+        .await
+        .unwrap();
+}
+
+/// Two jobs with one output took turns overwriting it; now the second
+/// is refused, naming the first. The same job under two names is one job.
+#[tokio::test]
+async fn a_second_job_with_the_same_output_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let config = Config::defaults();
+    put(&store, "sources/m.mp4", b"video", None).await;
+    put(&store, "jobs/first.json", JOB.as_bytes(), None).await;
+    let other = JOB.replace("\"end\": 1}", "\"end\": 1.5}");
+    put(&store, "jobs/second.json", other.as_bytes(), None).await;
+    put(&store, "jobs/copy.json", JOB.as_bytes(), None).await;
+    plan(&store, &config, Trigger::Upload(&upload("jobs/first.json")))
+        .await
+        .unwrap();
+    let e = plan(
+        &store,
+        &config,
+        Trigger::Upload(&upload("jobs/second.json")),
+    )
+    .await
+    .unwrap_err();
+    let PlanError::Manifest(m) = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        (m.object.as_str(), m.field.as_str()),
+        ("jobs/second.json", "output")
+    );
+    assert!(m.problem.contains("jobs/first.json"), "{e}");
+    plan(&store, &config, Trigger::Upload(&upload("jobs/copy.json")))
+        .await
+        .unwrap();
+    // Once the first job names another output, the second may have it.
+    put(
+        &store,
+        "jobs/first.json",
+        job_to("exports/other.mp4").as_bytes(),
+        None,
+    )
+    .await;
+    plan(
+        &store,
+        &config,
+        Trigger::Upload(&upload("jobs/second.json")),
+    )
+    .await
+    .unwrap();
+}
+
+/// A store that fails the test if a manifest over the limit is read.
+struct NoBigReads(LocalStore);
+
+#[async_trait::async_trait]
+impl ObjectStore for NoBigReads {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.0.head(key).await
+    }
+    async fn get_to_file(
+        &self,
+        key: &str,
+        dest: &std::path::Path,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.0.get_to_file(key, dest).await
+    }
+    async fn get_bytes(&self, key: &str) -> Result<(Vec<u8>, ObjectMeta), StoreError> {
+        let size = self.0.head(key).await?.map_or(0, |m| m.size);
+        assert!(
+            size <= crate::pipeline::manifest::MAX_MANIFEST_BYTES as u64,
+            "read {size} bytes of {key}"
+        );
+        self.0.get_bytes(key).await
+    }
+    async fn put_file(
+        &self,
+        key: &str,
+        src: &std::path::Path,
+        ct: &str,
+        md: &Metadata,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.0.put_file(key, src, ct, md).await
+    }
+    async fn put_bytes(
+        &self,
+        key: &str,
+        b: &[u8],
+        ct: &str,
+        md: &Metadata,
+        c: PutCondition,
+    ) -> Result<crate::ports::store::PutOutcome, StoreError> {
+        self.0.put_bytes(key, b, ct, md, c).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+}
+
+#[tokio::test]
+async fn a_huge_manifest_is_refused_by_its_size_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = NoBigReads(LocalStore::open(dir.path()).unwrap());
+    std::fs::create_dir_all(dir.path().join("jobs")).unwrap();
+    let f = std::fs::File::create(dir.path().join("jobs/huge.json")).unwrap();
+    f.set_len(64 << 20).unwrap();
+    let e = plan(
+        &store,
+        &Config::defaults(),
+        Trigger::Upload(&upload("jobs/huge.json")),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.is_permanent() && e.to_string().contains("over the 1 MiB limit"),
+        "{e}"
+    );
+}
+
+/// An output under an existing symlinked folder is refused at planning.
+#[tokio::test]
+async fn an_output_under_a_symlinked_folder_is_refused_at_planning() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    put(&store, "sources/m.mp4", b"video", None).await;
+    std::fs::create_dir_all(dir.path().join("exports")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("sources"), dir.path().join("exports/in"))
+        .unwrap();
+    put(
+        &store,
+        "jobs/a.json",
+        job_to("exports/in/m.mp4").as_bytes(),
+        None,
+    )
+    .await;
+    let e = plan(
+        &store,
+        &Config::defaults(),
+        Trigger::Upload(&upload("jobs/a.json")),
+    )
+    .await
+    .unwrap_err();
+    let PlanError::Manifest(m) = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        (m.object.as_str(), m.field.as_str()),
+        ("jobs/a.json", "output")
+    );
+    assert!(m.problem.contains("`exports/in` is a symlink"), "{e}");
+    assert_eq!(store.get_bytes("sources/m.mp4").await.unwrap().0, b"video");
+}
+
+/// A symlinked source is named as the manifest's `source` problem.
+#[tokio::test]
+async fn a_symlinked_source_is_named_by_field_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("m.mp4"), b"video").unwrap();
+    std::fs::create_dir_all(dir.path().join("sources")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("m.mp4"),
+        dir.path().join("sources/m.mp4"),
+    )
+    .unwrap();
+    put(&store, "jobs/a.json", JOB.as_bytes(), None).await;
+    let e = plan(
+        &store,
+        &Config::defaults(),
+        Trigger::Upload(&upload("jobs/a.json")),
+    )
+    .await
+    .unwrap_err();
+    let PlanError::Manifest(m) = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(
+        (m.object.as_str(), m.field.as_str()),
+        ("jobs/a.json", "source")
+    );
+    assert!(
+        m.problem.contains("symlink") && m.fix.contains("not a symlink"),
+        "{e}"
+    );
+}
