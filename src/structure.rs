@@ -30,7 +30,7 @@ const ROOMS: &[&[&str]] = &[
 const MAX_BACK_ARROWS: usize = 2;
 
 /// Longest function allowed, in lines: a ratchet towards the guide's 120.
-const MAX_FUNCTION_LINES: usize = 312;
+const MAX_FUNCTION_LINES: usize = 283;
 
 struct Source {
     /// Path under `src/`, like `runtime/executor.rs`.
@@ -58,6 +58,12 @@ fn sources() -> Vec<Source> {
         .into_iter()
         .map(|f| {
             let text = std::fs::read_to_string(&f).unwrap();
+            // A `tests.rs` file is a test module of its own.
+            let text = if f.file_name().is_some_and(|n| n == "tests.rs") {
+                String::new()
+            } else {
+                text
+            };
             let code = match text.find("#[cfg(test)]\nmod tests") {
                 Some(i) => &text[..i],
                 None => &text[..],

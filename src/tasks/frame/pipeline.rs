@@ -42,7 +42,9 @@ use super::resize::Resizer;
 use super::yuv::rgb_to_yuv420p;
 use crate::inference::{InferenceError, Upscaler};
 use crate::media::filter::{fps_exact, fps_string};
-use crate::media::{EncodeProfile, Ffmpeg, MediaError, MediaInfo, Pipe, Progress, path_arg};
+use crate::media::{
+    EncodeProfile, Ffmpeg, MediaError, MediaInfo, Pipe, PipedFfmpeg, Progress, path_arg,
+};
 use crate::overlay::Scene;
 use crate::tasks::TaskError;
 
@@ -388,24 +390,8 @@ pub fn run(
     let size = job.params.size;
     let expected = (job.info.duration * fps_value).round().max(1.0);
 
-    let input_err = |e: MediaError| e.into_task_error(Some("input"));
-    let mut decoder = job
-        .ff
-        .spawn_piped(
-            &decode_args(job.input, job.accel, region, (video.width, video.height)),
-            Pipe::Stdout,
-            &format!("decoding `{}`", job.input.display()),
-        )
-        .map_err(input_err)?;
-    let (enc_args, audio) = encode_args(job, &fps);
-    let mut encoder = job
-        .ff
-        .spawn_piped(
-            &enc_args,
-            Pipe::Stdin,
-            &format!("encoding `{}`", job.output.display()),
-        )
-        .map_err(|e| e.into_task_error(None))?;
+    let (mut decoder, mut encoder, audio) =
+        spawn_codecs(job, region, (video.width, video.height), &fps)?;
     let dec_out = decoder.stdout.take().expect("piped stdout");
     let mut enc_in = encoder.stdin.take().expect("piped stdin");
 
@@ -419,185 +405,38 @@ pub fn run(
     let (tx_outputs, rx_outputs) = sync_channel::<Batch>(1);
     let (tx_pixels, rx_pixels) = sync_channel::<Vec<u8>>(batch + 1);
 
-    let mut written = 0u64;
-    let mut write_busy = Duration::ZERO;
-    let mut write_failed = false;
-    let stats: Vec<StageStats> = std::thread::scope(|scope| {
+    let (stats, (written, write_busy, write_failed)) = std::thread::scope(|scope| {
         let shared = &shared;
         let plan = &plan;
-        // 1. decode
-        let decode = scope.spawn(move || {
-            let mut out = dec_out;
-            let len = plan.frame_len();
-            let mut busy = Duration::ZERO;
-            let mut index = 0u64;
-            while !shared.stopped() {
-                let mut data = vec![0u8; len];
-                let t = Instant::now();
-                match read_frame(&mut out, &mut data) {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        shared.fail(TaskError::transient(format!(
-                            "reading decoded frames of `{}`: {e}",
-                            job.input.display()
-                        )));
-                        break;
-                    }
-                }
-                busy += t.elapsed();
-                if !send(&tx_frames, Decoded { index, data }) {
-                    break;
-                }
-                index += 1;
-            }
-            StageStats {
-                name: "decode",
-                busy_seconds: busy.as_secs_f64(),
-                items: index,
-            }
-        });
-        // 2. crop + tensor
-        let crop = scope.spawn(move || {
-            let mut busy = Duration::ZERO;
-            let mut items = 0u64;
-            let (ih, iw) = (plan.in_h, plan.in_w);
-            let one = plan.input_len();
-            let mut pending: Vec<Decoded> = Vec::with_capacity(batch);
-            let mut ended = false;
-            while !ended {
-                match recv(&rx_frames, shared) {
-                    Some(f) => pending.push(f),
-                    None => ended = true,
-                }
-                let full = pending.len() == batch;
-                let last = ended && !pending.is_empty();
-                if !full && !last {
-                    continue;
-                }
-                let t = Instant::now();
-                let count = pending.len();
-                let n = if pad_batches { batch } else { count };
-                let mut tensor = Array4::<f32>::zeros((n, 3, ih, iw));
-                {
-                    let flat = tensor.as_slice_mut().expect("fresh arrays are contiguous");
-                    for (slot, f) in flat.chunks_exact_mut(one).zip(&pending) {
-                        plan.fill(f.index, &f.data, slot);
-                    }
-                    if n > count {
-                        let (done, rest) = flat.split_at_mut(count * one);
-                        let last = &done[(count - 1) * one..];
-                        for slot in rest.chunks_exact_mut(one) {
-                            slot.copy_from_slice(last);
-                        }
-                    }
-                }
-                items += count as u64;
-                pending.clear();
-                busy += t.elapsed();
-                if !send(&tx_batches, Batch { count, tensor }) {
-                    break;
-                }
-            }
-            StageStats {
-                name: "crop",
-                busy_seconds: busy.as_secs_f64(),
-                items,
-            }
-        });
-        // 3. inference
-        let infer = scope.spawn(move || {
-            let mut busy = Duration::ZERO;
-            let mut items = 0u64;
-            while let Some(b) = recv(&rx_batches, shared) {
-                let t = Instant::now();
-                let out = match up.upscale_tensor(b.tensor.view()) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        shared.fail(inference_error(e));
-                        break;
-                    }
-                };
-                busy += t.elapsed();
-                items += b.count as u64;
-                if !send(
-                    &tx_outputs,
-                    Batch {
-                        count: b.count,
-                        tensor: out,
-                    },
-                ) {
-                    break;
-                }
-            }
-            StageStats {
-                name: "inference",
-                busy_seconds: busy.as_secs_f64(),
-                items,
-            }
-        });
-        // 4. pixels + resize
+        let decode = scope.spawn(move || decode_stage(dec_out, plan, job.input, shared, tx_frames));
+        let crop = scope
+            .spawn(move || crop_stage(rx_frames, plan, batch, pad_batches, shared, tx_batches));
+        let infer = scope.spawn(move || infer_stage(rx_batches, up, shared, tx_outputs));
         let post = scope.spawn(move || {
-            let mut busy = Duration::ZERO;
-            let mut items = 0u64;
-            let mut resizer = Resizer::new(
-                plan.in_w as u32 * scale as u32,
-                plan.in_h as u32 * scale as u32,
-                size.width,
-                size.height,
-            );
-            let one = 3 * plan.in_h * scale * plan.in_w * scale;
-            let (ow, oh) = (size.width as usize, size.height as usize);
-            'outer: while let Some(b) = recv(&rx_outputs, shared) {
-                let flat = b.tensor.as_slice().expect("model outputs are contiguous");
-                for src in flat.chunks_exact(one).take(b.count) {
-                    let t = Instant::now();
-                    let mut px = vec![0u8; resizer.out_len()];
-                    resizer.run(src, &mut px);
-                    if let Some(scene) = job.scene {
-                        let mut yuv = Vec::new();
-                        rgb_to_yuv420p(&px, ow, oh, &mut yuv);
-                        scene.draw(&mut yuv, items as f64 / fps_value);
-                        px = yuv;
-                    }
-                    busy += t.elapsed();
-                    items += 1;
-                    if !send(&tx_pixels, px) {
-                        break 'outer;
-                    }
-                }
-            }
-            StageStats {
-                name: "resize",
-                busy_seconds: busy.as_secs_f64(),
-                items,
-            }
+            let out = Resized {
+                scale,
+                size,
+                scene: job.scene,
+                fps_value,
+            };
+            resize_stage(rx_outputs, plan, &out, shared, tx_pixels)
         });
         // 5. encode, here.
-        while let Some(px) = recv(&rx_pixels, shared) {
-            let t = Instant::now();
-            if let Err(e) = enc_in.write_all(&px) {
-                write_failed = true;
-                shared.fail(TaskError::transient(format!(
-                    "writing frames to the encoder: {e}"
-                )));
-                break;
-            }
-            write_busy += t.elapsed();
-            written += 1;
-            on_progress(Progress {
-                out_time: written as f64 / fps_value,
-                frame: written,
-                fraction: Some((written as f64 / expected).min(1.0)),
-            });
-        }
+        let encoded = encode_stage(
+            &rx_pixels,
+            &mut enc_in,
+            shared,
+            fps_value,
+            expected,
+            on_progress,
+        );
         if shared.stopped() {
             // Unblock the decoder's read: its stages are told to stop.
             decoder.kill();
             shared.stop.store(true, Ordering::SeqCst);
         }
         drop(rx_pixels);
-        [decode, crop, infer, post]
+        let stats: Vec<StageStats> = [decode, crop, infer, post]
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or(StageStats {
@@ -606,11 +445,85 @@ pub fn run(
                     items: 0,
                 })
             })
-            .collect()
+            .collect();
+        (stats, encoded)
     });
     drop(enc_in);
 
-    if cancel.is_cancelled() {
+    let decoded = settle(
+        job,
+        decoder,
+        encoder,
+        &shared,
+        &stats,
+        written,
+        write_failed,
+    )?;
+    let mut stages = stats;
+    stages.push(StageStats {
+        name: "encode",
+        busy_seconds: write_busy.as_secs_f64(),
+        items: written,
+    });
+    Ok(FrameRun {
+        frames: decoded,
+        fps,
+        fps_value,
+        source: (video.width, video.height),
+        input: (plan.in_w as u32, plan.in_h as u32),
+        size,
+        audio,
+        tiles: up.tiles_for(plan.in_h, plan.in_w),
+        batch,
+        nvdec: job.accel.nvdec,
+        nvenc: job.accel.nvenc,
+        seconds: started.elapsed().as_secs_f64(),
+        stages,
+    })
+}
+
+/// Starts the decoder (the region of the input as RGB24 on stdout) and the
+/// encoder (frames on stdin); also says what became of the audio.
+fn spawn_codecs(
+    job: &FrameJob<'_>,
+    region: (u32, u32, u32, u32),
+    frame: (u32, u32),
+    fps: &str,
+) -> Result<(PipedFfmpeg, PipedFfmpeg, &'static str), TaskError> {
+    let decoder = job
+        .ff
+        .spawn_piped(
+            &decode_args(job.input, job.accel, region, frame),
+            Pipe::Stdout,
+            &format!("decoding `{}`", job.input.display()),
+        )
+        .map_err(|e: MediaError| e.into_task_error(Some("input")))?;
+    let (enc_args, audio) = encode_args(job, fps);
+    let encoder = job
+        .ff
+        .spawn_piped(
+            &enc_args,
+            Pipe::Stdin,
+            &format!("encoding `{}`", job.output.display()),
+        )
+        .map_err(|e| e.into_task_error(None))?;
+    Ok((decoder, encoder, audio))
+}
+
+/// After the stages: a cancel or the first failure wins (the encoder's own
+/// words when it went away); otherwise both FFmpeg processes must end
+/// cleanly and every decoded frame must have been encoded. Returns the
+/// frames decoded.
+fn settle(
+    job: &FrameJob<'_>,
+    mut decoder: PipedFfmpeg,
+    mut encoder: PipedFfmpeg,
+    shared: &Shared,
+    stats: &[StageStats],
+    written: u64,
+    write_failed: bool,
+) -> Result<u64, TaskError> {
+    if shared.cancel.is_cancelled() {
         encoder.kill();
         decoder.kill();
         return Err(TaskError::transient(format!(
@@ -639,7 +552,9 @@ pub fn run(
         return Err(e);
     }
     let decoded = stats[0].items;
-    decoder.finish().map_err(input_err)?;
+    decoder
+        .finish()
+        .map_err(|e| e.into_task_error(Some("input")))?;
     let last = encoder.finish().map_err(|e| e.into_task_error(None))?;
     if decoded == 0 {
         return Err(TaskError::permanent(
@@ -656,27 +571,226 @@ pub fn run(
             "frame count mismatch: {decoded} decoded, {written} sent to the encoder, {encoded} encoded"
         )));
     }
-    let mut stages = stats;
-    stages.push(StageStats {
-        name: "encode",
-        busy_seconds: write_busy.as_secs_f64(),
-        items: written,
-    });
-    Ok(FrameRun {
-        frames: decoded,
-        fps,
-        fps_value,
-        source: (video.width, video.height),
-        input: (plan.in_w as u32, plan.in_h as u32),
-        size,
-        audio,
-        tiles: up.tiles_for(plan.in_h, plan.in_w),
-        batch,
-        nvdec: job.accel.nvdec,
-        nvenc: job.accel.nvenc,
-        seconds: started.elapsed().as_secs_f64(),
-        stages,
-    })
+    Ok(decoded)
+}
+
+/// Stage 1: raw frames from the decoder, numbered.
+fn decode_stage(
+    dec_out: impl Read,
+    plan: &CropPlan,
+    input: &Path,
+    shared: &Shared,
+    tx_frames: SyncSender<Decoded>,
+) -> StageStats {
+    let mut out = dec_out;
+    let len = plan.frame_len();
+    let mut busy = Duration::ZERO;
+    let mut index = 0u64;
+    while !shared.stopped() {
+        let mut data = vec![0u8; len];
+        let t = Instant::now();
+        match read_frame(&mut out, &mut data) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                shared.fail(TaskError::transient(format!(
+                    "reading decoded frames of `{}`: {e}",
+                    input.display()
+                )));
+                break;
+            }
+        }
+        busy += t.elapsed();
+        if !send(&tx_frames, Decoded { index, data }) {
+            break;
+        }
+        index += 1;
+    }
+    StageStats {
+        name: "decode",
+        busy_seconds: busy.as_secs_f64(),
+        items: index,
+    }
+}
+
+/// Stage 2: crop each frame and pack batches into the model's input tensor
+/// (padded to a full batch on CUDA, whose graphs want one shape).
+fn crop_stage(
+    rx_frames: Receiver<Decoded>,
+    plan: &CropPlan,
+    batch: usize,
+    pad_batches: bool,
+    shared: &Shared,
+    tx_batches: SyncSender<Batch>,
+) -> StageStats {
+    let mut busy = Duration::ZERO;
+    let mut items = 0u64;
+    let (ih, iw) = (plan.in_h, plan.in_w);
+    let one = plan.input_len();
+    let mut pending: Vec<Decoded> = Vec::with_capacity(batch);
+    let mut ended = false;
+    while !ended {
+        match recv(&rx_frames, shared) {
+            Some(f) => pending.push(f),
+            None => ended = true,
+        }
+        let full = pending.len() == batch;
+        let last = ended && !pending.is_empty();
+        if !full && !last {
+            continue;
+        }
+        let t = Instant::now();
+        let count = pending.len();
+        let n = if pad_batches { batch } else { count };
+        let mut tensor = Array4::<f32>::zeros((n, 3, ih, iw));
+        {
+            let flat = tensor.as_slice_mut().expect("fresh arrays are contiguous");
+            for (slot, f) in flat.chunks_exact_mut(one).zip(&pending) {
+                plan.fill(f.index, &f.data, slot);
+            }
+            if n > count {
+                let (done, rest) = flat.split_at_mut(count * one);
+                let last = &done[(count - 1) * one..];
+                for slot in rest.chunks_exact_mut(one) {
+                    slot.copy_from_slice(last);
+                }
+            }
+        }
+        items += count as u64;
+        pending.clear();
+        busy += t.elapsed();
+        if !send(&tx_batches, Batch { count, tensor }) {
+            break;
+        }
+    }
+    StageStats {
+        name: "crop",
+        busy_seconds: busy.as_secs_f64(),
+        items,
+    }
+}
+
+/// Stage 3: the model.
+fn infer_stage(
+    rx_batches: Receiver<Batch>,
+    up: &Upscaler,
+    shared: &Shared,
+    tx_outputs: SyncSender<Batch>,
+) -> StageStats {
+    let mut busy = Duration::ZERO;
+    let mut items = 0u64;
+    while let Some(b) = recv(&rx_batches, shared) {
+        let t = Instant::now();
+        let out = match up.upscale_tensor(b.tensor.view()) {
+            Ok(o) => o,
+            Err(e) => {
+                shared.fail(inference_error(e));
+                break;
+            }
+        };
+        busy += t.elapsed();
+        items += b.count as u64;
+        if !send(
+            &tx_outputs,
+            Batch {
+                count: b.count,
+                tensor: out,
+            },
+        ) {
+            break;
+        }
+    }
+    StageStats {
+        name: "inference",
+        busy_seconds: busy.as_secs_f64(),
+        items,
+    }
+}
+
+/// What stage 4 turns the model's output into.
+struct Resized<'a> {
+    scale: usize,
+    size: OutputSize,
+    scene: Option<&'a Scene>,
+    fps_value: f64,
+}
+
+/// Stage 4: model output to pixels at the asked size, with the overlay
+/// drawn when there is one.
+fn resize_stage(
+    rx_outputs: Receiver<Batch>,
+    plan: &CropPlan,
+    out: &Resized<'_>,
+    shared: &Shared,
+    tx_pixels: SyncSender<Vec<u8>>,
+) -> StageStats {
+    let (scale, size, fps_value) = (out.scale, out.size, out.fps_value);
+    let mut busy = Duration::ZERO;
+    let mut items = 0u64;
+    let mut resizer = Resizer::new(
+        plan.in_w as u32 * scale as u32,
+        plan.in_h as u32 * scale as u32,
+        size.width,
+        size.height,
+    );
+    let one = 3 * plan.in_h * scale * plan.in_w * scale;
+    let (ow, oh) = (size.width as usize, size.height as usize);
+    'outer: while let Some(b) = recv(&rx_outputs, shared) {
+        let flat = b.tensor.as_slice().expect("model outputs are contiguous");
+        for src in flat.chunks_exact(one).take(b.count) {
+            let t = Instant::now();
+            let mut px = vec![0u8; resizer.out_len()];
+            resizer.run(src, &mut px);
+            if let Some(scene) = out.scene {
+                let mut yuv = Vec::new();
+                rgb_to_yuv420p(&px, ow, oh, &mut yuv);
+                scene.draw(&mut yuv, items as f64 / fps_value);
+                px = yuv;
+            }
+            busy += t.elapsed();
+            items += 1;
+            if !send(&tx_pixels, px) {
+                break 'outer;
+            }
+        }
+    }
+    StageStats {
+        name: "resize",
+        busy_seconds: busy.as_secs_f64(),
+        items,
+    }
+}
+
+/// Stage 5, on the calling thread: frames into the encoder, with progress.
+/// Returns the frames written, the time spent writing, and whether a write
+/// failed (the encoder went away).
+fn encode_stage(
+    rx_pixels: &Receiver<Vec<u8>>,
+    enc_in: &mut impl Write,
+    shared: &Shared,
+    fps_value: f64,
+    expected: f64,
+    on_progress: &mut dyn FnMut(Progress),
+) -> (u64, Duration, bool) {
+    let (mut written, mut write_busy, mut write_failed) = (0u64, Duration::ZERO, false);
+    while let Some(px) = recv(rx_pixels, shared) {
+        let t = Instant::now();
+        if let Err(e) = enc_in.write_all(&px) {
+            write_failed = true;
+            shared.fail(TaskError::transient(format!(
+                "writing frames to the encoder: {e}"
+            )));
+            break;
+        }
+        write_busy += t.elapsed();
+        written += 1;
+        on_progress(Progress {
+            out_time: written as f64 / fps_value,
+            frame: written,
+            fraction: Some((written as f64 / expected).min(1.0)),
+        });
+    }
+    (written, write_busy, write_failed)
 }
 
 /// Fills `buf` with one frame. `Ok(false)` at a clean end of stream (or a
