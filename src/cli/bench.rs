@@ -216,6 +216,34 @@ pub enum BenchCommand {
     },
 }
 
+/// `reelay bench cpu`: extract and compile against the bare FFmpeg command.
+async fn cpu(
+    repetitions: u32,
+    scratch: PathBuf,
+    json: bool,
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let ff = Ffmpeg::locate()?;
+    let profile = Config::load(config.as_deref())?.file.output;
+    let font = crate::tasks::compile::locate_font().ok();
+    let opts = CpuBenchOptions {
+        repetitions,
+        ..CpuBenchOptions::default()
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        run_cpu_bench(&ff, &scratch, &opts, &profile, font.as_deref(), &mut |l| {
+            eprintln!("{l}")
+        })
+    })
+    .await??;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_cpu(&report));
+    }
+    Ok(())
+}
+
 pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
     match which {
         which @ BenchCommand::Gpu { .. } => gpu(which, config).await,
@@ -223,27 +251,7 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
             repetitions,
             scratch,
             json,
-        } => {
-            let ff = Ffmpeg::locate()?;
-            let profile = Config::load(config.as_deref())?.file.output;
-            let font = crate::tasks::compile::locate_font().ok();
-            let opts = CpuBenchOptions {
-                repetitions,
-                ..CpuBenchOptions::default()
-            };
-            let report = tokio::task::spawn_blocking(move || {
-                run_cpu_bench(&ff, &scratch, &opts, &profile, font.as_deref(), &mut |l| {
-                    eprintln!("{l}")
-                })
-            })
-            .await??;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", render_cpu(&report));
-            }
-            Ok(())
-        }
+        } => cpu(repetitions, scratch, json, config).await,
         BenchCommand::Upscale {
             model,
             crop,

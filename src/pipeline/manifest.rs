@@ -13,7 +13,7 @@ pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 /// Most clips one job may have.
 pub const MAX_CLIPS: usize = 500;
 /// Longest caption, in characters.
-pub const MAX_CAPTION_CHARS: usize = 200;
+pub use crate::policy::bounds::MAX_CAPTION_CHARS;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -328,6 +328,24 @@ impl JobManifest {
         }
         Ok(())
     }
+}
+
+/// Reads the manifest at `key`, refusing an oversized one by its size
+/// before reading it. The outer error is the store's; the inner, the manifest's.
+pub async fn read(
+    store: &dyn crate::ports::store::ObjectStore,
+    key: &str,
+) -> Result<
+    Result<(JobManifest, crate::ports::store::ObjectMeta), ManifestError>,
+    crate::ports::store::StoreError,
+> {
+    if let Some(meta) = store.head(key).await?
+        && let Err(e) = JobManifest::check_size(key, meta.size)
+    {
+        return Ok(Err(e));
+    }
+    let (bytes, meta) = store.get_bytes(key).await?;
+    Ok(JobManifest::parse(key, &bytes).map(|m| (m, meta)))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::overlay::spec::OverlaySpec;
 use crate::pipeline::manifest::{Clip, JobManifest, ManifestError, Placement};
 use crate::pipeline::placement;
 use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
-use crate::policy::outputs;
+use crate::policy::declarations;
 use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
 use crate::tasks::export::{ExportClip, ExportParams};
@@ -351,12 +351,7 @@ pub async fn load_manifest(
     store: &dyn ObjectStore,
     key: &str,
 ) -> Result<(JobManifest, ObjectMeta), PlanError> {
-    // The size first: a huge file in `jobs/` is refused without reading it.
-    if let Some(meta) = store.head(key).await? {
-        JobManifest::check_size(key, meta.size)?;
-    }
-    let (bytes, meta) = store.get_bytes(key).await?;
-    Ok((JobManifest::parse(key, &bytes)?, meta))
+    Ok(crate::pipeline::manifest::read(store, key).await??)
 }
 
 async fn plan_job(
@@ -370,7 +365,7 @@ async fn plan_job(
         manifest: manifest_key.to_string(),
     };
     // Where it writes is checked before any step runs.
-    outputs::check_job_output(&config.file.layout, manifest_key, &manifest)?;
+    declarations::check_job_output(&config.file.layout, manifest_key, &manifest)?;
     if let Err(StoreError::InvalidKey { reason, .. }) = store.check_writable(&manifest.output) {
         return Err(ManifestError {
             object: manifest_key.to_string(),
@@ -380,7 +375,7 @@ async fn plan_job(
         }
         .into());
     }
-    outputs::declare_output(store, manifest_key, &job.id, &manifest.output).await??;
+    declarations::declare_output(store, manifest_key, &job.id, &manifest.output).await??;
     // Intermediate outputs are named by their task alone: a task id is a
     // hash of its kind, inputs and parameters, so jobs that need the same
     // step (8 jobs cutting one clip) share one execution and one object.

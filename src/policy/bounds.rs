@@ -3,7 +3,6 @@
 //! instead of aborting the process (and every other job with it).
 
 use crate::overlay::spec::OverlaySpec;
-use crate::pipeline::manifest::MAX_CAPTION_CHARS;
 
 /// Most text items one overlay may draw.
 pub const MAX_OVERLAY_TEXT_ITEMS: usize = 16;
@@ -57,6 +56,9 @@ pub fn check_overlay(spec: &OverlaySpec) -> Result<(), OverlayRefusal> {
     }
     Ok(())
 }
+
+/// The longest caption, in characters: one line over a clip.
+pub const MAX_CAPTION_CHARS: usize = 200;
 
 /// A caption: at most [`MAX_CAPTION_CHARS`] printable characters on one line.
 pub fn check_caption(caption: &str) -> Result<(), (String, String)> {

@@ -545,8 +545,7 @@ async fn an_output_under_a_symlinked_folder_is_refused_at_planning() {
     let store = LocalStore::open(dir.path()).unwrap();
     put(&store, "sources/m.mp4", b"video", None).await;
     std::fs::create_dir_all(dir.path().join("exports")).unwrap();
-    std::os::unix::fs::symlink(dir.path().join("sources"), dir.path().join("exports/in"))
-        .unwrap();
+    std::os::unix::fs::symlink(dir.path().join("sources"), dir.path().join("exports/in")).unwrap();
     put(
         &store,
         "jobs/a.json",
