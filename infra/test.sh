@@ -93,6 +93,8 @@ synth() { # OUT CONTEXT...
 }
 check "aws: cdk synth (Lambda router)" synth "$WORK/cdk.out-lambda"
 check "aws: cdk synth (-c router=fargate -c r2Bridge=true)" synth "$WORK/cdk.out-fargate" -c router=fargate -c r2Bridge=true
+check "aws: cdk synth (-c gpuCapacity=spot -c natGateways=0 -c existingBucket=...)" synth "$WORK/cdk.out-options" \
+  -c gpuCapacity=spot -c gpuInstanceTypes=g4dn.xlarge,g5.xlarge,g6.xlarge -c natGateways=0 -c existingBucket=reelay-existing-media
 node_tests "aws: node --test (aws-cdk-lib/assertions)" "$AWS" --import tsx --test --test-reporter=tap test/stack.test.ts test/deploy.test.ts
 # The Lambda asset built the way it ships (release, stripped, FFmpeg of the
 # architecture) passes the same check synth runs; REELAY_SKIP_LAMBDA_BUILD=1
@@ -107,7 +109,7 @@ else
 fi
 TEMPLATES=()
 for t in "$WORK"/cdk.out-*/Reelay.template.json; do [ -s "$t" ] && TEMPLATES+=("$t"); done
-if [ "${#TEMPLATES[@]}" -eq 2 ]; then
+if [ "${#TEMPLATES[@]}" -eq 3 ]; then
   check "aws: cfn-lint (0 errors, 0 warnings)" "$VENV/bin/cfn-lint" "${TEMPLATES[@]}"
   checkov_all() {
     local f args=()

@@ -117,12 +117,6 @@ export class ReelayStack extends cdk.Stack {
     const s = props.settings;
 
     // ---- parameters: what an operator changes without touching code ----
-    const bucketNameParam = new cdk.CfnParameter(this, 'BucketName', {
-      type: 'String',
-      default: '',
-      allowedPattern: '^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$',
-      description: 'Name of the media bucket; empty: reelay-ACCOUNT-REGION',
-    });
     const pricesParam = new cdk.CfnParameter(this, 'DevicePrices', {
       type: 'String',
       // g4dn.xlarge on-demand $0.526/h = 0.000146/s; Lambda at 4 GiB = 0.0000667/s.
@@ -171,13 +165,13 @@ export class ReelayStack extends cdk.Stack {
       type: 'String',
       default: '',
       allowedPattern: '^$|^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$',
-      description: 'R2 bucket reelay works on (with R2Endpoint and R2KeysArn); empty: the stack S3 bucket',
+      description: 'R2 bucket reelay works on (with R2Endpoint and R2KeysName); empty: the stack S3 bucket',
     });
-    const r2SecretParam = new cdk.CfnParameter(this, 'R2KeysArn', {
+    const r2SecretParam = new cdk.CfnParameter(this, 'R2KeysName', {
       type: 'String',
       default: '',
-      allowedPattern: '^$|^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$',
-      description: 'Secrets Manager secret with JSON keys access_key_id and secret_access_key of an R2 API token',
+      allowedPattern: '^$|^[A-Za-z0-9/_+=.@-]{1,512}$',
+      description: 'Name of the Secrets Manager secret (this account and region) with JSON access_key_id and secret_access_key of an R2 API token',
     });
     const useR2 = new cdk.CfnCondition(this, 'UseR2', {
       expression: cdk.Fn.conditionNot(cdk.Fn.conditionEquals(r2BucketParam.valueAsString, '')),
@@ -191,23 +185,32 @@ export class ReelayStack extends cdk.Stack {
         },
         {
           assert: cdk.Fn.conditionNot(cdk.Fn.conditionEquals(r2SecretParam.valueAsString, '')),
-          assertDescription: 'R2Bucket needs R2KeysArn (a secret with access_key_id and secret_access_key)',
+          assertDescription: 'R2Bucket needs R2KeysName (a secret with access_key_id and secret_access_key)',
         },
       ],
     });
-    const hasBucketName = new cdk.CfnCondition(this, 'HasBucketName', {
-      expression: cdk.Fn.conditionNot(cdk.Fn.conditionEquals(bucketNameParam.valueAsString, '')),
-    });
+    // Only when the stack creates the bucket (an unused condition is a lint warning).
+    const bucketNameFor = () => {
+      const bucketNameParam = new cdk.CfnParameter(this, 'BucketName', {
+        type: 'String',
+        default: '',
+        allowedPattern: '^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$',
+        description: 'Name of the media bucket; empty: reelay-ACCOUNT-REGION',
+      });
+      const hasBucketName = new cdk.CfnCondition(this, 'HasBucketName', {
+        expression: cdk.Fn.conditionNot(cdk.Fn.conditionEquals(bucketNameParam.valueAsString, '')),
+      });
+      return cdk.Token.asString(
+        cdk.Fn.conditionIf(
+          hasBucketName.logicalId,
+          bucketNameParam.valueAsString,
+          cdk.Fn.sub('reelay-${AWS::AccountId}-${AWS::Region}'),
+        ),
+      );
+    };
     const hasAlarmEmail = new cdk.CfnCondition(this, 'HasAlarmEmail', {
       expression: cdk.Fn.conditionNot(cdk.Fn.conditionEquals(alarmEmailParam.valueAsString, '')),
     });
-    const bucketName = cdk.Token.asString(
-      cdk.Fn.conditionIf(
-        hasBucketName.logicalId,
-        bucketNameParam.valueAsString,
-        cdk.Fn.sub('reelay-${AWS::AccountId}-${AWS::Region}'),
-      ),
-    );
     const retention = s.logRetentionDays as logs.RetentionDays;
 
     // ---- alarms go to one topic ----
@@ -295,7 +298,7 @@ export class ReelayStack extends cdk.Stack {
     // ---- buckets ----
     const bucket = s.existingBucket
       ? this.existingBucket(s.existingBucket, events.queue)
-      : this.newBucket(bucketName, events.queue, s);
+      : this.newBucket(bucketNameFor(), events.queue, s);
 
     const s3Url = cdk.Token.asString(
       cdk.Fn.conditionIf(
@@ -343,7 +346,8 @@ export class ReelayStack extends cdk.Stack {
         new iam.PolicyStatement({
           sid: 'ReadR2Credentials',
           actions: ['secretsmanager:GetSecretValue'],
-          resources: [r2SecretParam.valueAsString],
+          // Secrets Manager appends 6 random characters to a secret's name in its ARN.
+          resources: [cdk.Fn.sub('arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${R2KeysName}-??????')],
         }),
       ],
     });
@@ -442,6 +446,7 @@ export class ReelayStack extends cdk.Stack {
       );
       suppress(routerFunction, [
         { id: 'CKV_AWS_116', why: 'invoked by an SQS event source mapping; failures go to the queue redrive DLQ, a function DLQ only serves async invokes' },
+        { id: 'CKV_AWS_115', why: "no reserved concurrency on purpose: a new account's quota can be 10 with 100 kept unreserved, so any reservation fails the deploy; the event source's MaximumConcurrency bounds the router" },
         { id: 'CKV_AWS_117', why: 'talks only to S3 and SQS over TLS with IAM auth; a VPC adds ENI cold starts and NAT cost, no isolation' },
         { id: 'CKV_AWS_173', why: 'environment holds queue URLs, bucket name and prices, no secrets' },
       ], [
@@ -493,6 +498,11 @@ export class ReelayStack extends cdk.Stack {
     // One GPU per instance type (T4, A10G, L4), in the order given: the first
     // that has capacity is used. The task reserves 3840 CPU units and 12 GiB,
     // which each .xlarge fits.
+    if (noNat) {
+      suppress(launchTemplate, [
+        { id: 'CKV_AWS_88', why: 'natGateways=0 chosen: instances reach AWS APIs by their public address; the security group admits nothing inbound' },
+      ]);
+    }
     const fleetGroup = (id: string, spot: boolean) =>
       new autoscaling.AutoScalingGroup(this, id, {
         vpc,

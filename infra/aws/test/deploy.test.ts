@@ -192,10 +192,10 @@ describe("reelay's failure records agree with the queues", () => {
 
 describe('item 6: R2 as the bucket', () => {
   test('parameters for endpoint, bucket and secret; every reelay process gets them', () => {
-    for (const p of ['R2Endpoint', 'R2Bucket', 'R2KeysArn']) assert.ok(base.json.Parameters[p], p);
+    for (const p of ['R2Endpoint', 'R2Bucket', 'R2KeysName']) assert.ok(base.json.Parameters[p], p);
     for (const env of [lambdaEnv, workerEnv]) {
       assert.equal(render(env.REELAY_S3_ENDPOINT), 'if(UseR2,{R2Endpoint},)');
-      assert.equal(render(env.REELAY_S3_CREDENTIALS_SECRET), 'if(UseR2,{R2KeysArn},)');
+      assert.equal(render(env.REELAY_S3_CREDENTIALS_SECRET), 'if(UseR2,{R2KeysName},)');
       assert.match(render(env.REELAY_BUCKET), /^if\(UseR2,s3:\/\/\{R2Bucket\},/);
     }
     assert.ok(base.json.Rules.R2NeedsEndpointAndSecret);
@@ -206,7 +206,7 @@ describe('item 6: R2 as the bucket', () => {
     assert.equal(p.Condition, 'UseR2');
     const st = asArray<any>(p.Properties.PolicyDocument.Statement);
     assert.deepEqual(st.map((s) => asArray(s.Action)), [['secretsmanager:GetSecretValue']]);
-    assert.deepEqual(asArray(st[0].Resource).map(render), ['{R2KeysArn}']);
+    assert.deepEqual(asArray(st[0].Resource).map(render), ['arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${R2KeysName}-??????']);
     const roles = asArray<any>(p.Properties.Roles).map((r) => r.Ref).sort();
     assert.deepEqual(roles, [routerFn.Properties.Role['Fn::GetAtt'][0], workerTd.Properties.TaskRoleArn['Fn::GetAtt'][0]].sort(), id);
   });
