@@ -13,7 +13,7 @@ use reelay::ports::store::ObjectStore;
 use reelay::ports::{Queue, Received};
 use reelay::runtime::lambda::{handle_sqs_event, handle_sqs_event_with_backoff};
 use serde_json::json;
-use support::aws::Aws;
+use support::aws::{Aws, Layout};
 
 /// Lambda's queue visibility on the stack (6 x the function's timeout).
 const STACK_VISIBILITY: Duration = Duration::from_secs(3600);
@@ -50,7 +50,15 @@ async fn receive_one(queue: &dyn Queue) -> Received {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_lambda_message_comes_back_after_its_backoff_not_the_queue_visibility() {
-    let aws = Aws::start("backoff", "", false).await;
+    let aws = Aws::start_with(
+        "backoff",
+        Layout {
+            notify: false,
+            max_receive: 5,
+            ..Layout::default()
+        },
+    )
+    .await;
     let rt = aws.runtime("lambda-backoff");
     let events = Arc::new(aws.queue(&aws.events.url));
     events
