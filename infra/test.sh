@@ -95,7 +95,7 @@ check "aws: cdk synth (Lambda router)" synth "$WORK/cdk.out-lambda"
 check "aws: cdk synth (-c router=fargate -c r2Bridge=true)" synth "$WORK/cdk.out-fargate" -c router=fargate -c r2Bridge=true
 check "aws: cdk synth (-c gpuCapacity=spot -c natGateways=0 -c existingBucket=...)" synth "$WORK/cdk.out-options" \
   -c gpuCapacity=spot -c gpuInstanceTypes=g4dn.xlarge,g5.xlarge,g6.xlarge -c natGateways=0 -c existingBucket=reelay-existing-media
-node_tests "aws: node --test (aws-cdk-lib/assertions)" "$AWS" --import tsx --test --test-reporter=tap test/stack.test.ts test/deploy.test.ts
+node_tests "aws: node --test (aws-cdk-lib/assertions)" "$AWS" --import tsx --test --test-reporter=tap test/stack.test.ts test/deploy.test.ts test/iam-calls.test.ts
 # The Lambda asset built the way it ships (release, stripped, FFmpeg of the
 # architecture) passes the same check synth runs; REELAY_SKIP_LAMBDA_BUILD=1
 # skips the release build where it was just done.

@@ -21,6 +21,8 @@ interface Target {
   region: string;
   queues: Record<string, string>;
   cluster: string;
+  /** Set: an R2 deployment (UseR2 true) whose keys secret has this name. */
+  r2KeysName?: string;
 }
 
 export interface Statement {
@@ -63,6 +65,7 @@ function resolver(template: any, t: Target) {
       'AWS::StackName': 'Reelay',
     };
     if (id in pseudo) return pseudo[id];
+    if (id === 'R2KeysName' && t.r2KeysName) return t.r2KeysName;
     if (template.Parameters?.[id]) {
       const d = template.Parameters[id].Default;
       if (d === undefined) throw new Error(`parameter ${id} has no default`);
@@ -86,7 +89,7 @@ function resolver(template: any, t: Target) {
     throw new Error(`cannot resolve GetAtt ${id}.${attr} (${r?.Type})`);
   };
   const conditionValue = (name: string): boolean => {
-    if (name === 'UseR2') return false;
+    if (name === 'UseR2') return Boolean(t.r2KeysName);
     throw new Error(`condition ${name} in a role policy`);
   };
   const resolve = (v: any): any => {
@@ -112,14 +115,14 @@ function resolver(template: any, t: Target) {
   return resolve;
 }
 
-/** Every identity-policy statement attached to `roleId`, skipping conditional (R2-only) policies. */
-function statementsOf(template: any, roleId: string, resolve: (v: any) => any): Statement[] {
+/** Every identity-policy statement attached to `roleId`; conditional (R2-only) policies only with R2. */
+function statementsOf(template: any, roleId: string, resolve: (v: any) => any, r2: boolean): Statement[] {
   const res: Record<string, any> = template.Resources;
   const role = res[roleId];
   const docs: any[] = asArray<any>(role.Properties.Policies).map((p) => p.PolicyDocument);
   const managed = asArray<any>(role.Properties.ManagedPolicyArns).map((m) => m?.Ref).filter(Boolean);
   for (const [id, r] of Object.entries(res)) {
-    if (r.Condition) continue; // UseR2 policies: not part of an S3 deployment
+    if (r.Condition && !(r.Condition === 'UseR2' && r2)) continue;
     const attached = asArray<any>(r.Properties?.Roles).some((x) => x?.Ref === roleId);
     if (r.Type === 'AWS::IAM::Policy' && attached) docs.push(r.Properties.PolicyDocument);
     if (r.Type === 'AWS::IAM::ManagedPolicy' && (managed.includes(id) || attached)) docs.push(r.Properties.PolicyDocument);
@@ -146,10 +149,11 @@ export function rolePolicies(t: Target): Record<string, Statement[]> {
   const [, fn] = only(lambdaTpl, 'AWS::Lambda::Function', () => true);
   const [, workerTd] = only(lambdaTpl, 'AWS::ECS::TaskDefinition', () => true);
   const [, routerTd] = only(fargateTpl, 'AWS::ECS::TaskDefinition', (r) => asArray(r.Properties.RequiresCompatibilities).includes('FARGATE'));
+  const r2 = Boolean(t.r2KeysName);
   return {
-    lambda: statementsOf(lambdaTpl, fn.Properties.Role['Fn::GetAtt'][0], resolver(lambdaTpl, t)),
-    worker: statementsOf(lambdaTpl, workerTd.Properties.TaskRoleArn['Fn::GetAtt'][0], resolver(lambdaTpl, t)),
-    router: statementsOf(fargateTpl, routerTd.Properties.TaskRoleArn['Fn::GetAtt'][0], resolver(fargateTpl, t)),
+    lambda: statementsOf(lambdaTpl, fn.Properties.Role['Fn::GetAtt'][0], resolver(lambdaTpl, t), r2),
+    worker: statementsOf(lambdaTpl, workerTd.Properties.TaskRoleArn['Fn::GetAtt'][0], resolver(lambdaTpl, t), r2),
+    router: statementsOf(fargateTpl, routerTd.Properties.TaskRoleArn['Fn::GetAtt'][0], resolver(fargateTpl, t), r2),
   };
 }
 

@@ -286,3 +286,14 @@ describe('fleet options: Spot with on-demand floor, a g4dn/g5/g6 mix, no NAT, an
     assert.ok(out.includes('"Value":"sources/"') && out.includes('"Value":"jobs/"'));
   });
 });
+
+describe('tear-down does not hang on protected work', () => {
+  test('destroy.sh stops tasks (StopTask ignores task protection) and lifts instance protection before cdk destroy', () => {
+    const file = path.join(REPO_ROOT, 'infra', 'aws', 'scripts', 'destroy.sh');
+    execFileSync('bash', ['-n', file]);
+    const script = fs.readFileSync(file, 'utf8');
+    const order = ['deregister-scalable-target', 'ecs stop-task', '--no-protected-from-scale-in', 'cdk destroy'].map((s) => script.lastIndexOf(s));
+    assert.ok(order.every((i) => i > 0), JSON.stringify(order));
+    assert.deepEqual([...order].sort((a, b) => a - b), order, 'in this order');
+  });
+});
