@@ -467,3 +467,97 @@ async fn route_work_and_the_lambda_run_every_step_with_only_the_templates_permis
         );
     }
 }
+
+/// R2's shape on AWS: the bucket signs with keys of its own (from a Secrets
+/// Manager secret), SQS with the task's role. Here one moto user may only use
+/// S3 and another only SQS; the router needs both to plan a job, so it works
+/// only if each client signs with its own keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bucket_keys_sign_s3_while_sqs_keeps_the_default_chain() {
+    let aws = Aws::start_with(
+        "r2-split",
+        Layout {
+            notify: false,
+            ..Layout::default()
+        },
+    )
+    .await;
+    let bucket = format!("arn:aws:s3:::{}", aws.bucket);
+    let roles = json!({
+        "bucketonly": [
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], "Resource": [format!("{bucket}/*")]},
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]}
+        ],
+        "queueonly": [
+            {"Effect": "Allow", "Action": ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
+             "Resource": [aws.events.arn.clone(), aws.gpu.arn.clone()]},
+            {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret"], "Resource": ["*"]}
+        ]
+    });
+    let keys = users_then_enforce(&aws, &roles);
+    let queue_sdk = sdk_for(&aws, &keys["queueonly"]);
+    let bucket_keys = &keys["bucketonly"];
+    // The secret as an operator stores it; reelay reads it with the task's role.
+    aws_sdk_secretsmanager::Client::new(&queue_sdk)
+        .create_secret()
+        .name("reelay-r2-keys")
+        .secret_string(
+            json!({"access_key_id": bucket_keys.id, "secret_access_key": bucket_keys.secret})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let read = reelay::runtime::aws::bucket_keys_from_secret(&queue_sdk, "reelay-r2-keys")
+        .await
+        .unwrap();
+    assert_eq!(read.access_key_id, bucket_keys.id);
+    let missing = reelay::runtime::aws::bucket_keys_from_secret(&queue_sdk, "no-such-secret")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("no-such-secret") && !missing.contains(&bucket_keys.secret),
+        "{missing}"
+    );
+
+    // Without the bucket keys, the queue-only identity cannot read the job.
+    let job = json!({"version": 1, "source": "sources/m.mp4", "output": "exports/r.mp4",
+                     "clips": [{"start": 0.0, "end": 1.0}]});
+    let admin_store = store_for(&aws, bucket_keys);
+    put(&admin_store, "sources/m.mp4", b"not read by planning").await;
+    put(&admin_store, "jobs/r.json", job.to_string().as_bytes()).await;
+    let notification = json!({"account": "a", "action": "PutObject", "bucket": aws.bucket,
+                              "object": {"key": "jobs/r.json", "size": 10}})
+    .to_string();
+    let shared = AwsRuntime::assemble(&queue_sdk, aws.config(), "router-shared", None).unwrap();
+    let err = shared
+        .router
+        .handle_body(&notification, 1, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_lowercase().contains("denied") || err.contains("403"),
+        "{err}"
+    );
+
+    let mut config = aws.config();
+    config.file.aws.bucket_keys = Some(read);
+    let split = AwsRuntime::assemble(&queue_sdk, config, "router-split", None).unwrap();
+    split
+        .router
+        .handle_body(&notification, 1, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    // The plan's first steps went out on the events queue with the SQS identity.
+    let events = SqsQueue::from_sdk_config(&queue_sdk, &aws.events.url);
+    let sent = events
+        .receive(10, Duration::from_secs(30), Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(
+        sent.iter()
+            .any(|m| task_kind(&m.body) == Some(StepKind::Extract)),
+        "{sent:?}"
+    );
+}
