@@ -57,8 +57,11 @@ $(TOOLS)/testdata/.done:
 	  [open("$(TOOLS)/testdata/" + n, "wb").write(w.read("skimage/data/" + n)) for n in ("astronaut.png", "camera.png", "grass.png")]'
 	touch $@
 
-# Test-only Python tools (moto server for S3+SQS) in a project-local venv.
-tools: $(TOOLS)/venv/.done
+# Test-only Python tools (moto server for S3+SQS) in a project-local venv, and
+# the CDK app's node_modules (tests/iam_enforced.rs synthesizes the stack's policies).
+tools: $(TOOLS)/venv/.done infra/aws/node_modules/.package-lock.json
+infra/aws/node_modules/.package-lock.json: infra/aws/package-lock.json
+	cd infra/aws && npm_config_cache=$(CACHE)/npm npm ci --no-audit --no-fund --loglevel=error
 $(TOOLS)/venv/.done: tests/requirements.txt
 	$(PYTHON) -m venv $(TOOLS)/venv
 	$(TOOLS)/venv/bin/pip install --quiet --cache-dir $(CACHE)/pip-cache -r tests/requirements.txt

@@ -131,7 +131,7 @@ impl Queue for MemoryQueue {
                 for index in dead.into_iter().rev() {
                     let msg = messages.remove(index);
                     if let Some(dlq) = &self.dead_letter {
-                        tracing::warn!(queue = %self.name, message = %msg.id, receives = msg.receive_count, "message moved to the dead-letter queue");
+                        tracing::warn!(queue = %self.name, message_id = %msg.id, receives = msg.receive_count, "message moved to the dead-letter queue");
                         dlq.send(&msg.body).await?;
                     }
                 }

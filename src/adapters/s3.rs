@@ -65,6 +65,90 @@ pub struct S3Options {
     pub max_in_memory: u64,
     /// Keys per `ListObjectsV2` page (S3 returns at most 1000).
     pub list_page_size: i32,
+    /// The bucket's own keys (R2): the S3 client signs with them while SQS
+    /// keeps the default AWS chain. `None`: the default chain for both.
+    pub credentials: Option<S3Keys>,
+}
+
+/// An access key pair for the bucket alone. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Keys")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"(redacted)")
+            .finish()
+    }
+}
+
+impl S3Keys {
+    /// `REELAY_S3_ACCESS_KEY_ID` and `REELAY_S3_SECRET_ACCESS_KEY` from
+    /// `lookup`: both or neither.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<S3Keys>, String> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        match (get(env::S3_ACCESS_KEY_ID), get(env::S3_SECRET_ACCESS_KEY)) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Some(S3Keys {
+                access_key_id,
+                secret_access_key,
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(format!(
+                "{} is set without {}: set both (the bucket's own keys) or neither",
+                env::S3_ACCESS_KEY_ID,
+                env::S3_SECRET_ACCESS_KEY
+            )),
+            (None, Some(_)) => Err(format!(
+                "{} is set without {}: set both (the bucket's own keys) or neither",
+                env::S3_SECRET_ACCESS_KEY,
+                env::S3_ACCESS_KEY_ID
+            )),
+        }
+    }
+
+    /// The JSON a Secrets Manager secret holds:
+    /// `{"access_key_id": "...", "secret_access_key": "..."}`.
+    pub fn from_secret_json(secret: &str, name: &str) -> Result<S3Keys, String> {
+        #[derive(serde::Deserialize)]
+        struct Keys {
+            access_key_id: String,
+            secret_access_key: String,
+        }
+        let keys: Keys = serde_json::from_str(secret).map_err(|e| {
+            format!(
+                "secret {name} is not JSON with access_key_id and secret_access_key ({})",
+                e.classify_name()
+            )
+        })?;
+        Ok(S3Keys {
+            access_key_id: keys.access_key_id,
+            secret_access_key: keys.secret_access_key,
+        })
+    }
+}
+
+/// Names serde_json's error class without echoing any of the secret.
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Data => "a field is missing or not a string",
+            serde_json::error::Category::Eof => "cut short",
+        }
+    }
 }
 
 impl Default for S3Options {
@@ -78,14 +162,27 @@ impl Default for S3Options {
             upload_concurrency: 4,
             max_in_memory: 64 * MIB,
             list_page_size: 1000,
+            credentials: None,
         }
     }
 }
 
 impl S3Options {
-    /// Defaults, with `REELAY_S3_PATH_STYLE` and `REELAY_S3_ENDPOINT` applied.
+    /// Defaults, with `REELAY_S3_PATH_STYLE`, `REELAY_S3_ENDPOINT` and the
+    /// bucket's own keys (`REELAY_S3_ACCESS_KEY_ID`,
+    /// `REELAY_S3_SECRET_ACCESS_KEY`) applied.
     pub fn from_env() -> Result<Self, StoreError> {
-        let mut opts = S3Options::default();
+        let credentials =
+            S3Keys::from_lookup(|name| std::env::var(name).ok()).map_err(|message| {
+                StoreError::Backend {
+                    key: String::new(),
+                    message,
+                }
+            })?;
+        let mut opts = S3Options {
+            credentials,
+            ..S3Options::default()
+        };
         if let Ok(v) = std::env::var(env::S3_PATH_STYLE) {
             opts.path_style = parse_bool(&v).ok_or_else(|| StoreError::Backend {
                 key: String::new(),
@@ -207,6 +304,15 @@ impl S3Store {
         }
         if let Some(region) = &opts.region {
             conf = conf.region(aws_sdk_s3::config::Region::new(region.clone()));
+        }
+        if let Some(keys) = &opts.credentials {
+            conf = conf.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                keys.access_key_id.clone(),
+                keys.secret_access_key.clone(),
+                None,
+                None,
+                "reelay-bucket-keys",
+            ));
         }
         Self::new(Client::from_conf(conf.build()), bucket, opts)
     }
@@ -511,6 +617,10 @@ fn check_metadata(key: &str, metadata: &Metadata) -> StoreResult<()> {
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    fn bucket_name(&self) -> Option<&str> {
+        Some(&self.bucket)
+    }
+
     fn describe(&self) -> String {
         format!("s3://{}", self.bucket)
     }
@@ -870,5 +980,38 @@ mod tests {
         assert!(check_key("a b/ü+%.mp4").is_ok());
         assert!(check_key("").is_err());
         assert!(check_key(&"k".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn bucket_keys_come_in_pairs_and_never_show_the_secret() {
+        let both = |k: &str| match k {
+            "REELAY_S3_ACCESS_KEY_ID" => Some("AKIDR2".to_string()),
+            "REELAY_S3_SECRET_ACCESS_KEY" => Some("s3cr3t-value".to_string()),
+            _ => None,
+        };
+        let keys = S3Keys::from_lookup(both).unwrap().unwrap();
+        assert_eq!(keys.access_key_id, "AKIDR2");
+        let shown = format!("{keys:?}");
+        assert!(
+            shown.contains("AKIDR2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert_eq!(S3Keys::from_lookup(|_| None).unwrap(), None);
+        let e = S3Keys::from_lookup(|k| (k == "REELAY_S3_ACCESS_KEY_ID").then(|| "AKID".into()))
+            .unwrap_err();
+        assert!(e.contains("REELAY_S3_SECRET_ACCESS_KEY"), "{e}");
+        let parsed =
+            S3Keys::from_secret_json(r#"{"access_key_id":"a","secret_access_key":"b"}"#, "r2")
+                .unwrap();
+        assert_eq!(
+            (
+                parsed.access_key_id.as_str(),
+                parsed.secret_access_key.as_str()
+            ),
+            ("a", "b")
+        );
+        let e = S3Keys::from_secret_json(r#"{"access_key_id":"a","secret":"hunter2"}"#, "r2")
+            .unwrap_err();
+        assert!(e.contains("secret r2") && !e.contains("hunter2"), "{e}");
     }
 }

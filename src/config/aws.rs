@@ -39,6 +39,10 @@ pub struct AwsSettings {
     pub read_timeout_seconds: u64,
     /// Seconds to open a connection before the attempt is retried.
     pub connect_timeout_seconds: u64,
+    /// The bucket's own keys, read at start from the secret named by
+    /// `REELAY_S3_CREDENTIALS_SECRET`; never in a file, never logged.
+    #[serde(skip)]
+    pub bucket_keys: Option<crate::adapters::s3::S3Keys>,
 }
 
 impl Default for AwsSettings {
@@ -52,6 +56,7 @@ impl Default for AwsSettings {
             max_attempts: 5,
             read_timeout_seconds: 30,
             connect_timeout_seconds: 5,
+            bucket_keys: None,
         }
     }
 }

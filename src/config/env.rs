@@ -44,6 +44,18 @@ pub const LOG_FORMAT: &str = "REELAY_LOG_FORMAT";
 pub const S3_PATH_STYLE: &str = "REELAY_S3_PATH_STYLE";
 /// S3-compatible endpoint, e.g. `https://ACCOUNT.r2.cloudflarestorage.com`.
 pub const S3_ENDPOINT: &str = "REELAY_S3_ENDPOINT";
+/// Access key id for the bucket only (R2): S3 then signs with it, SQS keeps
+/// the default AWS chain.
+pub const S3_ACCESS_KEY_ID: &str = "REELAY_S3_ACCESS_KEY_ID";
+/// Secret access key paired with `REELAY_S3_ACCESS_KEY_ID`; never logged.
+pub const S3_SECRET_ACCESS_KEY: &str = "REELAY_S3_SECRET_ACCESS_KEY";
+/// ARN of a Secrets Manager secret (JSON `access_key_id`, `secret_access_key`)
+/// holding the bucket's own keys; read once at start.
+pub const S3_CREDENTIALS_SECRET: &str = "REELAY_S3_CREDENTIALS_SECRET";
+/// The consumed queue's visibility timeout, seconds (`queue.visibility_seconds`).
+pub const QUEUE_VISIBILITY_SECONDS: &str = "REELAY_QUEUE_VISIBILITY_SECONDS";
+/// The consumed queue's maxReceiveCount (`queue.max_receive_count`).
+pub const QUEUE_MAX_RECEIVE_COUNT: &str = "REELAY_QUEUE_MAX_RECEIVE_COUNT";
 
 /// The full table, for `reelay env` and for the deploy stack's tests.
 pub const ALL: &[EnvVar] = &[
@@ -114,5 +126,25 @@ pub const ALL: &[EnvVar] = &[
     EnvVar {
         name: S3_ENDPOINT,
         help: "S3-compatible endpoint (R2)",
+    },
+    EnvVar {
+        name: S3_ACCESS_KEY_ID,
+        help: "bucket-only access key id (R2)",
+    },
+    EnvVar {
+        name: S3_SECRET_ACCESS_KEY,
+        help: "bucket-only secret access key (R2)",
+    },
+    EnvVar {
+        name: S3_CREDENTIALS_SECRET,
+        help: "Secrets Manager ARN holding the bucket keys (R2)",
+    },
+    EnvVar {
+        name: QUEUE_VISIBILITY_SECONDS,
+        help: "the consumed queue's visibility timeout, seconds",
+    },
+    EnvVar {
+        name: QUEUE_MAX_RECEIVE_COUNT,
+        help: "the consumed queue's maxReceiveCount",
     },
 ];

@@ -492,6 +492,26 @@ pub fn apply_env(
             )
         })?;
     }
+    // The deploy stack passes its queue's values, so failure records count
+    // tries (and say "dead-lettered") as the queue does.
+    if let Some(v) = lookup(env::QUEUE_VISIBILITY_SECONDS).filter(|v| !v.is_empty()) {
+        file.queue.visibility_seconds = v.parse().map_err(|_| {
+            bad(
+                env::QUEUE_VISIBILITY_SECONDS,
+                format!("`{v}` is not a number of seconds"),
+                "set the queue's VisibilityTimeout, e.g. 900",
+            )
+        })?;
+    }
+    if let Some(v) = lookup(env::QUEUE_MAX_RECEIVE_COUNT).filter(|v| !v.is_empty()) {
+        file.queue.max_receive_count = v.parse().map_err(|_| {
+            bad(
+                env::QUEUE_MAX_RECEIVE_COUNT,
+                format!("`{v}` is not a whole number"),
+                "set the queue's redrive maxReceiveCount, e.g. 5",
+            )
+        })?;
+    }
     if let Some(v) = lookup(env::DEVICE).filter(|v| !v.is_empty()) {
         file.device = v;
     }
@@ -691,5 +711,36 @@ mod tests {
             Config::from_file("env", f).unwrap_err().field,
             "layout.outputs"
         );
+    }
+
+    #[test]
+    fn the_stacks_queue_values_override_the_defaults_and_are_range_checked() {
+        let mut f = ConfigFile::default();
+        assert_eq!(
+            (f.queue.visibility_seconds, f.queue.max_receive_count),
+            (60, 3)
+        );
+        apply_env(&mut f, |k| match k {
+            "REELAY_QUEUE_VISIBILITY_SECONDS" => Some("3600".into()),
+            "REELAY_QUEUE_MAX_RECEIVE_COUNT" => Some("5".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            (f.queue.visibility_seconds, f.queue.max_receive_count),
+            (3600, 5)
+        );
+        let e = apply_env(&mut f, |k| {
+            (k == "REELAY_QUEUE_MAX_RECEIVE_COUNT").then(|| "five".into())
+        })
+        .unwrap_err();
+        assert_eq!(e.field, "REELAY_QUEUE_MAX_RECEIVE_COUNT");
+        let mut far = ConfigFile::default();
+        apply_env(&mut far, |k| {
+            (k == "REELAY_QUEUE_VISIBILITY_SECONDS").then(|| "99999".into())
+        })
+        .unwrap();
+        let e = Config::from_file("(env)", far).unwrap_err();
+        assert_eq!(e.field, "queue.visibility_seconds");
     }
 }

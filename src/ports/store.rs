@@ -78,6 +78,13 @@ pub trait ObjectStore: Send + Sync {
     /// Human-readable bucket name for logs and audit output (`s3://b`, a path).
     fn describe(&self) -> String;
 
+    /// The bucket's name where notifications name one (S3, R2), so a
+    /// notification for another bucket is refused, not looked up here.
+    /// `None` (a local folder): notifications are not checked.
+    fn bucket_name(&self) -> Option<&str> {
+        None
+    }
+
     /// Metadata of `key`, or `None` when it does not exist.
     async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>>;
 

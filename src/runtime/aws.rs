@@ -11,7 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::s3::{S3Options, S3Store, parse_bucket_url};
+use crate::adapters::s3::{S3Keys, S3Options, S3Store, parse_bucket_url};
 use crate::adapters::sqs::SqsQueue;
 use crate::config::aws::AwsSettings;
 use crate::config::{Config, ConfigError, env};
@@ -103,7 +103,40 @@ pub fn s3_options(config: &Config) -> Result<S3Options, StoreError> {
     if aws.region.is_some() {
         opts.region = aws.region.clone();
     }
+    if opts.credentials.is_none() {
+        opts.credentials = aws.bucket_keys.clone();
+    }
     Ok(opts)
+}
+
+/// The bucket's own keys from the Secrets Manager secret `secret` (an ARN or
+/// name; JSON `access_key_id`, `secret_access_key`), read with the default
+/// AWS chain. Errors name the secret, never its value.
+pub async fn bucket_keys_from_secret(sdk: &SdkConfig, secret: &str) -> Result<S3Keys, StoreError> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let fail = |message: String| StoreError::Backend {
+        key: String::new(),
+        message,
+    };
+    let out = client
+        .get_secret_value()
+        .secret_id(secret)
+        .send()
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "reading the bucket keys from secret {secret} ({}): {}; \
+                 check the secret exists and the role may secretsmanager:GetSecretValue on it",
+                env::S3_CREDENTIALS_SECRET,
+                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    let text = out.secret_string().ok_or_else(|| {
+        fail(format!(
+            "secret {secret} holds binary data: store JSON {{\"access_key_id\": ..., \"secret_access_key\": ...}}"
+        ))
+    })?;
+    S3Keys::from_secret_json(text, secret).map_err(fail)
 }
 
 /// Opens `url` (`s3://NAME`) as a store, for the commands that need only the
@@ -202,8 +235,13 @@ impl AwsUrls {
 
 impl AwsRuntime {
     /// Assembles everything from `config` and the default AWS chain.
-    pub async fn from_env(config: Config, role: &str) -> Result<AwsRuntime, SetupError> {
+    pub async fn from_env(mut config: Config, role: &str) -> Result<AwsRuntime, SetupError> {
         let sdk = load_sdk_config_for(&config.file.aws).await;
+        if let Ok(secret) = std::env::var(env::S3_CREDENTIALS_SECRET)
+            && !secret.trim().is_empty()
+        {
+            config.file.aws.bucket_keys = Some(bucket_keys_from_secret(&sdk, secret.trim()).await?);
+        }
         Self::assemble(&sdk, config, &worker_id(role), None)
     }
 

@@ -139,13 +139,13 @@ async fn handle_one(
     let disposition = match outcome {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!(queue = queue.name(), message = %message.message_id, error = %e, "handler panicked");
+            tracing::error!(queue = queue.name(), message_id = %message.message_id, error = %e, "handler panicked");
             Disposition::Retry(Duration::from_secs(1))
         }
     };
     if was_lost {
         // Our hold on the message is gone; whoever has it now decides.
-        tracing::warn!(queue = queue.name(), message = %message.message_id, "lost the message's visibility; left to its new owner");
+        tracing::warn!(queue = queue.name(), message_id = %message.message_id, "lost the message's visibility; left to its new owner");
         return;
     }
     let result = match disposition {
@@ -157,6 +157,6 @@ async fn handle_one(
         Disposition::Requeue(after) => queue.requeue(&message, after).await,
     };
     if let Err(e) = result {
-        tracing::warn!(queue = queue.name(), message = %message.message_id, error = %e, "could not settle a message; it will be redelivered");
+        tracing::warn!(queue = queue.name(), message_id = %message.message_id, error = %e, "could not settle a message; it will be redelivered");
     }
 }

@@ -136,6 +136,9 @@ impl Router {
         for notification in notifications {
             match notification {
                 crate::events::Notification::Created(event) => {
+                    if let Some(refused) = self.foreign_bucket(&event) {
+                        return Err(refused);
+                    }
                     self.on_upload(&event).await?;
                 }
                 crate::events::Notification::Ignored { reason } => {
@@ -144,6 +147,29 @@ impl Router {
             }
         }
         Ok(())
+    }
+
+    /// A notification names its bucket; one for another bucket (a second
+    /// R2 bucket on the same queue, a mis-wired notification) would otherwise
+    /// look its key up in this one. Refused for good, naming both.
+    fn foreign_bucket(&self, event: &ObjectCreated) -> Option<Failure> {
+        match self.executor.store.bucket_name() {
+            Some(own) if own != event.bucket => Some(Failure {
+                object: event.key.clone(),
+                job: None,
+                step: "notification".into(),
+                task: None,
+                error: TaskError::permanent(
+                    Some("bucket".into()),
+                    format!(
+                        "notification for `{}` in bucket `{}`, but this reelay works on bucket `{own}`; \
+                         send only `{own}`'s notifications to this queue, or run a reelay for `{}`",
+                        event.key, event.bucket, event.bucket
+                    ),
+                ),
+            }),
+            _ => None,
+        }
     }
 
     async fn record_failure(&self, f: Failure, attempts: u32) {

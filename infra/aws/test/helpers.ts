@@ -3,18 +3,24 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as cdk from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { LambdaArch, placeholderElf } from '../lib/lambda-asset';
 import { ReelayStack } from '../lib/reelay-stack';
 import { REPO_ROOT, readSettings } from '../lib/settings';
 
 /** Feature flags and defaults exactly as `cdk synth` sees them. */
 const CDK_JSON_CONTEXT = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'cdk.json'), 'utf8')).context;
 
-/** A Lambda asset folder with a dummy `bootstrap`, plus optional extra files. */
-export function fakeAsset(extra: string[] = []): string {
+/**
+ * A Lambda asset folder with placeholder ELF `bootstrap` and `ffmpeg` for
+ * `arch` (they pass the asset check without being real programs), plus
+ * optional extra files.
+ */
+export function fakeAsset(extra: string[] = [], arch: LambdaArch = 'x86_64'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reelay-asset-'));
-  for (const name of ['bootstrap', ...extra]) {
+  for (const name of ['bootstrap', 'ffmpeg', ...extra]) {
     fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    fs.writeFileSync(path.join(dir, name), name === 'bootstrap' ? '#!/bin/sh\nexit 1\n' : 'x\n', { mode: 0o755 });
+    const elf = name === 'bootstrap' || name === 'ffmpeg';
+    fs.writeFileSync(path.join(dir, name), elf ? placeholderElf(arch, '2.34') : 'x\n', { mode: 0o755 });
   }
   return dir;
 }
@@ -37,13 +43,25 @@ export function synth(context: Record<string, unknown> = {}, assetExtra: string[
   return { template, json, resources: json.Resources };
 }
 
-/** Every `pub const X: &str = "NAME";` in src/config/env.rs: the names the binary reads. */
+/**
+ * Every `pub const X: &str = "REELAY_..."` (or `ORT_...`) in src/: the
+ * variable names the binary reads, wherever a module declares them.
+ */
 export function envNamesFromRust(): Set<string> {
-  const file = path.join(REPO_ROOT, 'src', 'config', 'env.rs');
-  const src = fs.readFileSync(file, 'utf8');
-  const names = [...src.matchAll(/^\s*pub\s+const\s+[A-Z0-9_]+\s*:\s*&(?:'static\s+)?str\s*=\s*"([A-Z0-9_]+)"\s*;/gm)].map((m) => m[1]);
-  if (names.length === 0) throw new Error(`no env var constants found in ${file}`);
-  return new Set(names);
+  const names = new Set<string>();
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.rs')) {
+        const src = fs.readFileSync(p, 'utf8');
+        for (const m of src.matchAll(/^\s*pub\s+const\s+[A-Z0-9_]+\s*:\s*&(?:'static\s+)?str\s*=\s*"((?:REELAY|ORT)_[A-Z0-9_]+)"\s*;/gm)) names.add(m[1]);
+      }
+    }
+  };
+  walk(path.join(REPO_ROOT, 'src'));
+  if (names.size === 0) throw new Error('no env var constants found in src/');
+  return names;
 }
 
 /** Intrinsics to a readable string, so resources can be compared as text. */
@@ -56,7 +74,7 @@ export function render(v: any): string {
     if ('Fn::GetAtt' in v) return `{${v['Fn::GetAtt'].join('.')}}`;
     if ('Fn::Join' in v) return v['Fn::Join'][1].map(render).join(v['Fn::Join'][0]);
     if ('Fn::Sub' in v) return String(v['Fn::Sub']);
-    if ('Fn::If' in v) return `if(${v['Fn::If'][0]})`;
+    if ('Fn::If' in v) return `if(${v['Fn::If'][0]},${render(v['Fn::If'][1])},${render(v['Fn::If'][2])})`;
     if ('Fn::Select' in v) return `select(${render(v['Fn::Select'][1])})`;
     if ('Fn::Split' in v) return `split(${render(v['Fn::Split'][1])})`;
     return JSON.stringify(v);

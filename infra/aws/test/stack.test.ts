@@ -147,8 +147,12 @@ describe('router Lambda', () => {
   test('is a provided.al2023 custom runtime with a bootstrap', () => {
     assert.equal(routerFn.Properties.Runtime, 'provided.al2023');
     assert.equal(routerFn.Properties.Handler, 'bootstrap');
-    assert.ok(routerFn.Properties.ReservedConcurrentExecutions >= 1);
     assert.ok(routerFn.Properties.Timeout > 0 && routerFn.Properties.MemorySize >= 1024);
+  });
+
+  test("reserves no concurrency (a new account's quota can be 10 with 100 kept unreserved); the event source bounds it", () => {
+    assert.equal(routerFn.Properties.ReservedConcurrentExecutions, undefined);
+    assert.equal(esm.Properties.ScalingConfig.MaximumConcurrency, 10);
   });
 
   test('consumes the events queue in batches with partial batch failures', () => {
@@ -156,7 +160,7 @@ describe('router Lambda', () => {
     assert.deepEqual(esm.Properties.FunctionResponseTypes, ['ReportBatchItemFailures']);
     assert.ok(esm.Properties.BatchSize >= 1 && esm.Properties.BatchSize <= 10);
     assert.ok(esm.Properties.MaximumBatchingWindowInSeconds >= 1);
-    assert.ok(esm.Properties.ScalingConfig.MaximumConcurrency <= routerFn.Properties.ReservedConcurrentExecutions);
+    assert.ok(esm.Properties.ScalingConfig.MaximumConcurrency >= 2);
   });
 
   for (const timeout of [600, 900, 60]) {
@@ -170,7 +174,7 @@ describe('router Lambda', () => {
   }
 
   test('refuses to synth without a bootstrap, and says how to fix it', () => {
-    assert.throws(() => synth({ lambdaAsset: '/nonexistent/reelay-asset' }), /package-lambda\.sh|REELAY_LAMBDA_ASSET/);
+    assert.throws(() => synth({ lambdaAsset: '/nonexistent/reelay-asset' }), /package-lambda\.sh.*REELAY_LAMBDA_ASSET/);
   });
 });
 
@@ -186,9 +190,10 @@ describe('env var contract with src/config/env.rs', () => {
     for (const n of lambdaEnv()) assert.ok(known.has(n), `Lambda sets ${n}, which src/config/env.rs does not declare`);
     for (const n of ['REELAY_BUCKET', 'REELAY_EVENTS_QUEUE_URL', 'REELAY_GPU_QUEUE_URL']) assert.ok(lambdaEnv().includes(n), n);
     const v = routerFn.Properties.Environment.Variables;
-    assert.equal(render(v.REELAY_BUCKET), `s3://{${bucketId}}`);
+    assert.equal(render(v.REELAY_BUCKET), `if(UseR2,s3://{R2Bucket},s3://{${bucketId}})`);
     assert.equal(render(v.REELAY_EVENTS_QUEUE_URL), `{${eventsQ}}`);
     assert.equal(render(v.REELAY_GPU_QUEUE_URL), `{${gpuQ}}`);
+    assert.equal(v.REELAY_FFMPEG, '/var/task/ffmpeg', 'the asset check makes sure it is there');
     assert.equal(v.REELAY_CONFIG, undefined, 'no reelay.toml in the asset, so no REELAY_CONFIG');
     assert.equal(v.REELAY_FONT, undefined, 'no font in the asset, so no REELAY_FONT');
   });
@@ -240,10 +245,10 @@ describe('least-privilege IAM', () => {
 
   test('router: reads uploads and its artifacts, writes work/ exports/ _reelay/', () => {
     const st = roleStatements(R, routerRoleId);
-    assert.deepEqual(s3Prefixes(st, 's3:GetObject', bucketId), ['_reelay/*', 'exports/*', 'jobs/*', 'sources/*', 'work/*']);
-    assert.deepEqual(s3Prefixes(st, 's3:PutObject', bucketId), ['_reelay/*', 'exports/*', 'work/*']);
+    assert.deepEqual(s3Prefixes(st, 's3:GetObject', bucketId), ['_reelay/*', 'detections/*', 'exports/*', 'jobs/*', 'sources/*', 'work/*']);
+    assert.deepEqual(s3Prefixes(st, 's3:PutObject', bucketId), ['_reelay/*', 'detections/*', 'exports/*', 'work/*']);
     assert.ok(!s3Prefixes(st, 's3:PutObject', bucketId).some((p) => p.startsWith('sources/') || p.startsWith('jobs/')), 'router must not overwrite uploads');
-    assert.ok(!st.some((s) => s.Action.includes('s3:DeleteObject')));
+    assert.deepEqual(s3Prefixes(st, 's3:DeleteObject', bucketId), ['_reelay/claims/*'], 'only claims are ever deleted');
   });
 
   test('router: sends to gpu and events, consumes events', () => {
@@ -254,10 +259,16 @@ describe('least-privilege IAM', () => {
     for (const a of ['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:SendMessage']) assert.ok(ev.includes(a), a);
   });
 
-  test('worker: reads sources/ work/ jobs/ _reelay/, writes work/ exports/ _reelay/', () => {
+  test('worker: reads (HEADs) every prefix it writes, so a redelivered export finds its output', () => {
     const st = roleStatements(R, workerRoleId);
-    assert.deepEqual(s3Prefixes(st, 's3:GetObject', bucketId), ['_reelay/*', 'jobs/*', 'sources/*', 'work/*']);
-    assert.deepEqual(s3Prefixes(st, 's3:PutObject', bucketId), ['_reelay/*', 'exports/*', 'work/*']);
+    assert.deepEqual(s3Prefixes(st, 's3:GetObject', bucketId), ['_reelay/*', 'detections/*', 'exports/*', 'jobs/*', 'sources/*', 'work/*']);
+    assert.deepEqual(s3Prefixes(st, 's3:PutObject', bucketId), ['_reelay/*', 'detections/*', 'exports/*', 'work/*']);
+    for (const p of s3Prefixes(st, 's3:PutObject', bucketId)) assert.ok(s3Prefixes(st, 's3:GetObject', bucketId).includes(p), `writes ${p} but cannot HEAD it`);
+  });
+
+  test('worker: releases (deletes) its claims, and deletes nothing else', () => {
+    const st = roleStatements(R, workerRoleId);
+    assert.deepEqual(s3Prefixes(st, 's3:DeleteObject', bucketId), ['_reelay/claims/*']);
   });
 
   test('worker: receives, deletes, extends on gpu; only sends to events', () => {
@@ -281,7 +292,9 @@ describe('GPU fleet and scaling', () => {
   test('ECS GPU-optimised AMI on g4dn.xlarge through a capacity provider', () => {
     const [, lt] = only(R, 'AWS::EC2::LaunchTemplate');
     const d = lt.Properties.LaunchTemplateData;
-    assert.equal(d.InstanceType, 'g4dn.xlarge');
+    const [, fleet] = only(R, 'AWS::AutoScaling::AutoScalingGroup');
+    const overrides = fleet.Properties.MixedInstancesPolicy.LaunchTemplate.Overrides.map((o: any) => o.InstanceType);
+    assert.deepEqual(overrides, ['g4dn.xlarge']);
     assert.match(JSON.stringify(base.json.Parameters), /ecs\/optimized-ami\/amazon-linux-2023\/gpu/);
     assert.equal(d.MetadataOptions.HttpTokens, 'required');
     assert.ok(d.BlockDeviceMappings.every((b: any) => b.Ebs.Encrypted === true));
@@ -329,11 +342,18 @@ describe('GPU fleet and scaling', () => {
 
   test('a step policy wakes the service from zero when gpu work arrives', () => {
     const [pid, p] = only(R, 'AWS::ApplicationAutoScaling::ScalingPolicy', (x) => x.Properties.PolicyType === 'StepScaling');
-    assert.ok(p.Properties.StepScalingPolicyConfiguration.StepAdjustments.every((s: any) => s.ScalingAdjustment > 0));
+    const cfg = p.Properties.StepScalingPolicyConfiguration;
+    // Exactly one task, however long the alarm stays on: never the whole fleet for one message.
+    assert.equal(cfg.AdjustmentType, 'ExactCapacity');
+    assert.ok(cfg.StepAdjustments.every((s: any) => s.ScalingAdjustment === 1), JSON.stringify(cfg.StepAdjustments));
     const [, alarm] = only(R, 'AWS::CloudWatch::Alarm', (a) => asArray(a.Properties.AlarmActions).some((x: any) => x.Ref === pid));
     const exprs = alarm.Properties.Metrics.filter((q: any) => q.Expression).map((q: any) => q.Expression);
-    assert.ok(exprs.some((e: string) => /IF\(.*tasks.*<\s*1/.test(e)), exprs.join());
+    assert.ok(exprs.some((e: string) => /IF\(FILL\(desired, 0\) < 1, visible, 0\)/.test(e)), exprs.join());
+    const desired = alarm.Properties.Metrics.find((q: any) => q.Id === 'desired');
+    assert.equal(desired.MetricStat.Metric.MetricName, 'DesiredTaskCount', 'wakes only while no task is wanted, not while one boots');
     assert.equal(alarm.Properties.Threshold, 1);
+    const steps = ofType(R, 'AWS::ApplicationAutoScaling::ScalingPolicy').filter(([, x]) => x.Properties.PolicyType === 'StepScaling');
+    assert.equal(steps.length, 1, 'no lower (scale-to-0) step on the wake alarm');
   });
 });
 
@@ -370,7 +390,7 @@ describe('router as a Fargate service (-c router=fargate)', () => {
     assert.equal(ofType(FR, 'AWS::Lambda::Function').length, 0);
     assert.equal(ofType(FR, 'AWS::Lambda::EventSourceMapping').length, 0);
     const [, td] = only(FR, 'AWS::ECS::TaskDefinition', (t) => asArray(t.Properties.RequiresCompatibilities).includes('FARGATE'));
-    const c = td.Properties.ContainerDefinitions[0];
+    const c = td.Properties.ContainerDefinitions.find((x: any) => x.Name === 'router');
     assert.deepEqual(c.Command, ['route']);
     const known = envNamesFromRust();
     for (const n of containerEnvNames(c)) assert.ok(known.has(n), n);
