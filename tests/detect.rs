@@ -423,7 +423,11 @@ fn detections_move_with_a_pan() {
     let (x0, y0) = first.bbox.center();
     let mut seen = 0;
     for f in &d.frames {
-        let persons: Vec<&Detection> = f.detections.iter().filter(|d| d.class == 1).collect();
+        let persons: Vec<&Detection> = f
+            .detections
+            .iter()
+            .filter(|d| d.label.as_deref() == Some("person"))
+            .collect();
         assert_eq!(persons.len(), 1, "t={}: {:?}", f.t, f.detections);
         let (x, y) = persons[0].bbox.center();
         let expected = x0 - speed * f.t;
