@@ -15,7 +15,11 @@
 //! 3. **Associate, stage 2:** confirmed tracks seen on the previous frame
 //!    and still unmatched, against the low-score boxes (`low <= score <
 //!    high`): a partly hidden player scores low and is kept on its track
-//!    instead of being lost.
+//!    instead of being lost. Such a box is only the visible part of the
+//!    player, so it is recorded on the track but does not steer the filter:
+//!    the prediction carries on at the player's last clean velocity.
+//!    A track missed for `k` frames is matched with its buffer grown by `k`
+//!    times `buffer`, up to twice it, since its prediction grows less sure.
 //! 4. **Birth and death:** a high-score box left over starts a tentative
 //!    track; a tentative track becomes confirmed at its second hit (and
 //!    gets an id), and is dropped if it misses the next frame. A confirmed
@@ -125,6 +129,8 @@ struct Track {
     hits: usize,
     last_seen: f64,
     seen_last_frame: bool,
+    /// Sampled frames since it last took a box.
+    missed: usize,
     /// `(frame index, detection index)` of each box it took.
     boxes: Vec<(usize, usize)>,
 }
@@ -145,6 +151,7 @@ impl Track {
             hits: 1,
             last_seen: t,
             seen_last_frame: true,
+            missed: 0,
             boxes: vec![at],
         }
     }
@@ -168,12 +175,17 @@ impl Track {
         self.t = t;
     }
 
-    fn update(&mut self, b: &BBox, t: f64, at: (usize, usize)) {
-        let (cx, cy) = b.center();
-        let s = b.h.max(1.0);
-        for (a, z) in self.axes.iter_mut().zip([cx, cy, b.w, b.h]) {
-            a.update(z, s);
+    /// Takes box `b`; `steer`: let it correct the filter (a high-score
+    /// box), or only record it (a low-score, likely partly hidden one).
+    fn update(&mut self, b: &BBox, t: f64, at: (usize, usize), steer: bool) {
+        if steer {
+            let (cx, cy) = b.center();
+            let s = b.h.max(1.0);
+            for (a, z) in self.axes.iter_mut().zip([cx, cy, b.w, b.h]) {
+                a.update(z, s);
+            }
         }
+        self.missed = 0;
         self.hits += 1;
         self.last_seen = t;
         self.seen_last_frame = true;
@@ -205,7 +217,8 @@ fn associate(
 ) -> Vec<(usize, usize)> {
     let mut pairs = Vec::new();
     for &ti in track_ids {
-        let tb = buffered(&tracks[ti].predicted(), cfg.buffer);
+        let grown = cfg.buffer * (1.0 + tracks[ti].missed as f64).min(2.0);
+        let tb = buffered(&tracks[ti].predicted(), grown);
         for &di in det_ids {
             let d = &frame.detections[di];
             if d.class != tracks[ti].class {
@@ -262,7 +275,8 @@ pub fn track(
                     matched_t: &mut Vec<bool>,
                     matched_d: &mut Vec<bool>| {
             for (ti, di) in pairs {
-                tracks[ti].update(&frame.detections[di].bbox, t, (fi, di));
+                let d = &frame.detections[di];
+                tracks[ti].update(&d.bbox, t, (fi, di), d.score >= cfg.high);
                 matched_t[ti] = true;
                 matched_d[di] = true;
             }
@@ -287,6 +301,9 @@ pub fn track(
         let mut kept = Vec::with_capacity(live.len());
         for (mut tr, hit) in live.drain(..).zip(&matched_t) {
             tr.seen_last_frame = *hit;
+            if !hit {
+                tr.missed += 1;
+            }
             if !hit && (!tr.confirmed() || t - tr.last_seen > cfg.max_lost) {
                 if tr.confirmed() {
                     done.push(tr);
