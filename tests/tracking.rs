@@ -45,7 +45,9 @@ fn make(footage: &Footage, out: &Path) {
     .expect("FFmpeg makes the footage");
 }
 
-fn detect(video: &Path, out: &Path) -> Detections {
+/// Runs `reelay run detect` at 5 frames/s: the detections, and what the
+/// step printed (its audit metadata).
+fn detect(video: &Path, out: &Path) -> (Detections, String) {
     let run = reelay()
         .args(["run", "detect", "--input"])
         .arg(video)
@@ -59,7 +61,10 @@ fn detect(video: &Path, out: &Path) -> Detections {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    Detections::parse("d.json", &std::fs::read(out).unwrap()).unwrap()
+    (
+        Detections::parse("d.json", &std::fs::read(out).unwrap()).unwrap(),
+        String::from_utf8_lossy(&run.stdout).into_owned(),
+    )
 }
 
 /// The detected person best overlapping `truth`: (IoU, score, track id).
@@ -98,8 +103,16 @@ fn players_at_12_to_55_percent_of_the_frame_are_found_in_every_sampled_frame() {
     };
     let video = dir.path().join("match.mp4");
     make(&footage, &video);
-    let d = detect(&video, &dir.path().join("d.json"));
+    let (d, printed) = detect(&video, &dir.path().join("d.json"));
     assert_eq!(d.frames.len(), 20, "4 s at 5 frames/s");
+    // The audit metadata says what was sampled and what was found.
+    for line in [
+        "reelay-sample-fps: 5",
+        "reelay-frames: 20",
+        "reelay-tracks: 4",
+    ] {
+        assert!(printed.contains(line), "`{line}` missing from:\n{printed}");
+    }
     let mut ids: BTreeMap<usize, Vec<Option<u64>>> = BTreeMap::new();
     for (k, f) in d.frames.iter().enumerate() {
         let mut expected = 0;
@@ -177,7 +190,7 @@ fn the_picked_player_keeps_its_id_and_the_spotlight_through_a_board_and_a_crossi
     let video = dir.path().join("cross.mp4");
     make(&footage, &video);
     let dets_path = dir.path().join("d.json");
-    let d = detect(&video, &dets_path);
+    let (d, _) = detect(&video, &dets_path);
     for f in &d.frames {
         let boxes: Vec<String> = f
             .detections
