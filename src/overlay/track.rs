@@ -305,6 +305,49 @@ mod tests {
         assert!(b.samples.iter().all(|(_, bb)| bb.x == 300.0));
     }
 
+    /// A walks right and is hidden for 0.8 s just as B stands where A was
+    /// expected: by nearest match the spotlight would jump to B; by track id
+    /// it stays on A's boxes only.
+    #[test]
+    fn a_track_id_is_followed_whoever_stands_where_the_player_was_expected() {
+        let frames: Vec<FrameDetections> = (0..20)
+            .map(|k| {
+                let mut d = Vec::new();
+                if !(9..13).contains(&k) {
+                    d.push(Detection {
+                        track: Some(1),
+                        ..det(20.0 * k as f64, 100.0)
+                    });
+                }
+                if k >= 9 {
+                    d.push(Detection {
+                        track: Some(2),
+                        ..det(220.0, 100.0)
+                    });
+                }
+                FrameDetections {
+                    t: k as f64 * 0.2,
+                    detections: d,
+                }
+            })
+            .collect();
+        let dets = Detections {
+            frames,
+            video: None,
+            model: None,
+            sample_fps: Some(5.0),
+            tracks: None,
+        };
+        let path = TrackPath::follow(&dets, &track(0.0, 20.0, 140.0), 0.0).unwrap();
+        assert_eq!(path.samples.len(), 16);
+        for (t, b) in &path.samples {
+            assert!((b.x - 100.0 * t).abs() < 1e-6, "t={t}: {b:?}");
+        }
+        // Between samples, in the gap, the box is interpolated on A's line.
+        assert!((path.at(2.2).x - 220.0).abs() < 1e-6);
+        assert!((path.at(3.9).x - 380.0).abs() < 1e-6);
+    }
+
     #[test]
     fn no_frames_near_the_pick_is_an_error() {
         let dets = Detections {
