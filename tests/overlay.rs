@@ -175,6 +175,8 @@ fn moving_box_detections(seconds: f64) -> Detections {
                 },
                 score: 0.9,
                 class: 1,
+                label: None,
+                track: None,
             }];
             // Missed for 0.6 s in the middle.
             if !(6..9).contains(&k) {
@@ -187,6 +189,8 @@ fn moving_box_detections(seconds: f64) -> Detections {
                     },
                     score: 0.8,
                     class: 1,
+                    label: None,
+                    track: None,
                 });
             }
             FrameDetections { t, detections }
@@ -197,6 +201,7 @@ fn moving_box_detections(seconds: f64) -> Detections {
         video: None,
         model: None,
         sample_fps: Some(5.0),
+        tracks: None,
     }
 }
 

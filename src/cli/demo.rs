@@ -1,5 +1,6 @@
 //! `reelay demo`: the first thing a new user runs. It makes a local bucket, a
-//! realistic sample match (public-domain photos, panned, with sound), drops a
+//! sample match (small players cut from public-domain photos, walking and
+//! crossing, with sound), drops a
 //! highlights job, runs everything to the export with a bar per step, and
 //! prints what each step cost and the export's lineage.
 
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::local_store::LocalStore;
 use crate::audit::lineage;
 use crate::config::Config;
+use crate::media::players::{ASTRONAUT, CAMERAMAN, Footage, Player};
 use crate::media::{Ffmpeg, path_arg};
 use crate::pipeline::manifest::JobManifest;
 use crate::pipeline::placement;
@@ -27,10 +29,24 @@ pub const JOB_KEY: &str = "jobs/highlights.json";
 pub const EXPORT_KEY: &str = "exports/highlights.mp4";
 /// Seconds of sample footage.
 const SOURCE_SECONDS: u32 = 24;
-/// Where the cameraman stands one second into the first clip (2 s into
-/// the source), in source pixels: the spotlight's pick. The astronaut
-/// beside him is detected too, at the frame's edge.
-const CAMERAMAN_AT: (f64, f64) = (1150.0, 550.0);
+/// Where the astronaut (the player who walks right, 200 px tall) is one
+/// second into the first clip (2 s into the source), in source pixels: the
+/// spotlight's pick. She crosses behind the cameraman at 4 s.
+const PICKED_AT: (f64, f64) = (770.0, 700.0);
+
+/// The sample match's players: copies of the public-domain photos at 12–25 %
+/// of the 1080-line frame, walking in straight lines; the first two cross
+/// at 4 s, the cameraman in front.
+fn demo_players(photos: &Path) -> Vec<Player> {
+    vec![
+        Player::new(photos, ASTRONAUT, 200, (500.0, 600.0), (100.0, 0.0)),
+        Player::new(photos, CAMERAMAN, 200, (1300.0, 610.0), (-100.0, 0.0)),
+        Player::new(photos, ASTRONAUT, 150, (300.0, 250.0), (20.0, 5.0)),
+        Player::new(photos, CAMERAMAN, 170, (1500.0, 200.0), (-25.0, 10.0)),
+        Player::new(photos, ASTRONAUT, 130, (1000.0, 860.0), (15.0, -8.0)),
+        Player::new(photos, CAMERAMAN, 260, (1700.0, 640.0), (-12.0, 0.0)),
+    ]
+}
 
 pub fn demo_job() -> serde_json::Value {
     serde_json::json!({
@@ -38,11 +54,11 @@ pub fn demo_job() -> serde_json::Value {
         "source": SOURCE_KEY,
         "output": EXPORT_KEY,
         "clips": [
-            // A tracked spotlight on the cameraman: `detect` runs on the
-            // source (the person detector), and the overlay follows the box
-            // nearest to the pick through the clip.
-            {"start": 1.0, "end": 6.0, "caption": "Kick-off",
-             "overlay": {"spotlight": {"track": {"pick": {"t": 1.0, "x": CAMERAMAN_AT.0, "y": CAMERAMAN_AT.1}},
+            // A tracked spotlight on one small player: `detect` runs on the
+            // source (NanoDet-g, with tracking), and the overlay follows the
+            // picked box's track id through the clip, across the crossing.
+            {"start": 1.0, "end": 7.0, "caption": "Kick-off",
+             "overlay": {"spotlight": {"track": {"pick": {"t": 1.0, "x": PICKED_AT.0, "y": PICKED_AT.1}},
                                        "dim": 0.4},
                          "text": [{"text": "#10", "x": 60, "y": 60, "size": 64}]}},
             // AI framing: the centre of the pitch, upscaled x4 by Real-ESRGAN
@@ -120,7 +136,7 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
         )
         .await?;
     println!(
-        "dropped {JOB_KEY}: 3 clips with captions and 0.5 s fades; the first spotlights the cameraman (tracked through `detect`), the second is framed by realesr-general-x4v3"
+        "dropped {JOB_KEY}: 3 clips with captions and 0.5 s fades; the first spotlights one small player through a crossing (tracked through `detect`), the second is framed by realesr-general-x4v3"
     );
     let manifest = JobManifest::parse(JOB_KEY, &job)?;
     let (framed, frames) = placement::framed_work(&manifest);
@@ -195,37 +211,43 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
     })
 }
 
-/// `astronaut.png` and `camera.png` from scikit-image's data (public domain),
-/// fetched by `make setup` into `.tools/testdata/`.
-fn find_photos() -> Option<(PathBuf, PathBuf)> {
-    Some((
-        crate::media::find_tool("testdata/astronaut.png")?,
-        crate::media::find_tool("testdata/camera.png")?,
-    ))
+/// The folder holding `astronaut.png` and `camera.png` from scikit-image's
+/// data (public domain), fetched by `make setup` into `.tools/testdata/`.
+fn find_photos() -> Option<PathBuf> {
+    crate::media::find_tool("testdata/camera.png")?;
+    Some(
+        crate::media::find_tool("testdata/astronaut.png")?
+            .parent()?
+            .to_path_buf(),
+    )
 }
 
-/// FFmpeg arguments for the sample: two photos side by side, panned like a
-/// camera following play, a moving ball, and crowd-like noise with a tone.
-fn sample_source_args(photos: Option<&(PathBuf, PathBuf)>, out: &Path) -> Vec<OsString> {
+/// FFmpeg arguments for the sample: six small players walking on a pitch
+/// (two crossing), a halfway line, a moving ball, and crowd-like noise
+/// with a tone.
+fn sample_source_args(photos: Option<&PathBuf>, out: &Path) -> Vec<OsString> {
     let secs = SOURCE_SECONDS.to_string();
     let mut args: Vec<OsString> = vec!["-y".into(), "-hide_banner".into()];
-    let video = match photos {
-        Some((a, c)) => {
-            for p in [a, c] {
-                args.extend([
-                    "-loop".into(),
-                    "1".into(),
-                    "-framerate".into(),
-                    "30".into(),
-                    "-t".into(),
-                    secs.clone().into(),
-                    "-i".into(),
-                    path_arg(p),
-                ]);
-            }
-            "[0:v]scale=1200:1200,setsar=1,format=yuv420p[a];[1:v]scale=1200:1200,setsar=1,format=yuv420p[b];[a][b]hstack=inputs=2,\
-             crop=1920:1080:x='(iw-1920)/2*(1+sin(t*0.35))':y='60+50*sin(t*0.5)',\
-             drawbox=x='960+700*sin(t*0.9)':y='700+200*cos(t*1.3)':w=36:h=36:color=white@0.9:t=fill[v]"
+    let (video, inputs) = match photos {
+        Some(dir) => {
+            let footage = Footage {
+                width: 1920,
+                height: 1080,
+                fps: 30,
+                seconds: f64::from(SOURCE_SECONDS),
+                players: demo_players(dir),
+                boards: vec![],
+            };
+            args.extend(footage.inputs());
+            let graph = footage.graph();
+            let graph = graph.strip_suffix("[v]").unwrap_or(&graph).to_string();
+            (
+                format!(
+                    "{graph},drawbox=x=958:y=0:w=4:h=1080:color=white@0.7:t=fill,\
+                     drawbox=x='960+700*sin(t*0.9)':y='700+200*cos(t*1.3)':w=24:h=24:color=white@0.9:t=fill[v]"
+                ),
+                footage.players.len(),
+            )
         }
         None => {
             args.extend([
@@ -234,10 +256,10 @@ fn sample_source_args(photos: Option<&(PathBuf, PathBuf)>, out: &Path) -> Vec<Os
                 "-i".into(),
                 format!("testsrc2=size=1920x1080:rate=30:duration={secs}").into(),
             ]);
-            "[0:v]format=yuv420p[v]"
+            ("[0:v]format=yuv420p[v]".to_string(), 1)
         }
     };
-    let audio_index = if photos.is_some() { 2 } else { 1 };
+    let audio_index = inputs;
     args.extend([
         "-f".into(),
         "lavfi".into(),

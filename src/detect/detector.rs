@@ -232,18 +232,30 @@ impl Detector {
         &self.config
     }
 
-    /// YOLO input height and width.
+    /// YOLO input height and width: fixed by the graph, else `imgsz`, else
+    /// the manifest's letterbox, else 640×640.
     fn yolo_input(&self) -> (u32, u32) {
-        match &self.format {
-            ModelFormat::Yolo {
-                fixed: Some((h, w)),
-                ..
-            } => (*h, *w),
-            _ => {
-                let s = self.config.imgsz.unwrap_or(DEFAULT_IMGSZ);
-                (s, s)
-            }
+        match (&self.format, self.config.imgsz, self.model.entry.letterbox) {
+            (
+                ModelFormat::Yolo {
+                    fixed: Some((h, w)),
+                    ..
+                },
+                _,
+                _,
+            ) => (*h, *w),
+            (_, Some(s), _) => (s, s),
+            (_, None, Some(l)) => (l.height, l.width),
+            _ => (DEFAULT_IMGSZ, DEFAULT_IMGSZ),
         }
+    }
+
+    /// Grey level of the letterbox padding: the manifest's, else 114.
+    fn pad_value(&self) -> u8 {
+        self.model
+            .entry
+            .letterbox
+            .map_or(super::letterbox::PAD_VALUE, |l| l.pad)
     }
 
     /// The size frames of a `width`×`height` source are best handed over
@@ -339,7 +351,7 @@ impl Detector {
                         (sw / f64::from(frame.width), sh / f64::from(frame.height)),
                     )
                 };
-                let x = plan.apply(frame);
+                let x = plan.apply(frame, self.pad_value());
                 let x = TensorRef::from_array_view(([1usize, 3, ih as usize, iw as usize], &x[..]))
                     .map_err(crate::inference::ort_err("wrap the input"))?;
                 let mut session = self.model.lock();
@@ -381,12 +393,18 @@ impl Detector {
                             bbox: BBox::from_corners(cx(x1), cy(y1), cx(x2), cy(y2)),
                             score: f64::from(c.score),
                             class: c.class,
+                            label: None,
+                            track: None,
                         }
                     })
                     .collect()
             }
         };
         out.truncate(self.config.max_detections);
+        let entry = &self.model.entry;
+        for d in &mut out {
+            d.label = entry.class_name(d.class).map(str::to_string);
+        }
         Ok(out)
     }
 }

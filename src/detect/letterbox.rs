@@ -46,10 +46,11 @@ impl Letterbox {
         }
     }
 
-    /// The model input `[1, 3, dst_h, dst_w]` as f32 RGB in 0..1. `frame`
+    /// The model input `[1, 3, dst_h, dst_w]` as f32 RGB in 0..1, padded with
+    /// grey `pad`. `frame`
     /// is either the source (`src_w`×`src_h`, resized here) or already
     /// scaled to `inner_w`×`inner_h` (padded only).
-    pub fn apply(&self, frame: &Frame) -> Vec<f32> {
+    pub fn apply(&self, frame: &Frame, pad: u8) -> Vec<f32> {
         let inner = if (frame.width, frame.height) == (self.inner_w, self.inner_h) {
             std::borrow::Cow::Borrowed(&frame.data)
         } else {
@@ -64,7 +65,7 @@ impl Letterbox {
         let (w, h) = (self.dst_w as usize, self.dst_h as usize);
         let (iw, ih) = (self.inner_w as usize, self.inner_h as usize);
         let (left, top) = (self.left as usize, self.top as usize);
-        let pad = f32::from(PAD_VALUE) / 255.0;
+        let pad = f32::from(pad) / 255.0;
         let mut out = vec![pad; 3 * w * h];
         let lut: Vec<f32> = (0..256).map(|v| v as f32 / 255.0).collect();
         let plane = w * h;
@@ -148,7 +149,7 @@ mod tests {
     fn pads_with_grey_and_keeps_pixels() {
         let frame = Frame::new(2, 1, vec![255, 0, 0, 0, 0, 255]).unwrap();
         let l = Letterbox::plan(2, 1, 2, 2);
-        let x = l.apply(&frame);
+        let x = l.apply(&frame, PAD_VALUE);
         assert_eq!(x.len(), 12);
         // Channel R, row 0 (pad on top: round(0.5 - 0.1) = 0, so padding is at the bottom).
         assert_eq!(l.top, 0);

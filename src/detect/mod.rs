@@ -11,14 +11,18 @@
 //!     runs per-class NMS ([`nms`]).
 //! - [`video`] samples a video through an FFmpeg rawvideo pipe and runs the
 //!   detector on each sampled frame.
+//! - [`tracker`] links the boxes of successive sampled frames into tracks
+//!   with stable ids (ByteTrack-style).
 //! - [`Detections`] is the JSON contract:
-//!   `{"frames": [{"t": 0.2, "detections": [{"box": {"x","y","w","h"}, "score", "class"}]}]}`
-//!   with boxes in source pixels (`x`, `y` the top-left corner).
+//!   `{"frames": [{"t": 0.2, "detections": [{"box": {"x","y","w","h"}, "score", "class", "label", "track"}]}], "tracks": [...]}`
+//!   with boxes in source pixels (`x`, `y` the top-left corner); `label`,
+//!   `track` and `tracks` are optional.
 
 pub mod detector;
 pub mod letterbox;
 pub mod nms;
 pub mod ssd;
+pub mod tracker;
 pub mod video;
 pub mod yolo;
 
@@ -95,6 +99,13 @@ pub struct Detection {
     /// The model's class id: 1 = person for the TF OD API models (COCO label
     /// map ids), 0-based indices for Ultralytics models.
     pub class: u32,
+    /// The class's name, from the manifest's `class_names` ("person").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The id of the track this box belongs to ([`tracker`]); absent for a
+    /// box that started no confirmed track.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<u64>,
 }
 
 /// The detections of one sampled frame.
@@ -131,6 +142,9 @@ pub struct Detections {
     /// Sampled frames per second; absent when every frame was run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_fps: Option<f64>,
+    /// One entry per track id found in `frames` ([`tracker`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracks: Option<Vec<tracker::TrackSummary>>,
 }
 
 /// A detections file that cannot be used with a video, naming the field.

@@ -46,6 +46,8 @@ pub fn read(
             bbox: BBox::from_corners(x1, y1, x2, y2),
             score: f64::from(score),
             class,
+            label: None,
+            track: None,
         });
     }
     out

@@ -193,6 +193,7 @@ pub fn detect_video(
                 SampleRate::Fps(f) => Some(f),
                 SampleRate::EveryFrame => None,
             },
+            tracks: None,
         },
         stats,
     ))

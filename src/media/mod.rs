@@ -10,6 +10,7 @@ mod ffmpeg;
 pub mod filter;
 mod locate;
 pub mod pipe;
+pub mod players;
 mod probe;
 mod profile;
 

@@ -109,6 +109,28 @@ fn spawn(ff: &Ffmpeg, args: &[OsString], stdin: Stdio, stdout: Stdio) -> Result<
     })
 }
 
+/// Largest pipe buffer asked for: Linux's default `pipe-max-size` (1 MiB).
+const PIPE_BYTES: i32 = 1 << 20;
+
+/// Enlarges a pipe's kernel buffer from 64 KiB towards one frame, so a
+/// 1080p frame (3 MB) crosses in a few syscalls and wake-ups instead of
+/// about fifty. Best effort: where the kernel refuses, the pipe stays as
+/// it was.
+#[cfg(target_os = "linux")]
+fn enlarge_pipe(fd: &impl std::os::fd::AsRawFd, frame_bytes: usize) {
+    let want = i32::try_from(frame_bytes)
+        .unwrap_or(PIPE_BYTES)
+        .min(PIPE_BYTES);
+    // SAFETY: F_SETPIPE_SZ on a pipe fd this process owns; no memory is passed.
+    let got = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, want) };
+    if got < 0 {
+        tracing::debug!("could not enlarge an FFmpeg pipe to {want} bytes");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn enlarge_pipe<T>(_fd: &T, _frame_bytes: usize) {}
+
 fn check_exit(
     ff: &Ffmpeg,
     child: &mut Child,
@@ -157,13 +179,17 @@ impl FrameReader {
     ) -> Result<FrameReader, MediaError> {
         let mut child = spawn(ff, args, Stdio::null(), Stdio::piped())?;
         let stdout = child.stdout.take();
+        let frame_bytes = format.frame_bytes(width, height);
+        if let Some(s) = &stdout {
+            enlarge_pipe(s, frame_bytes);
+        }
         let tail = StderrTail::start(&mut child);
         Ok(FrameReader {
             ff: ff.clone(),
             child,
             stdout,
             tail,
-            frame_bytes: format.frame_bytes(width, height),
+            frame_bytes,
             what: what.into(),
             finished: false,
         })
@@ -248,6 +274,9 @@ impl FrameWriter {
     ) -> Result<FrameWriter, MediaError> {
         let mut child = spawn(ff, args, Stdio::piped(), Stdio::null())?;
         let stdin = child.stdin.take();
+        if let Some(s) = &stdin {
+            enlarge_pipe(s, PIPE_BYTES as usize);
+        }
         let tail = StderrTail::start(&mut child);
         Ok(FrameWriter {
             ff: ff.clone(),

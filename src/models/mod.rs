@@ -75,7 +75,9 @@ pub enum ModelError {
 pub enum Task {
     /// `input` f32 `[N,3,H,W]` RGB 0..1 → `output` f32 `[N,3,sH,sW]` (not clamped).
     Upscale,
-    /// `image_tensor:0` u8 `[N,H,W,3]` → boxes, scores, classes, count.
+    /// A detector: TF OD API SSD (`image_tensor:0` u8 `[N,H,W,3]` → boxes,
+    /// scores, classes, count) or a YOLO-style head (f32 `[N,3,H,W]` →
+    /// `[N, 4+C, anchors]`), told apart by the graph's outputs.
     Detect,
 }
 
@@ -145,6 +147,26 @@ pub struct ModelEntry {
     pub context_px: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fp16: Option<Variant>,
+    /// Detectors with a YOLO-style head: how a frame becomes the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub letterbox: Option<LetterboxSpec>,
+    /// Detectors: the name of each class id (index = the id the model
+    /// outputs), so detections say what they found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
+}
+
+/// A detector's preprocessing (`[model.letterbox]`): scale the frame to fit
+/// `width`×`height` keeping its aspect ratio, pad the rest with grey `pad`
+/// evenly on both sides, RGB in 0..1. Written down in the manifest so a
+/// model is run the way it was converted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LetterboxSpec {
+    pub height: u32,
+    pub width: u32,
+    /// Grey level (0..255) of the padding.
+    pub pad: u8,
 }
 
 impl ModelEntry {
@@ -154,6 +176,14 @@ impl ModelEntry {
             Precision::Fp32 => Some((&self.file, &self.sha256)),
             Precision::Fp16 => self.fp16.as_ref().map(|v| (&*v.file, &*v.sha256)),
         }
+    }
+
+    /// The name of class `id`, when the manifest lists class names.
+    pub fn class_name(&self, id: u32) -> Option<&str> {
+        self.class_names
+            .as_ref()
+            .and_then(|n| n.get(id as usize))
+            .map(String::as_str)
     }
 
     /// `name@` and the first 12 hex digits of the sha256: the audit form.
@@ -238,6 +268,14 @@ impl Manifest {
                 return Err(bad(format!(
                     "model `{}`: an upscale model needs `scale` (e.g. 4)",
                     m.name
+                )));
+            }
+            if let Some(l) = &m.letterbox
+                && (l.height < 32 || l.width < 32 || l.height % 32 != 0 || l.width % 32 != 0)
+            {
+                return Err(bad(format!(
+                    "model `{}`: letterbox {}x{} (width x height) must be multiples of 32",
+                    m.name, l.width, l.height
                 )));
             }
             if m.inputs.is_empty() || m.outputs.is_empty() {

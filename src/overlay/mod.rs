@@ -277,6 +277,15 @@ impl Scene {
         })
     }
 
+    /// Whether the scene draws nothing at all (an empty spec): the clip can
+    /// then be re-encoded by FFmpeg alone, with no raw frames through Rust.
+    pub fn is_empty(&self) -> bool {
+        self.spotlight.is_none()
+            && self.ring.is_none()
+            && self.boxes.is_empty()
+            && self.text.is_empty()
+    }
+
     /// The spotlight ellipse at clip time `t`, if there is a spotlight.
     pub fn spotlight_at(&self, t: f64) -> Option<(Ellipse, f64, f64)> {
         let s = self.spotlight.as_ref()?;

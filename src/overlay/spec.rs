@@ -12,8 +12,10 @@
 //!   the clip's. Positions between keyframes are interpolated linearly and
 //!   held before the first and after the last.
 //! - `track` in place of `keyframes` follows a player through a detections
-//!   JSON: the box nearest to `pick` at time `pick.t`, then the nearest box
-//!   over time, smoothed, with gaps bridged ([`super::track`]). `detections`
+//!   JSON: the box nearest to `pick` at time `pick.t`, then every box with
+//!   that box's track id (or, in detections without ids, the nearest box
+//!   over time), smoothed, with gaps between samples interpolated
+//!   ([`super::track`]). `detections`
 //!   is the detections object's key; in a job it may be left out, and the
 //!   job then runs `detect` on its source.
 //! - Unknown fields and wrong types are rejected, naming the field.

@@ -3,17 +3,21 @@
 //! 1. **Seed:** at the sampled frame nearest to `pick.t`, the box that
 //!    contains `(pick.x, pick.y)` (the smallest, if several do), else the box
 //!    whose centre is nearest.
-//! 2. **Follow**, forwards and backwards from the seed: at each sampled
+//! 2. **Follow the id:** when the seed box has a `track` id (the `detect`
+//!    step's tracker, [`crate::detect::tracker`]), the player is every box
+//!    with that id, whichever other player comes near it. Detections without
+//!    ids (older files, or written by hand) are followed by nearest match:
+//! 3. **Follow by nearest match**, forwards and backwards from the seed: at each sampled
 //!    frame, the box whose centre is nearest to where the player is expected
 //!    (last position plus last velocity), if it is within a gate (half the
 //!    box's larger side, growing by 3/4 of it per second since the player
 //!    was last seen); none within the gate is
 //!    a miss. After `max_gap` seconds of misses the player is lost and the
 //!    track ends there.
-//! 3. **Smooth:** centre and size, by a locally weighted straight-line fit
+//! 4. **Smooth:** centre and size, by a locally weighted straight-line fit
 //!    (Gaussian weights, sigma `smoothing` seconds): jitter goes, steady
 //!    motion stays where it is.
-//! 4. **Bridge:** between observations the position is interpolated
+//! 5. **Bridge:** between observations the position is interpolated
 //!    linearly; before the first and after the last it is held.
 
 use super::spec::Track;
@@ -99,8 +103,23 @@ impl TrackPath {
                     .iter()
                     .min_by(|a, b| dist(a.bbox.center(), p).total_cmp(&dist(b.bbox.center(), p)))
             })
-            .map(|d| d.bbox)
             .expect("the seed frame has boxes");
+        if let Some(id) = seed.track {
+            let mut observed: Vec<(f64, BBox)> = frames
+                .iter()
+                .filter_map(|f| {
+                    f.detections
+                        .iter()
+                        .find(|d| d.track == Some(id))
+                        .map(|d| (f.t, d.bbox))
+                })
+                .collect();
+            observed.sort_by(|a, b| a.0.total_cmp(&b.0));
+            return Ok(TrackPath {
+                samples: smooth(&observed, track.smoothing),
+            });
+        }
+        let seed = seed.bbox;
 
         let mut observed: Vec<(f64, BBox)> = vec![(frames[seed_frame].t, seed)];
         for forward in [true, false] {
@@ -240,6 +259,8 @@ mod tests {
             },
             score: 0.9,
             class: 1,
+            label: None,
+            track: None,
         }
     }
 
@@ -270,6 +291,7 @@ mod tests {
             video: None,
             model: None,
             sample_fps: None,
+            tracks: None,
         };
         let path = TrackPath::follow(&dets, &track(1.0, 160.0, 140.0), 1.0).unwrap();
         // Seen in 17 frames, the 3-frame gap bridged by interpolation.
@@ -283,6 +305,49 @@ mod tests {
         assert!(b.samples.iter().all(|(_, bb)| bb.x == 300.0));
     }
 
+    /// A walks right and is hidden for 0.8 s just as B stands where A was
+    /// expected: by nearest match the spotlight would jump to B; by track id
+    /// it stays on A's boxes only.
+    #[test]
+    fn a_track_id_is_followed_whoever_stands_where_the_player_was_expected() {
+        let frames: Vec<FrameDetections> = (0..20)
+            .map(|k| {
+                let mut d = Vec::new();
+                if !(9..13).contains(&k) {
+                    d.push(Detection {
+                        track: Some(1),
+                        ..det(20.0 * k as f64, 100.0)
+                    });
+                }
+                if k >= 9 {
+                    d.push(Detection {
+                        track: Some(2),
+                        ..det(220.0, 100.0)
+                    });
+                }
+                FrameDetections {
+                    t: k as f64 * 0.2,
+                    detections: d,
+                }
+            })
+            .collect();
+        let dets = Detections {
+            frames,
+            video: None,
+            model: None,
+            sample_fps: Some(5.0),
+            tracks: None,
+        };
+        let path = TrackPath::follow(&dets, &track(0.0, 20.0, 140.0), 0.0).unwrap();
+        assert_eq!(path.samples.len(), 16);
+        for (t, b) in &path.samples {
+            assert!((b.x - 100.0 * t).abs() < 1e-6, "t={t}: {b:?}");
+        }
+        // Between samples, in the gap, the box is interpolated on A's line.
+        assert!((path.at(2.2).x - 220.0).abs() < 1e-6);
+        assert!((path.at(3.9).x - 380.0).abs() < 1e-6);
+    }
+
     #[test]
     fn no_frames_near_the_pick_is_an_error() {
         let dets = Detections {
@@ -293,6 +358,7 @@ mod tests {
             video: None,
             model: None,
             sample_fps: None,
+            tracks: None,
         };
         let e = TrackPath::follow(&dets, &track(0.0, 0.0, 0.0), 0.0).unwrap_err();
         assert!(matches!(e, TrackError::NoFrameNear { .. }), "{e}");

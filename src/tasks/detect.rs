@@ -1,7 +1,11 @@
-//! `detect`: run a detection model over a video and write the detections
-//! JSON (`{"frames": [{"t", "detections": [{"box", "score", "class"}]}]}`,
-//! boxes in source pixels). The model is sha256-checked before it loads, and
-//! its format (TF OD API SSD or Ultralytics YOLO) is told from its outputs.
+//! `detect`: run a detection model over a video sampled at `fps`, link the
+//! boxes into tracks, and write the detections JSON
+//! (`{"frames": [{"t", "detections": [{"box", "score", "class", "label",
+//! "track"}]}], "tracks": [...]}`, boxes in source pixels). The model is
+//! sha256-checked before it loads, and its format (TF OD API SSD or a
+//! YOLO-style head) is told from its outputs. The audit metadata says what
+//! was sampled (`reelay-sample-fps`, `reelay-frames`) and how many tracks
+//! were found.
 //!
 //! Blocking: async callers run it in `tokio::task::spawn_blocking`.
 
@@ -12,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ErrorClass, StepOutput, TaskError};
 use crate::audit::record::{DEVICE, MODEL};
+use crate::detect::tracker::{TrackerConfig, track};
 use crate::detect::video::{SampleRate, detect_video};
 use crate::detect::{Detector, DetectorConfig};
 use crate::inference::{Device, InferenceError, LoadOptions};
@@ -19,7 +24,9 @@ use crate::media::{Ffmpeg, Progress};
 use crate::models::{Manifest, ModelError};
 
 /// The model `detect` runs unless told otherwise.
-pub const DEFAULT_MODEL: &str = "ssdlite-person";
+pub const DEFAULT_MODEL: &str = "nanodet-g";
+/// Default lowest score a box may have to continue a track.
+pub const DEFAULT_TRACK_LOW: f32 = 0.1;
 
 /// Parameters of one `detect` step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -31,9 +38,17 @@ pub struct DetectParams {
     /// A model from the manifest whose task is `detect`.
     #[serde(default = "default_model")]
     pub model: String,
-    /// Boxes scoring below this are dropped (default 0.5).
+    /// Boxes scoring below this are dropped (default 0.5), except those
+    /// down to `track_low` that continue a track.
     #[serde(default = "default_threshold")]
     pub threshold: f32,
+    /// Link the boxes into tracks with ids (default true).
+    #[serde(default = "default_track")]
+    pub track: bool,
+    /// Lowest score of a box that may continue a track (ByteTrack's second
+    /// stage; default 0.1). At most `threshold`.
+    #[serde(default = "default_track_low")]
+    pub track_low: f32,
     /// NMS IoU threshold for YOLO models (default 0.45).
     #[serde(default = "default_iou")]
     pub iou: f32,
@@ -51,6 +66,12 @@ fn default_model() -> String {
 fn default_threshold() -> f32 {
     crate::detect::detector::DEFAULT_THRESHOLD
 }
+fn default_track() -> bool {
+    true
+}
+fn default_track_low() -> f32 {
+    DEFAULT_TRACK_LOW
+}
 fn default_iou() -> f32 {
     crate::detect::detector::DEFAULT_IOU
 }
@@ -63,10 +84,20 @@ impl Default for DetectParams {
 
 /// Checks the parameters on their own.
 pub fn validate_params(p: &DetectParams) -> Result<(), String> {
-    for (name, v) in [("threshold", p.threshold), ("iou", p.iou)] {
+    for (name, v) in [
+        ("threshold", p.threshold),
+        ("iou", p.iou),
+        ("track_low", p.track_low),
+    ] {
         if !(0.0..=1.0).contains(&v) {
             return Err(format!("{name}: {v} is not in 0..1"));
         }
+    }
+    if p.track_low > p.threshold {
+        return Err(format!(
+            "track_low: {} is above threshold {}; a box that may continue a track must be allowed to score below the threshold",
+            p.track_low, p.threshold
+        ));
     }
     if let Some(s) = p.imgsz
         && (s < 32 || s % 32 != 0 || s > 4096)
@@ -112,11 +143,16 @@ pub fn detect_load_options(device: Device) -> LoadOptions {
 }
 
 /// The detector for `params` on `device` (sessions are cached per process).
+/// With tracking on it keeps boxes down to `track_low`.
 pub fn detector(params: &DetectParams, device: Device) -> Result<Detector, TaskError> {
     let manifest = Manifest::load_default().map_err(|e| inference_error(e.into()))?;
     let config = DetectorConfig {
         load: detect_load_options(device),
-        threshold: params.threshold,
+        threshold: if params.track {
+            params.track_low.min(params.threshold)
+        } else {
+            params.threshold
+        },
         iou: params.iou,
         imgsz: params.imgsz,
         classes: params.classes.clone(),
@@ -142,7 +178,7 @@ pub fn run(
     info.require_video(input)
         .map_err(|e| e.into_task_error(Some("input")))?;
     let detector = detector(params, device)?;
-    let (detections, stats) =
+    let (mut detections, stats) =
         detect_video(ff, &detector, input, &info, params.fps, on_progress, cancel).map_err(
             |e| match e {
                 crate::detect::video::VideoDetectError::Media(m) => {
@@ -151,6 +187,16 @@ pub fn run(
                 crate::detect::video::VideoDetectError::Inference(i) => inference_error(i),
             },
         )?;
+    if params.track {
+        let config = TrackerConfig {
+            high: f64::from(params.threshold),
+            low: f64::from(params.track_low),
+            ..TrackerConfig::default()
+        };
+        let entry = &detector.model().entry;
+        let label = |c: u32| entry.class_name(c).map(str::to_string);
+        detections.tracks = Some(track(&mut detections.frames, &config, &label));
+    }
     let body = serde_json::to_vec(&detections).expect("detections serialise");
     std::fs::write(output, body)
         .map_err(|e| TaskError::transient(format!("writing {}: {e}", output.display())))?;
@@ -165,6 +211,16 @@ pub fn run(
     }
     out.metadata
         .insert("reelay-frames".into(), stats.frames.to_string());
+    out.metadata.insert(
+        "reelay-sample-fps".into(),
+        detections
+            .sample_fps
+            .map_or_else(|| "all".to_string(), |f| f.to_string()),
+    );
+    if let Some(tracks) = &detections.tracks {
+        out.metadata
+            .insert("reelay-tracks".into(), tracks.len().to_string());
+    }
     out.metadata
         .insert("reelay-format".into(), detector.format().name().to_string());
     Ok(out)
