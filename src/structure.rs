@@ -37,7 +37,7 @@ const ROOMS: &[&[&str]] = &[
 const MAX_BACK_ARROWS: usize = 2;
 
 /// Longest function allowed, in lines: a ratchet towards the guide's 120.
-const MAX_FUNCTION_LINES: usize = 283;
+const MAX_FUNCTION_LINES: usize = 264;
 
 struct Source {
     /// Path under `src/`, like `runtime/executor.rs`.

@@ -8,12 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::aws::{Aws, Layout};
 use reelay::audit::failure::FailureRecord;
 use reelay::ports::store::ObjectStore;
 use reelay::ports::{Queue, Received};
 use reelay::runtime::lambda::{handle_sqs_event, handle_sqs_event_with_backoff};
 use serde_json::json;
-use common::aws::{Aws, Layout};
 
 /// Lambda's queue visibility on the stack (6 x the function's timeout).
 const STACK_VISIBILITY: Duration = Duration::from_secs(3600);

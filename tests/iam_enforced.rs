@@ -25,17 +25,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use common::aws::{Aws, Layout, sigterm, wait_exit};
 use reelay::adapters::s3::{S3Options, S3Store};
 use reelay::adapters::sqs::SqsQueue;
 use reelay::audit::AuditRecord;
 use reelay::pipeline::message::InternalMessage;
-use reelay::tasks::StepKind;
 use reelay::ports::store::{Metadata, ObjectStore, PutCondition};
 use reelay::ports::{Queue, Received};
 use reelay::runtime::aws::AwsRuntime;
 use reelay::runtime::lambda::handle_sqs_event_with_backoff;
+use reelay::tasks::StepKind;
 use serde_json::json;
-use common::aws::{Aws, Layout, sigterm, wait_exit};
 
 const ACCOUNT: &str = "123456789012";
 

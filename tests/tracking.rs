@@ -1,6 +1,6 @@
 //! Players on synthetic match footage made here (the people in the
 //! public-domain test photos, cropped, scaled to 12–55 % of the frame height
-//! and moved by FFmpeg over a green pitch, `reelay::media::players`):
+//! and moved by FFmpeg over a green pitch, `reelay::detect::players`):
 //!
 //! - `reelay run detect` with the default model (NanoDet-g) finds each of
 //!   them in every sampled frame, at score ≥ 0.5 and IoU ≥ 0.5 with the box
@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use reelay::detect::players::{ASTRONAUT, CAMERAMAN, Footage, Player};
 use reelay::detect::{BBox, Detections};
 use reelay::media::Ffmpeg;
-use reelay::media::players::{ASTRONAUT, CAMERAMAN, Footage, Player};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::local_store::LocalStore;
 use crate::audit::lineage;
 use crate::config::Config;
-use crate::media::players::{ASTRONAUT, CAMERAMAN, Footage, Player};
+use crate::detect::players::{ASTRONAUT, CAMERAMAN, Footage, Player};
 use crate::media::{Ffmpeg, path_arg};
 use crate::pipeline::manifest::JobManifest;
 use crate::pipeline::placement;

@@ -21,6 +21,7 @@
 pub mod detector;
 pub mod letterbox;
 pub mod nms;
+pub mod players;
 pub mod ssd;
 pub mod tracker;
 pub mod video;

@@ -10,7 +10,6 @@ mod ffmpeg;
 pub mod filter;
 mod locate;
 pub mod pipe;
-pub mod players;
 mod probe;
 mod profile;
 
