@@ -92,7 +92,8 @@ test-rust:
 
 # CDK stack, R2 bridge (miniflare + moto + reelay route) and Dockerfiles, offline.
 test-infra: setup tools
-	cargo build --bin reelay
+	# The features test-rust builds with, so its binary is reused, not rebuilt.
+	cargo build --bin reelay --features bench
 	bash infra/test.sh
 
 # Every benchmark, release build; each prints ratios against a reference run.
