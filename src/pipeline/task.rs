@@ -55,18 +55,7 @@ impl Task {
     ) -> Task {
         let id = task_id(kind, &inputs, &params);
         let output = output(&id);
-        Task {
-            version: TASK_MESSAGE_VERSION,
-            id,
-            job,
-            step: step.into(),
-            kind,
-            inputs,
-            params,
-            output,
-            attempt: 0,
-            dispatched_at_ms: None,
-        }
+        Task::with_id(id, kind, step, job, inputs, params, output)
     }
 
     /// A task whose output key is fixed (a job's export, a shared detect):
@@ -82,6 +71,18 @@ impl Task {
     ) -> Task {
         let keyed = serde_json::json!({"params": params, "output": output});
         let id = task_id(kind, &inputs, &keyed);
+        Task::with_id(id, kind, step, job, inputs, params, output)
+    }
+
+    fn with_id(
+        id: String,
+        kind: StepKind,
+        step: impl Into<String>,
+        job: Option<JobRef>,
+        inputs: Vec<String>,
+        params: serde_json::Value,
+        output: String,
+    ) -> Task {
         Task {
             version: TASK_MESSAGE_VERSION,
             id,
