@@ -21,3 +21,19 @@ pub struct ObjectCreated {
     /// RFC 3339 event time, when the notification carried one.
     pub time: Option<String>,
 }
+
+impl ObjectCreated {
+    /// An object known only by its key: what reelay builds itself to plan a
+    /// key again (a superseded job's manifest, a test's upload).
+    pub fn key_only(bucket: impl Into<String>, key: impl Into<String>) -> ObjectCreated {
+        ObjectCreated {
+            bucket: bucket.into(),
+            key: key.into(),
+            size: None,
+            etag: None,
+            version: None,
+            sequencer: None,
+            time: None,
+        }
+    }
+}

@@ -67,15 +67,7 @@ pub async fn check(store: &dyn ObjectStore, task: &Task) -> Result<Option<Stale>
 
 /// The event that plans a job from its manifest again.
 pub fn manifest_event(manifest: &str) -> crate::events::ObjectCreated {
-    crate::events::ObjectCreated {
-        bucket: String::new(),
-        key: manifest.to_string(),
-        size: None,
-        etag: None,
-        version: None,
-        sequencer: None,
-        time: None,
-    }
+    crate::events::ObjectCreated::key_only("", manifest)
 }
 
 #[cfg(test)]
@@ -95,15 +87,7 @@ mod tests {
     }
 
     fn upload(key: &str) -> ObjectCreated {
-        ObjectCreated {
-            bucket: "b".into(),
-            key: key.into(),
-            size: None,
-            etag: None,
-            version: None,
-            sequencer: None,
-            time: None,
-        }
+        ObjectCreated::key_only("b", key)
     }
 
     /// A replaced source and an edited manifest make the planned task stale;

@@ -18,15 +18,7 @@ async fn put(store: &LocalStore, key: &str, body: &[u8], task: Option<&str>) {
 }
 
 fn upload(key: &str) -> ObjectCreated {
-    ObjectCreated {
-        bucket: "b".into(),
-        key: key.into(),
-        size: None,
-        etag: None,
-        version: None,
-        sequencer: None,
-        time: None,
-    }
+    ObjectCreated::key_only("b", key)
 }
 
 #[tokio::test]
