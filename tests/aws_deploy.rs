@@ -158,3 +158,113 @@ async fn a_notification_for_another_bucket_is_refused_with_a_record_naming_both(
         "{result:?}"
     );
 }
+
+/// A turn-away by a live claim is not a failure in the Lambda either (issue
+/// 15): SQS counts every receive, so failing the batch item would bring the
+/// task nearer the DLQ at each turn-away. Turned away three times with a
+/// DLQ after two receives, the task still runs, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_turn_away_in_the_lambda_spends_no_receive_and_the_task_runs_once() {
+    use reelay::pipeline::message::InternalMessage;
+    use reelay::pipeline::planner::{Trigger, plan};
+    use reelay::ports::store::{Metadata, PutCondition};
+    let aws = Aws::start_with(
+        "busy-lambda",
+        Layout {
+            notify: false,
+            max_receive: 2,
+            ..Layout::default()
+        },
+    )
+    .await;
+    let rt = aws.runtime("lambda-busy");
+    let store = aws.store();
+    let video = aws.dir.path().join("v.mp4");
+    common::make_video(&video, 2.0, "160x120", 10, false);
+    aws.put_file("sources/v.mp4", &video).await;
+    let job = json!({"version": 1, "source": "sources/v.mp4", "output": "exports/v.mp4",
+                     "clips": [{"start": 0.0, "end": 1.0}]});
+    aws.put_job("jobs/v.json", &job).await;
+    let upload = reelay::events::ObjectCreated::key_only(&aws.bucket, "jobs/v.json");
+    let task = plan(&store, &aws.config(), Trigger::Upload(&upload))
+        .await
+        .unwrap()
+        .ready[0]
+        .clone();
+    let claim_key = format!(
+        "{}{}.json",
+        reelay::runtime::executor::CLAIMS_PREFIX,
+        task.id
+    );
+    // Another worker's live claim, as a running worker keeps it.
+    let hold = |secs: u64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        json!({"worker": "other-worker", "expires_at": now + secs, "token": "t"}).to_string()
+    };
+    let events = Arc::new(aws.queue(&aws.events.url));
+    events
+        .send(&InternalMessage::Task(task.clone()).to_json())
+        .await
+        .unwrap();
+    for turn in 1..=3 {
+        let m = receive_one(events.as_ref()).await;
+        assert_eq!(m.receive_count, 1, "turn {turn}: a fresh copy each time");
+        store
+            .put_bytes(
+                &claim_key,
+                hold(3).as_bytes(),
+                "application/json",
+                &Metadata::new(),
+                PutCondition::Overwrite,
+            )
+            .await
+            .unwrap();
+        let response = handle_sqs_event_with_backoff(
+            rt.router.clone(),
+            sqs_event(&m, &aws.events.arn),
+            1,
+            events.clone() as Arc<dyn Queue>,
+        )
+        .await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "turn {turn}: a turn-away was reported as a failure"
+        );
+        // Lambda deletes what the response does not name.
+        events.ack(std::slice::from_ref(&m.handle)).await.unwrap();
+    }
+    // The other worker is gone; its claim with it.
+    store.delete(&claim_key).await.unwrap();
+    let m = receive_one(events.as_ref()).await;
+    assert_eq!(m.receive_count, 1);
+    assert_eq!(
+        InternalMessage::parse(&m.body).unwrap().unwrap(),
+        InternalMessage::Task(task.clone())
+    );
+    let response = handle_sqs_event_with_backoff(
+        rt.router.clone(),
+        sqs_event(&m, &aws.events.arn),
+        1,
+        events.clone() as Arc<dyn Queue>,
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(store.head(&task.output).await.unwrap().is_some());
+    let journal = aws.journal();
+    let count = |event: &str| {
+        journal
+            .iter()
+            .filter(|e| e.task == task.id && e.event == event)
+            .count()
+    };
+    assert_eq!((count("busy"), count("start"), count("done")), (3, 1, 1));
+    let dead = aws
+        .queue(&aws.events.dlq_url)
+        .receive(10, Duration::from_secs(30), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "dead-lettered: {dead:?}");
+}

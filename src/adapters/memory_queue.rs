@@ -201,12 +201,16 @@ impl Queue for MemoryQueue {
     }
 
     async fn send(&self, body: &str) -> QueueResult<()> {
+        self.send_later(body, Duration::ZERO).await
+    }
+
+    async fn send_later(&self, body: &str, delay: Duration) -> QueueResult<()> {
         let id = self.fresh_id();
         self.messages.lock().await.push(Message {
             id,
             body: body.to_string(),
             receive_count: 0,
-            visible_at: Instant::now(),
+            visible_at: Instant::now() + delay,
             handle: None,
         });
         self.arrived.notify_waiters();

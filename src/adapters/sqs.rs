@@ -119,6 +119,14 @@ fn visibility_secs(d: Duration) -> i32 {
     secs as i32
 }
 
+/// SQS's longest delay on one message.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
+/// Whole seconds of delay, rounded up and capped at SQS's 15 minutes.
+fn delay_secs(d: Duration) -> i32 {
+    visibility_secs(d.min(MAX_DELAY))
+}
+
 fn wait_secs(d: Duration) -> i32 {
     d.min(MAX_WAIT).as_secs() as i32
 }
@@ -256,15 +264,20 @@ impl Queue for SqsQueue {
     /// delay, then delete the original. A crash between the two leaves two
     /// copies, which the task's claim and its output make harmless.
     async fn requeue(&self, message: &Received, delay: Duration) -> QueueResult<()> {
+        self.send_later(&message.body, delay).await?;
+        self.ack(std::slice::from_ref(&message.handle)).await
+    }
+
+    async fn send_later(&self, body: &str, delay: Duration) -> QueueResult<()> {
         self.client
             .send_message()
             .queue_url(&self.url)
-            .message_body(&message.body)
-            .delay_seconds(delay.as_secs().clamp(0, 900) as i32)
+            .message_body(body)
+            .delay_seconds(delay_secs(delay))
             .send()
             .await
             .map_err(|e| self.sdk_error("SendMessage", e))?;
-        self.ack(std::slice::from_ref(&message.handle)).await
+        Ok(())
     }
 }
 
@@ -280,6 +293,8 @@ mod tests {
         assert_eq!(visibility_secs(Duration::from_millis(30_001)), 31);
         assert_eq!(visibility_secs(Duration::from_secs(1 << 30)), 43_200);
         assert_eq!(wait_secs(Duration::from_secs(60)), 20);
+        assert_eq!(delay_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(delay_secs(Duration::from_secs(3600)), 900);
         assert_eq!(wait_secs(Duration::from_millis(1500)), 1);
     }
 

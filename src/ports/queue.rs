@@ -55,6 +55,13 @@ pub trait Queue: Send + Sync {
     /// Enqueues one message body.
     async fn send(&self, body: &str) -> QueueResult<()>;
 
+    /// Enqueues one message body, visible after `delay` (SQS caps it at 15
+    /// minutes): a fresh message, so it starts with no receive spent. The
+    /// default sends at once, for queues without delays.
+    async fn send_later(&self, body: &str, _delay: Duration) -> QueueResult<()> {
+        self.send(body).await
+    }
+
     /// Hands `message` back for later without spending one of its tries: a
     /// turn-away (another worker holds the task's claim) is not a failure,
     /// so it must never bring the message nearer the dead-letter queue.

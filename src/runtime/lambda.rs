@@ -45,8 +45,12 @@ pub async fn handle_sqs_event(
 
 /// As [`handle_sqs_event`], and each failed message's visibility on `queue`
 /// (the one the event came from) is set to the router's backoff for its
-/// receive count, or to the claim's remaining lease when another worker
-/// holds the task, so it is retried then instead of after the full timeout.
+/// receive count, so it is retried then instead of after the full timeout.
+/// A message turned away because another worker holds its task's claim is
+/// not failed: a copy is sent to `queue`, delayed by the claim's remaining
+/// lease, and the original reported done, so a turn-away never brings the
+/// task nearer the dead-letter queue. Without a queue
+/// ([`handle_sqs_event`]) a turn-away can only fail its message.
 pub async fn handle_sqs_event_with_backoff(
     router: Arc<Router>,
     event: SqsEvent,
@@ -81,26 +85,7 @@ async fn handle_event(
     let failed = handle_batch(messages, concurrency, move |m| {
         let router = router.clone();
         let queue = queue.clone();
-        async move {
-            let (result, retry_in) = match router
-                .handle_body(&m.body, m.receive_count, CancellationToken::new())
-                .await
-            {
-                Ok(None) => (Ok(()), None),
-                // Another worker holds the task's claim, and this message may
-                // be the task's only one (its worker died): fail it, so SQS
-                // delivers it again when the claim's lease is over.
-                Ok(Some(retry_after)) => (
-                    Err("another worker holds this task's claim; retried later".into()),
-                    Some(retry_after),
-                ),
-                Err(e) => (Err(e), Some(router.backoff(m.receive_count))),
-            };
-            if let (Some(queue), Some(delay), Some(handle)) = (queue, retry_in, m.receipt_handle) {
-                retry_after(queue.as_ref(), &m.message_id, handle, delay).await;
-            }
-            result
-        }
+        async move { handle_one(&router, queue.as_deref(), m).await }
     })
     .await;
     let mut response = SqsBatchResponse::default();
@@ -110,6 +95,62 @@ async fn handle_event(
         response.batch_item_failures.push(failure);
     }
     response
+}
+
+/// One message: `Ok` when Lambda may delete it.
+async fn handle_one(
+    router: &Router,
+    queue: Option<&dyn Queue>,
+    m: BatchMessage,
+) -> Result<(), String> {
+    let (result, retry_in) = match router
+        .handle_body(&m.body, m.receive_count, CancellationToken::new())
+        .await
+    {
+        Ok(None) => (Ok(()), None),
+        // Another worker holds the task's claim, and this message may be the
+        // task's only one (its worker died), so it must come back when the
+        // claim's lease is over. A turn-away is not a failure: a delayed copy
+        // starts with no receive spent, and the original is reported done.
+        Ok(Some(retry_after)) => match queue {
+            Some(queue) => match turn_away(queue, &m, retry_after).await {
+                Ok(()) => (Ok(()), None),
+                Err(e) => (Err(e), Some(retry_after)),
+            },
+            None => (
+                Err("another worker holds this task's claim; retried later".into()),
+                Some(retry_after),
+            ),
+        },
+        Err(e) => (Err(e), Some(router.backoff(m.receive_count))),
+    };
+    if let (Some(queue), Some(delay), Some(handle)) = (queue, retry_in, m.receipt_handle) {
+        retry_after(queue, &m.message_id, handle, delay).await;
+    }
+    result
+}
+
+/// Sends a copy of a turned-away message, visible after `delay`. Should
+/// the send fail, the original fails instead (spending one receive), so the
+/// task is never left without a message.
+async fn turn_away(
+    queue: &dyn Queue,
+    m: &BatchMessage,
+    delay: std::time::Duration,
+) -> Result<(), String> {
+    match queue.send_later(&m.body, delay).await {
+        Ok(()) => {
+            tracing::info!(
+                message_id = %m.message_id,
+                retry_in_seconds = delay.as_secs(),
+                "another worker holds this task's claim; a copy comes back after its lease"
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "another worker holds this task's claim, and its delayed copy could not be sent ({e}); retried later"
+        )),
+    }
 }
 
 /// Makes a failed message visible again after `delay`. If that fails the
