@@ -15,7 +15,7 @@ use reelay::adapters::s3::{S3Options, S3Store};
 use reelay::adapters::sqs::SqsQueue;
 use reelay::events::{Notification, ObjectCreated, parse_message};
 use reelay::ports::{
-    Metadata, ObjectStore, PutCondition, PutOutcome, Queue, QueueError, ReceiptHandle,
+    Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, Queue, QueueError, ReceiptHandle,
 };
 use reelay::runtime::lease as heartbeat;
 use sha2::{Digest, Sha256};
@@ -672,4 +672,212 @@ async fn a_failed_multipart_upload_is_aborted_and_publishes_nothing() {
         .await
         .unwrap();
     assert!(open.uploads().is_empty(), "aborted: {:?}", open.uploads());
+}
+
+/// A download names the version: `If-Match` on GetObject, so a replaced
+/// object is `Changed` and nothing of the new one is downloaded (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_asks_for_the_named_version_with_if_match() {
+    let moto = MotoServer::start();
+    moto.create_bucket("media").await;
+    let s = store(&moto, "media", S3Options::default());
+    let put = |body: &'static [u8]| {
+        let s = s.clone();
+        async move {
+            match s
+                .put_bytes(
+                    "sources/a.mp4",
+                    body,
+                    "video/mp4",
+                    &Metadata::new(),
+                    PutCondition::Overwrite,
+                )
+                .await
+                .unwrap()
+            {
+                PutOutcome::Written(m) => m,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let old = put(b"first upload").await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("a.mp4");
+    let got = s
+        .get_version_to_file("sources/a.mp4", &old.etag, &dest)
+        .await
+        .unwrap();
+    assert_eq!(got.etag, old.etag);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"first upload");
+    std::fs::remove_file(&dest).unwrap();
+    let new = put(b"second upload, replacing the first").await;
+    let err = s
+        .get_version_to_file("sources/a.mp4", &old.etag, &dest)
+        .await
+        .unwrap_err();
+    assert!(err.is_changed(), "{err}");
+    assert!(err.to_string().contains("sources/a.mp4"), "{err}");
+    assert!(!dest.exists(), "nothing of the new version is downloaded");
+    s.get_version_to_file("sources/a.mp4", &new.etag, &dest)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        b"second upload, replacing the first"
+    );
+}
+
+/// The bucket, with a gate on versioned downloads: the test replaces the
+/// object while the step waits at its download, then lets it go on, and
+/// keeps what the bucket answered.
+struct GatedDownloads {
+    inner: S3Store,
+    reached: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+    answers: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for GatedDownloads {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn head(&self, key: &str) -> reelay::ports::store::StoreResult<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn get_to_file(
+        &self,
+        key: &str,
+        dest: &std::path::Path,
+    ) -> reelay::ports::store::StoreResult<ObjectMeta> {
+        self.inner.get_to_file(key, dest).await
+    }
+    async fn get_version_to_file(
+        &self,
+        key: &str,
+        etag: &str,
+        dest: &std::path::Path,
+    ) -> reelay::ports::store::StoreResult<ObjectMeta> {
+        self.reached.notify_one();
+        self.go.notified().await;
+        let got = self.inner.get_version_to_file(key, etag, dest).await;
+        let answer = match &got {
+            Ok(m) => format!("ok {}", m.etag),
+            Err(e) if e.is_changed() => "changed".to_string(),
+            Err(e) => format!("error {e}"),
+        };
+        self.answers.lock().unwrap().push(answer);
+        got
+    }
+    async fn get_bytes(
+        &self,
+        key: &str,
+    ) -> reelay::ports::store::StoreResult<(Vec<u8>, ObjectMeta)> {
+        self.inner.get_bytes(key).await
+    }
+    async fn put_file(
+        &self,
+        key: &str,
+        src: &std::path::Path,
+        content_type: &str,
+        metadata: &Metadata,
+    ) -> reelay::ports::store::StoreResult<ObjectMeta> {
+        self.inner.put_file(key, src, content_type, metadata).await
+    }
+    async fn put_bytes(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+        metadata: &Metadata,
+        condition: PutCondition,
+    ) -> reelay::ports::store::StoreResult<PutOutcome> {
+        self.inner
+            .put_bytes(key, bytes, content_type, metadata, condition)
+            .await
+    }
+    async fn list(&self, prefix: &str) -> reelay::ports::store::StoreResult<Vec<ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> reelay::ports::store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+}
+
+/// An upload replaced between planning and the step's download: the step
+/// gets a 412 for the old version, gives way (superseded, not failed,
+/// nothing published) and the job is planned again on the new upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_replaced_before_the_download_is_superseded_not_failed() {
+    use reelay::pipeline::message::InternalMessage;
+    use reelay::pipeline::planner::{Trigger, plan};
+    use reelay::runtime::executor::{Executor, Outcome};
+    let aws = common::aws::Aws::start("replaced", "", false).await;
+    let base = aws.runtime("unused");
+    let gated = Arc::new(GatedDownloads {
+        inner: aws.store(),
+        reached: tokio::sync::Notify::new(),
+        go: tokio::sync::Notify::new(),
+        answers: Default::default(),
+    });
+    let executor = Executor {
+        store: gated.clone(),
+        config: base.config.clone(),
+        dispatcher: base.dispatcher().clone(),
+        ffmpeg: common::ffmpeg(),
+        worker_id: "replaced-worker".into(),
+        progress: Arc::new(reelay::runtime::progress::LogProgress),
+        journal: None,
+        metrics: Default::default(),
+        claim_lease: Duration::from_secs(30),
+    };
+    let (first, second) = (aws.dir.path().join("a.mp4"), aws.dir.path().join("b.mp4"));
+    common::make_video(&first, 1.0, "160x120", 10, false);
+    common::make_video(&second, 1.5, "160x120", 10, false);
+    let old = aws.put_file("sources/r.mp4", &first).await;
+    let job = serde_json::json!({"version": 1, "source": "sources/r.mp4",
+        "output": "exports/r.mp4", "clips": [{"start": 0.0, "end": 0.5}]});
+    aws.put_job("jobs/r.json", &job).await;
+    let upload = ObjectCreated::key_only(&aws.bucket, "jobs/r.json");
+    let task = plan(&aws.store(), &aws.config(), Trigger::Upload(&upload))
+        .await
+        .unwrap()
+        .ready[0]
+        .clone();
+    assert_eq!(task.inputs, [old.reference()]);
+
+    let step = tokio::spawn({
+        let task = task.clone();
+        async move {
+            executor
+                .handle(&task, tokio_util::sync::CancellationToken::new())
+                .await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), gated.reached.notified())
+        .await
+        .expect("the step reached its download");
+    let new = aws.put_file("sources/r.mp4", &second).await;
+    assert_ne!(new.etag, old.etag);
+    gated.go.notify_one();
+    let outcome = step.await.unwrap().expect("superseded, not failed");
+    match &outcome {
+        Outcome::Superseded { reason } => assert!(reason.contains("sources/r.mp4"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(*gated.answers.lock().unwrap(), ["changed"], "If-Match");
+    let store = aws.store();
+    assert_eq!(store.head(&task.output).await.unwrap(), None);
+    assert!(store.list("_reelay/failures/").await.unwrap().is_empty());
+    // The job is planned again, on the new upload.
+    let events = queue(&aws.moto, &aws.events.url);
+    let sent = receive_n(&events, 1, Duration::from_secs(30)).await;
+    let replanned: Vec<_> = sent
+        .iter()
+        .filter_map(|m| match InternalMessage::parse(&m.body) {
+            Some(Ok(InternalMessage::Task(t))) => Some(t.inputs),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replanned, [vec![new.reference()]]);
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::keys::{self, LOCAL_RESERVED};
 use crate::policy;
 use crate::ports::store::{
-    Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, StoreError, StoreResult,
+    Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, Skipped, StoreError, StoreResult,
 };
 
 /// The sidecar record; `size` and `mtime_ns` tell whether it still describes
@@ -305,22 +305,30 @@ impl LocalStore {
     /// Lists `prefix`. One entry that cannot be read (a folder without
     /// permission, a name the store cannot hold) is skipped and logged, never
     /// the whole listing: one bad upload must not stop every other job.
-    fn list_sync(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+    fn list_sync(&self, prefix: &str) -> StoreResult<(Vec<ObjectMeta>, Vec<Skipped>)> {
         let mut keys = Vec::new();
-        walk(&self.root, &self.root, &mut keys).map_err(Self::io(prefix))?;
+        let mut skipped = Vec::new();
+        walk(&self.root, &self.root, &mut keys, &mut skipped).map_err(Self::io(prefix))?;
         keys.retain(|k| k.starts_with(prefix));
+        skipped.retain(|s| s.name.starts_with(prefix));
         keys.sort();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match self.head_sync(&key) {
                 Ok(Some(meta)) => out.push(meta),
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(key = %crate::policy::text::for_terminal(&key), error = %e, "skipping an object the local store cannot read");
-                }
+                Err(e) => skipped.push(Skipped {
+                    name: policy::text::for_terminal(&key),
+                    reason: format!(
+                        "it cannot be read ({e}); make it a readable file, or remove it"
+                    ),
+                }),
             }
         }
-        Ok(out)
+        for s in &skipped {
+            tracing::warn!(entry = %s.name, reason = %s.reason, "skipping an entry that cannot be an object");
+        }
+        Ok((out, skipped))
     }
 }
 
@@ -351,14 +359,28 @@ pub fn validate_metadata(key: &str, metadata: &Metadata) -> StoreResult<()> {
     Ok(())
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+/// Collects every file's key under `dir`; an entry that cannot be an
+/// object goes to `skipped` instead of failing the listing.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
+) -> std::io::Result<()> {
+    let shown = |path: &Path| {
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        policy::text::for_terminal(&rel.to_string_lossy())
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) if dir == root => return Err(e),
         Err(e) => {
             // One unreadable folder is skipped, not the whole listing.
-            tracing::warn!(folder = %dir.display(), error = %e, "skipping a folder the local store cannot read");
+            skipped.push(Skipped {
+                name: format!("{}/", shown(dir)),
+                reason: format!("the folder cannot be read ({e}); make it readable, or remove it"),
+            });
             return Ok(());
         }
     };
@@ -374,12 +396,19 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
         }
         // Symlinks are never followed: they could lead out of the bucket.
         if file_type.is_dir() {
-            walk(root, &path, out)?;
-        } else if file_type.is_file()
-            && let Some(key) = rel.to_str()
-            && keys::validate(key).is_ok()
-        {
-            out.push(key.to_string());
+            walk(root, &path, out, skipped)?;
+        } else if file_type.is_file() {
+            match rel.to_str().map(|key| (key, keys::validate(key))) {
+                Some((key, Ok(()))) => out.push(key.to_string()),
+                Some((_, Err(e))) => skipped.push(Skipped {
+                    name: shown(&path),
+                    reason: format!("its name is not a key: {}", e.reason),
+                }),
+                None => skipped.push(Skipped {
+                    name: shown(&path),
+                    reason: "its name is not UTF-8, so it has no key; rename it".into(),
+                }),
+            }
         }
     }
     Ok(())
@@ -419,6 +448,27 @@ impl ObjectStore for LocalStore {
         let src = self.path_for(key)?;
         tokio::fs::copy(&src, dest).await.map_err(Self::io(key))?;
         Ok(meta)
+    }
+
+    /// Compares the etag before and after the copy: a put renames a whole
+    /// new file into place, so equal etags on both sides mean the copy is
+    /// of that version.
+    async fn get_version_to_file(
+        &self,
+        key: &str,
+        etag: &str,
+        dest: &Path,
+    ) -> StoreResult<ObjectMeta> {
+        let meta = self.get_to_file(key, dest).await?;
+        let after = self.head(key).await?;
+        if meta.etag == etag && after.is_some_and(|a| a.etag == etag) {
+            return Ok(meta);
+        }
+        let _ = tokio::fs::remove_file(dest).await;
+        Err(StoreError::Changed {
+            key: key.to_string(),
+            expected: etag.to_string(),
+        })
     }
 
     async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)> {
@@ -483,6 +533,10 @@ impl ObjectStore for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        Ok(self.list_checked(prefix).await?.0)
+    }
+
+    async fn list_checked(&self, prefix: &str) -> StoreResult<(Vec<ObjectMeta>, Vec<Skipped>)> {
         let this = self.clone();
         let prefix = prefix.to_string();
         blocking(move || this.list_sync(&prefix)).await
@@ -553,6 +607,62 @@ mod tests {
         let (bytes, _) = store.get_bytes("work/j/a b.txt").await.unwrap();
         assert_eq!(bytes, b"hello");
         assert!(store.head("missing").await.unwrap().is_none());
+    }
+
+    /// A download asks for the version a task names; a replaced upload is
+    /// `Changed`, and nothing of it is left at the destination.
+    #[tokio::test]
+    async fn a_download_gets_the_named_version_or_says_it_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let put = |body: &'static [u8]| {
+            let store = store.clone();
+            async move {
+                match store
+                    .put_bytes(
+                        "sources/a.mp4",
+                        body,
+                        "video/mp4",
+                        &Metadata::new(),
+                        PutCondition::Overwrite,
+                    )
+                    .await
+                    .unwrap()
+                {
+                    PutOutcome::Written(m) => m,
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let old = put(b"first upload").await;
+        let dest = dir.path().join("copy.mp4");
+        let got = store
+            .get_version_to_file("sources/a.mp4", &old.etag, &dest)
+            .await
+            .unwrap();
+        assert_eq!(got.etag, old.etag);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"first upload");
+        std::fs::remove_file(&dest).unwrap();
+        let new = put(b"second upload, replacing it").await;
+        assert_ne!(new.etag, old.etag);
+        let err = store
+            .get_version_to_file("sources/a.mp4", &old.etag, &dest)
+            .await
+            .unwrap_err();
+        assert!(err.is_changed(), "{err}");
+        assert!(err.to_string().contains("sources/a.mp4"), "{err}");
+        assert!(
+            !dest.exists(),
+            "the other version was left at the destination"
+        );
+        store
+            .get_version_to_file("sources/a.mp4", &new.etag, &dest)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"second upload, replacing it"
+        );
     }
 
     #[tokio::test]

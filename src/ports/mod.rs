@@ -5,4 +5,4 @@ pub mod queue;
 pub mod store;
 
 pub use queue::{Queue, QueueError, ReceiptHandle, Received};
-pub use store::{Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, StoreError};
+pub use store::{Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, Skipped, StoreError};

@@ -30,6 +30,17 @@ impl ObjectMeta {
     }
 }
 
+/// An entry a listing left out because it cannot be an object: a file
+/// whose name is not a key, or one that cannot be read. The rest of the
+/// listing is whole; whoever lists records these once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Skipped {
+    /// The entry's name relative to the bucket, escaped for display.
+    pub name: String,
+    /// What is wrong with it and how to fix it.
+    pub reason: String,
+}
+
 /// Whether a put may replace an existing object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutCondition {
@@ -62,11 +73,21 @@ pub enum StoreError {
     },
     #[error("storage backend on `{key}`: {message}")]
     Backend { key: String, message: String },
+    /// The object is no longer the version a task names: it was replaced.
+    #[error(
+        "object `{key}` is no longer version {expected}: it was replaced, and the new version is planned on its own"
+    )]
+    Changed { key: String, expected: String },
 }
 
 impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// The object is there, but not the version that was asked for.
+    pub fn is_changed(&self) -> bool {
+        matches!(self, StoreError::Changed { .. })
     }
 }
 
@@ -90,6 +111,29 @@ pub trait ObjectStore: Send + Sync {
 
     /// Streams `key` into the file `dest` (created or truncated).
     async fn get_to_file(&self, key: &str, dest: &Path) -> StoreResult<ObjectMeta>;
+
+    /// Streams version `etag` of `key` into `dest`: a task's input is the
+    /// exact `key@etag` its id was made from, so an upload replaced mid-job
+    /// is never processed under the old one's lineage. Another version is
+    /// [`StoreError::Changed`]. The default compares after the download
+    /// (the etag `get_to_file` reports is the one of the bytes it wrote);
+    /// S3 asks with `If-Match` and downloads nothing else.
+    async fn get_version_to_file(
+        &self,
+        key: &str,
+        etag: &str,
+        dest: &Path,
+    ) -> StoreResult<ObjectMeta> {
+        let meta = self.get_to_file(key, dest).await?;
+        if meta.etag == etag {
+            return Ok(meta);
+        }
+        let _ = std::fs::remove_file(dest);
+        Err(StoreError::Changed {
+            key: key.to_string(),
+            expected: etag.to_string(),
+        })
+    }
 
     /// Whole small objects (manifests, claims, detections).
     async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)>;
@@ -127,6 +171,12 @@ pub trait ObjectStore: Send + Sync {
 
     /// Every object whose key starts with `prefix`, in key order.
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
+
+    /// As [`ObjectStore::list`], with the entries under `prefix` it left
+    /// out. Only a local folder has such entries (every S3 key is a key).
+    async fn list_checked(&self, prefix: &str) -> StoreResult<(Vec<ObjectMeta>, Vec<Skipped>)> {
+        Ok((self.list(prefix).await?, Vec::new()))
+    }
 
     /// Removes `key`; absent keys are not an error.
     async fn delete(&self, key: &str) -> StoreResult<()>;

@@ -172,17 +172,24 @@ impl Executor {
             .tempdir()
             .map_err(|e| TaskError::transient(format!("scratch folder: {e}")))?;
         let mut inputs = Vec::with_capacity(task.inputs.len());
-        for (i, key) in task.input_keys().enumerate() {
+        for (i, reference) in task.inputs.iter().enumerate() {
             // A lost message or claim, or a shutdown, stops a long
             // download too, not only the FFmpeg step after it.
             let fetched = tokio::select! {
-                r = self.fetch(key, i, scratch.path()) => r,
+                r = self.fetch(reference, i, scratch.path()) => r,
                 _ = cancel.cancelled() => Err(TaskError::transient(
                     "stopped while downloading the inputs: the message was lost or the worker is stopping",
                 )),
             };
             match fetched {
-                Ok(path) => inputs.push(path),
+                Ok(Fetched::Path(path)) => inputs.push(path),
+                Ok(Fetched::Replaced(stale)) => {
+                    let outcome = Outcome::Superseded {
+                        reason: stale.to_string(),
+                    };
+                    self.progress.finished(task, Ok(&outcome));
+                    return Ok(outcome);
+                }
                 Err(e) => {
                     self.progress.finished(task, Err(&e));
                     return Err(e);
@@ -343,12 +350,31 @@ impl Executor {
         .map_err(|e| TaskError::transient(format!("step thread failed: {e}")))?
     }
 
-    /// A local path for input `key`: the store's own file when it has one.
-    async fn fetch(&self, key: &str, index: usize, scratch: &Path) -> Result<PathBuf, TaskError> {
+    /// A local path for input `reference` (`key@etag`): the store's own
+    /// file when it has one, else a download of that version.
+    async fn fetch(
+        &self,
+        reference: &str,
+        index: usize,
+        scratch: &Path,
+    ) -> Result<Fetched, TaskError> {
+        let (key, etag) = crate::keys::split_reference(reference);
+        let replaced = || {
+            Fetched::Replaced(supersede::Stale::Input {
+                key: key.to_string(),
+                planned: etag.to_string(),
+            })
+        };
         if let Some(path) = self.store.local_path(key)
             && path.is_file()
         {
-            return Ok(path);
+            // The store compares: FFmpeg reads the file in place, and the
+            // check after the step catches a replacement while it reads.
+            let now = self.store.head(key).await.map_err(transient)?;
+            return Ok(match now {
+                Some(m) if !etag.is_empty() && m.etag != etag => replaced(),
+                _ => Fetched::Path(path),
+            });
         }
         let ext = key
             .rsplit_once('.')
@@ -356,8 +382,14 @@ impl Executor {
             .filter(|e| e.len() <= 5 && e.chars().all(|c| c.is_ascii_alphanumeric()))
             .unwrap_or("bin");
         let dest = scratch.join(format!("input-{index}.{ext}"));
-        match self.store.get_to_file(key, &dest).await {
-            Ok(_) => Ok(dest),
+        let got = if etag.is_empty() {
+            self.store.get_to_file(key, &dest).await
+        } else {
+            self.store.get_version_to_file(key, etag, &dest).await
+        };
+        match got {
+            Ok(_) => Ok(Fetched::Path(dest)),
+            Err(e) if e.is_changed() => Ok(replaced()),
             Err(e) if e.is_not_found() => Err(TaskError::permanent(
                 Some("input".into()),
                 format!("input `{key}` is gone from the bucket; re-upload it"),
@@ -401,6 +433,14 @@ impl Executor {
         }
         self.metrics.observe(task.kind, event);
     }
+}
+
+/// What fetching one input gave.
+enum Fetched {
+    /// The version the task names, at this path.
+    Path(PathBuf),
+    /// The input was replaced since the task was planned.
+    Replaced(supersede::Stale),
 }
 
 fn transient(e: impl std::fmt::Display) -> TaskError {
