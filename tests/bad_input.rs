@@ -181,20 +181,28 @@ fn every_bad_input_is_recorded_and_the_good_job_still_finishes() {
             !r["error"].as_str().unwrap().is_empty() && r["error"].as_str().unwrap().contains(hint)
         );
     }
-    let beyond = failures_for_object(&root, "sources/good.mp4")
-        .into_iter()
-        .find(|r| r["task"]["params"]["end"] == 60.0)
-        .expect("a record for the clip beyond the end");
-    // Named in the manifest's terms: its key, the clip's field, the source's
-    // key (not the worker's local path).
+    // A clip past the source's end is found at planning, before any step
+    // runs: named in the manifest's terms (its key, the clip's field, the
+    // source's key, not the worker's local path) with the fix.
+    let beyond = failure(&root, "jobs/beyond.json/plan.json");
     assert_eq!(beyond["field"], "clips[0].end", "{beyond}");
     assert_eq!(beyond["object"], "jobs/beyond.json", "{beyond}");
+    assert_eq!(beyond["step"], "plan", "{beyond}");
+    assert_eq!(beyond["class"], "permanent", "{beyond}");
     let error = beyond["error"].as_str().unwrap();
     assert!(
-        error.contains("60") && error.contains("`sources/good.mp4`"),
+        error.contains("60")
+            && error.contains("`sources/good.mp4`")
+            && error.contains("at most 4.00"),
         "{beyond}"
     );
     assert!(!error.contains(root.to_str().unwrap()), "{beyond}");
+    assert!(
+        !failures_for_object(&root, "sources/good.mp4")
+            .iter()
+            .any(|r| r["task"]["params"]["end"] == 60.0),
+        "no extract ran for the clip past the end"
+    );
 
     // Nothing else was exported, and the DLQ got all seven, and the default
     // rule's detect on each of the three bad uploads.
@@ -499,4 +507,162 @@ fn reelay_dev_writes_nothing_through_symlinks_in_its_own_folders() {
         std::fs::read(outside.path().join("victim.txt")).unwrap(),
         b"keep"
     );
+}
+
+/// Edits the job's manifest the moment its first compile starts, as a user
+/// saving a changed job while the export is being made.
+struct EditOnCompile {
+    manifest: std::path::PathBuf,
+    edited: Vec<u8>,
+    first_compile: std::sync::Mutex<Option<String>>,
+}
+
+impl reelay::runtime::progress::ProgressSink for EditOnCompile {
+    fn started(&self, task: &reelay::pipeline::task::Task) {
+        let mut first = self.first_compile.lock().unwrap();
+        if task.kind == reelay::pipeline::task::StepKind::Compile && first.is_none() {
+            *first = Some(task.id.clone());
+            std::fs::write(&self.manifest, &self.edited).unwrap();
+        }
+    }
+    fn progress(&self, _: &reelay::pipeline::task::Task, _: &reelay::media::Progress) {}
+    fn finished(
+        &self,
+        _: &reelay::pipeline::task::Task,
+        _: Result<&reelay::runtime::execution::Outcome, &reelay::tasks::TaskError>,
+    ) {
+    }
+}
+
+/// Latest manifest wins (issue 15): a manifest edited while its compile
+/// runs. The old compile checks the manifest before it publishes and gives
+/// way (superseded, not failed); the export left is the newer job's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_edited_while_its_compile_runs_leaves_the_newer_export() {
+    use reelay::runtime::local::{LocalOptions, run_local};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    make_video(&root.join("sources/m.mp4"), 4.0, "320x180", 30, true);
+    let old = json!({"version": 1, "source": "sources/m.mp4", "output": "exports/h.mp4",
+                     "clips": [{"start": 0.0, "end": 1.0}]});
+    let new = json!({"version": 1, "source": "sources/m.mp4", "output": "exports/h.mp4",
+                     "clips": [{"start": 0.0, "end": 1.0}, {"start": 2.0, "end": 3.0}]});
+    write_job(&root, "jobs/h.json", &old);
+    let sink = std::sync::Arc::new(EditOnCompile {
+        manifest: root.join("jobs/h.json"),
+        edited: serde_json::to_vec_pretty(&new).unwrap(),
+        first_compile: Default::default(),
+    });
+    let summary = run_local(
+        LocalOptions {
+            root: root.clone(),
+            config: reelay::config::Config::defaults(),
+            exit_when_idle: true,
+            poll: std::time::Duration::from_millis(200),
+            progress: sink.clone(),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        summary.dead_letters.is_empty(),
+        "{:?}",
+        summary.dead_letters
+    );
+    let old_compile = sink
+        .first_compile
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a compile ran");
+    let entries = journal(&root);
+    let of_old: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.task == old_compile)
+        .map(|e| e.event.as_str())
+        .collect();
+    assert!(
+        of_old.contains(&"start") && !of_old.contains(&"done"),
+        "the old compile published: {of_old:?}"
+    );
+    // The export is the newer job's: two 1 s clips, written by another task.
+    let export = root.join("exports/h.mp4");
+    let got = duration(&export);
+    assert!(
+        (got - 2.0).abs() <= 0.1,
+        "export lasts {got} s, not the new job's 2 s"
+    );
+    let store = reelay::adapters::local_store::LocalStore::open(&root).unwrap();
+    let meta = reelay::ports::ObjectStore::head(&store, "exports/h.mp4")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        meta.metadata.get("reelay-task"),
+        Some(&old_compile),
+        "the old compile's export was left"
+    );
+    assert!(
+        walk(&root.join("_reelay/failures")).is_empty(),
+        "giving way is not a failure"
+    );
+}
+
+/// A listing skips one bad entry and records it (issue 15): files in
+/// `jobs/` whose names are no keys (a newline, bytes that are not UTF-8)
+/// are left out with a failure record naming each, and the good job beside
+/// them runs.
+#[test]
+fn a_bad_name_in_a_listing_is_skipped_and_recorded_and_the_rest_run() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("bucket");
+    let config = fast_retry_config(dir.path());
+    make_video(&root.join("sources/good.mp4"), 2.0, "320x180", 30, false);
+    write_job(
+        &root,
+        "jobs/good.json",
+        &job("sources/good.mp4", "exports/good.mp4", 1.0),
+    );
+    let body = serde_json::to_vec(&job("sources/good.mp4", "exports/bad.mp4", 1.0)).unwrap();
+    std::fs::write(root.join("jobs/bad\nname.json"), &body).unwrap();
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"caf\xe9.json");
+    std::fs::write(root.join("jobs").join(not_utf8), &body).unwrap();
+
+    let out = dev_until_idle(&root, Some(&config));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!((duration(&root.join("exports/good.mp4")) - 1.0).abs() <= 1.0 / 30.0 + 1e-3);
+    assert!(!root.join("exports/bad.mp4").exists());
+    let listed: Vec<serde_json::Value> = walk(&root.join("_reelay/failures"))
+        .into_iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .filter(|r: &serde_json::Value| r["step"] == "list")
+        .collect();
+    let named = |object: &str| {
+        listed
+            .iter()
+            .filter(|r| r["object"] == object)
+            .collect::<Vec<_>>()
+    };
+    let newline = named("jobs/bad\\u{a}name.json");
+    assert_eq!(newline.len(), 1, "{listed:?}");
+    let error = newline[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("control character") && error.contains("remove it"),
+        "{error}"
+    );
+    assert_eq!(newline[0]["field"], "key");
+    let latin1 = named("jobs/caf\u{fffd}.json");
+    assert_eq!(latin1.len(), 1, "{listed:?}");
+    assert!(
+        latin1[0]["error"].as_str().unwrap().contains("not UTF-8"),
+        "{:?}",
+        latin1[0]
+    );
+    assert_eq!(listed.len(), 2, "{listed:?}");
 }

@@ -4,4 +4,5 @@ pub mod manifest;
 pub mod message;
 pub mod placement;
 pub mod planner;
+pub mod source_bounds;
 pub mod task;

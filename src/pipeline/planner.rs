@@ -13,8 +13,8 @@ use crate::config::rules::{DEFAULT_DETECTIONS_OUTPUT, RuleAction, render_templat
 use crate::events::ObjectCreated;
 use crate::overlay::spec::OverlaySpec;
 use crate::pipeline::manifest::{Clip, JobManifest, ManifestError, Placement};
-use crate::pipeline::placement;
 use crate::pipeline::task::{JobRef, StepKind, Task, canonical_json};
+use crate::pipeline::{placement, source_bounds};
 use crate::policy::declarations;
 use crate::ports::store::{ObjectMeta, ObjectStore, StoreError};
 use crate::tasks::compile::{CompileParams, Transition, TransitionKind};
@@ -117,7 +117,7 @@ pub async fn plan(
     match trigger {
         Trigger::Upload(event) => match config.rule_for(&event.key).map(|r| r.action.clone()) {
             None => Ok(Plan::default()),
-            Some(RuleAction::Job) => plan_job(store, config, &event.key).await,
+            Some(RuleAction::Job) => plan_job(store, config, &event.key, true).await,
             Some(RuleAction::Step {
                 kind,
                 params,
@@ -152,7 +152,7 @@ pub async fn plan(
             Some(job) => {
                 // Only the finished step's successors: its siblings were dispatched
                 // by whoever made them ready, and `reconcile` re-drives lost ones.
-                let mut plan = plan_job(store, config, &job.manifest).await?;
+                let mut plan = plan_job(store, config, &job.manifest, false).await?;
                 plan.ready
                     .retain(|next| next.input_keys().any(|k| k == task.output));
                 Ok(plan)
@@ -354,10 +354,13 @@ pub async fn load_manifest(
     Ok(crate::pipeline::manifest::read(store, key).await??)
 }
 
+/// `probe`: check the clips against the source's duration (on an upload;
+/// a finished step's job was checked when it was dropped).
 async fn plan_job(
     store: &dyn ObjectStore,
     config: &Config,
     manifest_key: &str,
+    probe: bool,
 ) -> Result<Plan, PlanError> {
     let (manifest, _) = load_manifest(store, manifest_key).await?;
     let job = JobRef {
@@ -374,6 +377,9 @@ async fn plan_job(
             fix: "write the export to a real folder in the bucket".into(),
         }
         .into());
+    }
+    if probe {
+        source_bounds::check(store, manifest_key, &manifest).await?;
     }
     declarations::declare_output(store, manifest_key, &job.id, &manifest.output).await??;
     // Intermediate outputs are named by their task alone: a task id is a

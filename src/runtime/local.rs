@@ -108,6 +108,7 @@ pub async fn run_local(
         events: events.clone(),
         interval: opts.poll,
         idle: idle.clone(),
+        failures: config.file.layout.failures.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(watcher.run(stop.clone()));

@@ -22,7 +22,7 @@ use crate::media::{EncodeProfile, Ffmpeg, MediaError, MediaInfo, Progress, path_
 
 /// Tolerance on `end` against the probed duration, which FFmpeg prints to
 /// 10 ms (truncated).
-const DURATION_SLACK: f64 = 0.01;
+pub const DURATION_SLACK: f64 = 0.01;
 /// How far before `start` fast mode looks for the keyframe it snaps to,
 /// before it falls back to scanning from the beginning.
 const KEYFRAME_WINDOW: f64 = 60.0;
