@@ -218,88 +218,18 @@ impl JobManifest {
             ));
         }
         for (i, clip) in self.clips.iter().enumerate() {
-            if !clip.start.is_finite() || clip.start < 0.0 {
-                return Err(err(
-                    format!("clips[{i}].start"),
-                    format!("{} is not a time in the source", clip.start),
-                    "use seconds from the start of the source, 0 or more",
-                ));
-            }
-            if !clip.end.is_finite() || clip.end <= clip.start {
-                return Err(err(
-                    format!("clips[{i}].end"),
-                    format!("end {} is not after start {}", clip.end, clip.start),
-                    "make end greater than start",
-                ));
-            }
-            if let Some(spec) = &clip.overlay {
-                spec.validate().map_err(|e| {
-                    err(
-                        format!("clips[{i}].overlay.{}", e.field),
-                        e.problem.clone(),
-                        "fix the overlay spec as the message says",
-                    )
-                })?;
-                crate::policy::bounds::check_overlay(spec).map_err(|(field, problem, fix)| {
-                    err(format!("clips[{i}].overlay.{field}"), problem, &fix)
-                })?;
-                if clip.framing.is_some()
-                    && let Some((field, _)) = spec.tracks().first()
-                {
-                    return Err(err(
-                        format!("clips[{i}].overlay.{field}"),
-                        "a framed clip cannot follow a tracked player: detections are in source pixels, and framing crops and rescales them".into(),
-                        "give the overlay keyframes in the framed clip's output pixels, or track on a clip without framing",
-                    ));
-                }
-                for (field, track) in spec.tracks() {
-                    if let Some(key) = &track.detections {
-                        keys::validate(key).map_err(|e| {
-                            err(
-                                format!("clips[{i}].overlay.{field}.detections"),
-                                e.to_string(),
-                                "use the detections object's key, e.g. `detections/match.mp4.json`, or leave it out to detect on the source",
-                            )
-                        })?;
-                    }
-                }
-            }
-            if let Some(caption) = &clip.caption {
-                crate::policy::bounds::check_caption(caption)
-                    .map_err(|(problem, fix)| err(format!("clips[{i}].caption"), problem, &fix))?;
-            }
-            if let Some(framing) = &clip.framing {
-                let field = format!("clips[{i}].framing.crop");
-                framing.crop.validate(&field).map_err(|e| {
-                    err(
-                        e.field.clone(),
-                        e.message.clone(),
-                        "give a box {\"x\", \"y\", \"w\", \"h\"} in source pixels, or keyframes in time order with t in seconds from the clip's start",
-                    )
-                })?;
-                if let Crop::Keyframes(k) = &framing.crop {
-                    let length = clip.end - clip.start;
-                    if let Some((j, kf)) = k.iter().enumerate().find(|(_, kf)| kf.t > length + 1e-6)
-                    {
-                        return Err(err(
-                            format!("{field}.keyframes[{j}].t"),
-                            format!(
-                                "t {} is after the clip's end (the clip lasts {length:.3} s)",
-                                kf.t
-                            ),
-                            "keyframe times are seconds from the clip's start: keep them within 0 and end - start",
-                        ));
-                    }
-                }
-                if framing.model.trim().is_empty() {
-                    return Err(err(
-                        format!("clips[{i}].framing.model"),
-                        "the model name is empty".into(),
-                        "name an upscale model, e.g. realesr-general-x4v3 (`reelay models list`)",
-                    ));
-                }
-            }
+            clip.validate(object, i)?;
         }
+        self.validate_transition(object)
+    }
+
+    fn validate_transition(&self, object: &str) -> Result<(), ManifestError> {
+        let err = |field: String, problem: String, fix: &str| ManifestError {
+            object: object.to_string(),
+            field,
+            problem,
+            fix: fix.to_string(),
+        };
         if let Some(t) = &self.transition {
             if !t.seconds.is_finite() || t.seconds < 0.0 {
                 return Err(err(
@@ -324,6 +254,100 @@ impl JobManifest {
                         "use a shorter fade or longer clips",
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Clip {
+    /// Clip `i` of the manifest at `object`, checked on its own.
+    fn validate(&self, object: &str, i: usize) -> Result<(), ManifestError> {
+        let err = |field: String, problem: String, fix: &str| ManifestError {
+            object: object.to_string(),
+            field,
+            problem,
+            fix: fix.to_string(),
+        };
+        let clip = self;
+        if !clip.start.is_finite() || clip.start < 0.0 {
+            return Err(err(
+                format!("clips[{i}].start"),
+                format!("{} is not a time in the source", clip.start),
+                "use seconds from the start of the source, 0 or more",
+            ));
+        }
+        if !clip.end.is_finite() || clip.end <= clip.start {
+            return Err(err(
+                format!("clips[{i}].end"),
+                format!("end {} is not after start {}", clip.end, clip.start),
+                "make end greater than start",
+            ));
+        }
+        if let Some(spec) = &clip.overlay {
+            spec.validate().map_err(|e| {
+                err(
+                    format!("clips[{i}].overlay.{}", e.field),
+                    e.problem.clone(),
+                    "fix the overlay spec as the message says",
+                )
+            })?;
+            crate::policy::bounds::check_overlay(spec).map_err(|(field, problem, fix)| {
+                err(format!("clips[{i}].overlay.{field}"), problem, &fix)
+            })?;
+            if clip.framing.is_some()
+                && let Some((field, _)) = spec.tracks().first()
+            {
+                return Err(err(
+                    format!("clips[{i}].overlay.{field}"),
+                    "a framed clip cannot follow a tracked player: detections are in source pixels, and framing crops and rescales them".into(),
+                    "give the overlay keyframes in the framed clip's output pixels, or track on a clip without framing",
+                ));
+            }
+            for (field, track) in spec.tracks() {
+                if let Some(key) = &track.detections {
+                    keys::validate(key).map_err(|e| {
+                        err(
+                            format!("clips[{i}].overlay.{field}.detections"),
+                            e.to_string(),
+                            "use the detections object's key, e.g. `detections/match.mp4.json`, or leave it out to detect on the source",
+                        )
+                    })?;
+                }
+            }
+        }
+        if let Some(caption) = &clip.caption {
+            crate::policy::bounds::check_caption(caption)
+                .map_err(|(problem, fix)| err(format!("clips[{i}].caption"), problem, &fix))?;
+        }
+        if let Some(framing) = &clip.framing {
+            let field = format!("clips[{i}].framing.crop");
+            framing.crop.validate(&field).map_err(|e| {
+                err(
+                    e.field.clone(),
+                    e.message.clone(),
+                    "give a box {\"x\", \"y\", \"w\", \"h\"} in source pixels, or keyframes in time order with t in seconds from the clip's start",
+                )
+            })?;
+            if let Crop::Keyframes(k) = &framing.crop {
+                let length = clip.end - clip.start;
+                if let Some((j, kf)) = k.iter().enumerate().find(|(_, kf)| kf.t > length + 1e-6) {
+                    return Err(err(
+                        format!("{field}.keyframes[{j}].t"),
+                        format!(
+                            "t {} is after the clip's end (the clip lasts {length:.3} s)",
+                            kf.t
+                        ),
+                        "keyframe times are seconds from the clip's start: keep them within 0 and end - start",
+                    ));
+                }
+            }
+            if framing.model.trim().is_empty() {
+                return Err(err(
+                    format!("clips[{i}].framing.model"),
+                    "the model name is empty".into(),
+                    "name an upscale model, e.g. realesr-general-x4v3 (`reelay models list`)",
+                ));
             }
         }
         Ok(())

@@ -159,16 +159,7 @@ pub fn run(
             format!("output.{field}: {message}"),
         ));
     }
-    let mut infos = Vec::with_capacity(inputs.len());
-    for (i, input) in inputs.iter().enumerate() {
-        let field = format!("inputs[{i}]");
-        let info = ff
-            .probe(input)
-            .map_err(|e| e.into_task_error(Some(&field)))?;
-        info.require_video(input)
-            .map_err(|e| e.into_task_error(Some(&field)))?;
-        infos.push(info);
-    }
+    let infos = probe_inputs(ff, inputs)?;
     let durations: Vec<f64> = infos.iter().map(|i| i.duration).collect();
     let fade = match params.transition.kind {
         TransitionKind::Fade if inputs.len() > 1 => Some(params.transition.seconds),
@@ -178,24 +169,6 @@ pub fn run(
         check_fade_fits(t, &durations, inputs)?;
     }
 
-    let captions: Vec<Option<&str>> = (0..inputs.len())
-        .map(|i| {
-            params
-                .captions
-                .get(i)
-                .and_then(|c| c.as_deref())
-                .filter(|c| !c.trim().is_empty())
-        })
-        .collect();
-    let captioned = captions.iter().filter(|c| c.is_some()).count();
-    let missing = crate::policy::bounds::missing_glyphs(font, captions.iter().flatten().copied());
-    if !missing.is_empty() {
-        tracing::warn!(
-            characters = %crate::policy::text::for_terminal(&missing.iter().collect::<String>()),
-            font = %font.display(),
-            "captions use characters the caption font lacks; they are drawn as boxes (set REELAY_FONT to a font that has them)"
-        );
-    }
     // The caption files live as long as this function.
     let scratch = tempfile::Builder::new()
         .prefix("reelay-captions-")
@@ -203,26 +176,8 @@ pub fn run(
         .map_err(|e| {
             TaskError::transient(format!("cannot make a scratch folder for captions: {e}"))
         })?;
-    let mut caption_files: Vec<Option<PathBuf>> = Vec::with_capacity(inputs.len());
-    for (i, caption) in captions.iter().enumerate() {
-        match caption {
-            Some(text) => {
-                let path = scratch.path().join(format!("caption-{i}.txt"));
-                std::fs::write(&path, text.as_bytes()).map_err(|e| {
-                    TaskError::transient(format!("cannot write `{}`: {e}", path.display()))
-                })?;
-                caption_files.push(Some(path));
-            }
-            None => caption_files.push(None),
-        }
-    }
-    if captioned > 0 && !font.is_file() {
-        return Err(TaskError::transient(format!(
-            "caption font `{}` not found; run `make setup`, or set {} to a .ttf file",
-            font.display(),
-            crate::config::env::FONT
-        )));
-    }
+    let caption_files = write_captions(params, inputs.len(), font, scratch.path())?;
+    let captioned = caption_files.iter().flatten().count();
 
     let shape = output_shape(&infos[0], profile);
     let graph = filter_graph(&infos, &shape, profile, fade, &caption_files, font)
@@ -281,6 +236,71 @@ pub fn run(
         format!("{}x{}", shape.width, shape.height),
     );
     Ok(out)
+}
+
+/// Each clip's caption in its own file under `scratch` (drawtext reads it
+/// with `textfile=`, so no caption is ever parsed as filter syntax); a
+/// warning when the font lacks characters the captions use.
+fn write_captions(
+    params: &CompileParams,
+    count: usize,
+    font: &Path,
+    scratch: &Path,
+) -> Result<Vec<Option<PathBuf>>, TaskError> {
+    let captions: Vec<Option<&str>> = (0..count)
+        .map(|i| {
+            params
+                .captions
+                .get(i)
+                .and_then(|c| c.as_deref())
+                .filter(|c| !c.trim().is_empty())
+        })
+        .collect();
+    let captioned = captions.iter().filter(|c| c.is_some()).count();
+    let missing = crate::policy::bounds::missing_glyphs(font, captions.iter().flatten().copied());
+    if !missing.is_empty() {
+        tracing::warn!(
+            characters = %crate::policy::text::for_terminal(&missing.iter().collect::<String>()),
+            font = %font.display(),
+            "captions use characters the caption font lacks; they are drawn as boxes (set REELAY_FONT to a font that has them)"
+        );
+    }
+    let mut caption_files: Vec<Option<PathBuf>> = Vec::with_capacity(count);
+    for (i, caption) in captions.iter().enumerate() {
+        match caption {
+            Some(text) => {
+                let path = scratch.join(format!("caption-{i}.txt"));
+                std::fs::write(&path, text.as_bytes()).map_err(|e| {
+                    TaskError::transient(format!("cannot write `{}`: {e}", path.display()))
+                })?;
+                caption_files.push(Some(path));
+            }
+            None => caption_files.push(None),
+        }
+    }
+    if captioned > 0 && !font.is_file() {
+        return Err(TaskError::transient(format!(
+            "caption font `{}` not found; run `make setup`, or set {} to a .ttf file",
+            font.display(),
+            crate::config::env::FONT
+        )));
+    }
+    Ok(caption_files)
+}
+
+/// Probes every input, each a video.
+fn probe_inputs(ff: &Ffmpeg, inputs: &[PathBuf]) -> Result<Vec<MediaInfo>, TaskError> {
+    let mut infos = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.iter().enumerate() {
+        let field = format!("inputs[{i}]");
+        let info = ff
+            .probe(input)
+            .map_err(|e| e.into_task_error(Some(&field)))?;
+        info.require_video(input)
+            .map_err(|e| e.into_task_error(Some(&field)))?;
+        infos.push(info);
+    }
+    Ok(infos)
 }
 
 /// A fade must fit inside every clip: the first and last clips overlap one

@@ -238,6 +238,12 @@ pub fn run(
         },
         cancel,
     )?;
+    Ok(metadata(params, loads_before, framed))
+}
+
+/// The export's audit metadata; a framed clip's model and device stand for
+/// the export's.
+fn metadata(params: &ExportParams, loads_before: u64, framed: Option<StepOutput>) -> StepOutput {
     let mut out = StepOutput::default();
     let m = &mut out.metadata;
     m.insert("reelay-placement".into(), "single-container".into());
@@ -259,5 +265,5 @@ pub fn run(
             }
         }
     }
-    Ok(out)
+    out
 }
