@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use reelay::ports::ObjectStore;
 use serde_json::{Value, json};
 
 use crate::harness::{self, JOB_RULE, Size};
@@ -330,7 +331,197 @@ pub async fn run(_size: Size) -> Vec<Row> {
         goods.len(),
         took.as_secs_f64()
     );
-    vec![row, identical_work().await]
+    vec![row, identical_work().await, moto().await]
+}
+
+/// The corpus's classes that mean the same on S3 (no symlinks, no file
+/// names): strict JSON, shapes, times, hostile and forbidden outputs,
+/// missing and broken sources, bounded drawing.
+const MOTO_CASES: &[&str] = &[
+    "jobs/bom.json",
+    "jobs/two-values.json",
+    "jobs/duplicate-key.json",
+    "jobs/unknown-field.json",
+    "jobs/backwards.json",
+    "jobs/beyond.json",
+    "jobs/missing-source.json",
+    "jobs/escape-output.json",
+    "jobs/over-upload.json",
+    "jobs/over-itself.json",
+    "jobs/over-claims.json",
+    "jobs/outside-outputs.json",
+    "jobs/nul-caption.json",
+    "jobs/thirty-texts.json",
+    "jobs/corrupt.json",
+];
+
+/// The bad-input corpus on moto, through real bucket notifications and
+/// `reelay route` (issue 15): every case is recorded against its manifest
+/// with the field and the fix and dead-lettered; the good job beside them
+/// finishes; no user object changes; nothing is written outside reelay's
+/// own prefixes and the good job's export, and nothing in another bucket.
+async fn moto() -> Row {
+    use crate::common::aws::{Aws, Layout, sigterm, wait_exit};
+    let aws = Aws::start_with(
+        "bad-input",
+        Layout {
+            extra_toml: JOB_RULE.into(),
+            max_receive: MAX_RECEIVE as u32,
+            ..Layout::default()
+        },
+    )
+    .await;
+    aws.moto.create_bucket("neighbour").await;
+    let store = aws.store();
+    let tiny = harness::tiny_video(&aws.dir.path().join("tiny.mp4"), 2.0);
+    let bytes = std::fs::read(&tiny).unwrap();
+    let mut corrupt = bytes.clone();
+    for b in corrupt.iter_mut().take(256) {
+        *b ^= 0x5a;
+    }
+    let put = |key: String, body: Vec<u8>| {
+        let store = store.clone();
+        async move {
+            let meta = reelay::ports::store::Metadata::new();
+            let condition = reelay::ports::store::PutCondition::Overwrite;
+            store
+                .put_bytes(&key, &body, "application/octet-stream", &meta, condition)
+                .await
+                .unwrap();
+        }
+    };
+    put("sources/good.mp4".into(), bytes.clone()).await;
+    put("sources/keep.mp4".into(), bytes).await;
+    put("sources/corrupt.mp4".into(), corrupt).await;
+    let cases: Vec<Case> = corpus("l")
+        .into_iter()
+        .filter(|c| MOTO_CASES.contains(&c.manifest.as_str()))
+        .collect();
+    assert_eq!(cases.len(), MOTO_CASES.len());
+    put(
+        "jobs/good.json".into(),
+        one_clip("sources/good.mp4", "exports/good.mp4"),
+    )
+    .await;
+    for c in &cases {
+        put(c.manifest.clone(), c.body.clone()).await;
+    }
+    // Their notifications wait in the queue until the router starts.
+    let before = harness::etags(&store, "").await;
+    let started = Instant::now();
+    let mut router = harness::spawn_reelay(&aws, &["route"], "bad-route.log", None);
+    let store_records = || async {
+        let mut out = Vec::new();
+        for m in store.list("_reelay/failures/").await.unwrap() {
+            let (b, _) = store.get_bytes(&m.key).await.unwrap();
+            out.push(serde_json::from_slice::<Value>(&b).unwrap());
+        }
+        out
+    };
+    let settled = |all: &[Value]| {
+        cases.iter().all(|c| {
+            all.iter()
+                .any(|r| belongs_to(r, &c.manifest) && r["dead_lettered"] == true)
+        })
+    };
+    let mut all = Vec::new();
+    while started.elapsed() < Duration::from_secs(150) {
+        all = store_records().await;
+        if settled(&all) && store.head("exports/good.mp4").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sigterm(&router);
+    let _ = wait_exit(&mut router, Duration::from_secs(30));
+    let took = started.elapsed();
+    let logs = harness::log_tails(aws.dir.path(), 1, 15);
+
+    let export = aws.dir.path().join("good.mp4");
+    store
+        .get_to_file("exports/good.mp4", &export)
+        .await
+        .unwrap_or_else(|e| panic!("the good job did not finish: {e}{logs}"));
+    let d = crate::common::duration(&export);
+    assert!((d - 0.5).abs() < 0.1, "exports/good.mp4 lasts {d}");
+    let mut problems = Vec::new();
+    for c in &cases {
+        let mine: Vec<&Value> = all.iter().filter(|r| belongs_to(r, &c.manifest)).collect();
+        let Some(r) = mine.first() else {
+            problems.push(format!("{}: no failure record", c.manifest));
+            continue;
+        };
+        let error = r["error"].as_str().unwrap_or("");
+        let field = r["field"].as_str().unwrap_or("");
+        if mine.len() != 1 || r["dead_lettered"] != true || r["attempts"] != MAX_RECEIVE {
+            problems.push(format!(
+                "{}: want one record, dead-lettered after {MAX_RECEIVE} tries: {mine:?}",
+                c.manifest
+            ));
+        }
+        if field.is_empty() || !(error.contains(c.hint) || field.contains(c.hint)) {
+            problems.push(format!(
+                "{}: field {field:?} / error {error:?} does not name {:?}",
+                c.manifest, c.hint
+            ));
+        }
+        // A refusal at planning names the manifest and says the fix.
+        if r["step"] == "plan" && (r["object"] != c.manifest.as_str() || !error.contains("Fix:")) {
+            problems.push(format!(
+                "{}: the refusal does not name the manifest and the fix: {r}",
+                c.manifest
+            ));
+        }
+    }
+    // On S3 the extract finds the clip past the end; the record is still the manifest's field.
+    let beyond = all.iter().find(|r| belongs_to(r, "jobs/beyond.json"));
+    if beyond.is_some_and(|r| r["object"] != "jobs/beyond.json" || r["field"] != "clips[0].end") {
+        problems.push(format!(
+            "jobs/beyond.json: not named in the manifest's terms: {beyond:?}"
+        ));
+    }
+    let after = harness::etags(&store, "").await;
+    for (key, etag) in &before {
+        if !key.starts_with("_reelay/") && after.get(key) != Some(etag) {
+            problems.push(format!("user object {key} changed"));
+        }
+    }
+    for key in after.keys() {
+        let reelays = key.starts_with("_reelay/") || key.starts_with("work/");
+        if !before.contains_key(key) && !reelays && key != "exports/good.mp4" {
+            problems.push(format!("written outside reelay's places: {key}"));
+        }
+    }
+    let neighbour = aws
+        .moto
+        .s3()
+        .list_objects_v2()
+        .bucket("neighbour")
+        .send()
+        .await
+        .unwrap();
+    if neighbour.key_count().unwrap_or(0) != 0 {
+        problems.push(format!(
+            "written to another bucket: {:?}",
+            neighbour.contents()
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}{logs}",
+        problems.len(),
+        problems.join("\n")
+    );
+    let mut row = Row::new("bad_input", "moto");
+    row.cases = cases.len() as u64;
+    row.faults = cases.len() as u64;
+    row.completed = 1;
+    row.notes = format!(
+        "{} bad inputs through real notifications, each recorded with its field and dead-lettered; the good job beside them finished; {:.0}s",
+        cases.len(),
+        took.as_secs_f64()
+    );
+    row
 }
 
 /// Identical work started together (issue 15): with `concurrency = 8`, 8
