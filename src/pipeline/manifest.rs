@@ -82,14 +82,7 @@ pub struct Clip {
 }
 
 /// A manifest problem: which object, which field, what is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{object}: `{field}`: {problem}. Fix: {fix}")]
-pub struct ManifestError {
-    pub object: String,
-    pub field: String,
-    pub problem: String,
-    pub fix: String,
-}
+pub type ManifestError = crate::invalid::Invalid;
 
 impl JobManifest {
     /// Refuses a manifest by its size alone, before anything reads it.
