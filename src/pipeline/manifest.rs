@@ -266,7 +266,7 @@ impl JobManifest {
                 framing.crop.validate(&field).map_err(|e| {
                     err(
                         e.field.clone(),
-                        e.message.clone(),
+                        e.problem.clone(),
                         "give a box {\"x\", \"y\", \"w\", \"h\"} in source pixels, or keyframes in time order with t in seconds from the clip's start",
                     )
                 })?;

@@ -33,6 +33,7 @@ pub use pipeline::{Accel, FrameRun, StageStats};
 use super::{StepOutput, TaskError, overlay};
 use crate::audit::record::{DEVICE, DEVICE_REASON, MODEL};
 use crate::inference::{Device, LoadOptions, Upscaler, UpscalerConfig};
+use crate::invalid::Invalid;
 use crate::media::{EncodeProfile, Ffmpeg, MediaInfo, Progress, secs};
 use crate::models::{Manifest, Precision};
 use crate::overlay::Scene;
@@ -43,9 +44,7 @@ pub const DEFAULT_CUDA_BATCH: usize = 4;
 
 /// Checks the parameters on their own, before anything is probed or loaded.
 pub fn validate_params(params: &FrameParams) -> Result<(), TaskError> {
-    params
-        .validate()
-        .map_err(|e| TaskError::permanent(Some(e.field.clone()), e.to_string()))
+    Ok(params.validate()?)
 }
 
 /// The upscaler for `params`: its session comes from the process's cache,
@@ -173,11 +172,9 @@ fn probe_clip(ff: &Ffmpeg, input: &Path, params: &FrameParams) -> Result<MediaIn
     params
         .crop
         .validate_within("crop", video.width, video.height)
-        .map_err(|e| {
-            TaskError::permanent(
-                Some(e.field.clone()),
-                format!("{e} (clip `{}`)", input.display()),
-            )
+        .map_err(|e| Invalid {
+            object: format!("clip `{}`", input.display()),
+            ..e
         })?;
     Ok(info)
 }
