@@ -354,28 +354,31 @@ fn check_layout(source: &str, file: &ConfigFile) -> Result<(), ConfigError> {
 fn compile_rules(source: &str, file: &ConfigFile) -> Result<Vec<Rule>, ConfigError> {
     let mut rules = Vec::with_capacity(file.rules.len());
     for (i, spec) in file.rules.iter().enumerate() {
-        let at = |field: &str, problem: String, fix: String| {
-            Invalid::new(source, format!("rules[{i}].{field}"), problem, fix)
-        };
-        rules.push(
-            compile_rule(i, spec, &file.layout)
-                .map_err(|(field, problem, fix)| at(field, problem, fix))?,
-        );
+        rules.push(compile_rule(source, i, spec, &file.layout)?);
         if let Some(template) = spec.output.as_deref().filter(|_| spec.kind != "job") {
             crate::policy::outputs::check_rule_output(&file.layout, spec, template, &file.rules)
-                .map_err(|(problem, fix)| at("output", problem, fix))?;
+                .map_err(|(problem, fix)| {
+                    Invalid::new(source, format!("rules[{i}].output"), problem, fix)
+                })?;
         }
     }
     Ok(rules)
 }
 
-type RuleProblem = (&'static str, String, String);
-
-fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, RuleProblem> {
+/// Rule `i`, compiled; an error names `rules[i].FIELD`.
+fn compile_rule(
+    source: &str,
+    i: usize,
+    spec: &RuleSpec,
+    layout: &Layout,
+) -> Result<Rule, ConfigError> {
+    let bad = |field: &str, problem: String, fix: String| {
+        Invalid::new(source, format!("rules[{i}].{field}"), problem, fix)
+    };
     let name = spec.name.clone().unwrap_or_else(|| format!("rule-{i}"));
     let action = if spec.kind == "job" {
         if spec.output.is_some() || spec.params.is_some() {
-            return Err((
+            return Err(bad(
                 "kind",
                 "a `job` rule takes no params or output: the manifest names them".into(),
                 "remove `params` and `output`".into(),
@@ -384,14 +387,14 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         RuleAction::Job
     } else {
         let kind = StepKind::parse(&spec.kind).ok_or_else(|| {
-            (
+            bad(
                 "kind",
                 format!("`{}` is not a step kind", spec.kind),
                 format!("use `job` or one of: {}", StepKind::names()),
             )
         })?;
         if kind == StepKind::Compile {
-            return Err((
+            return Err(bad(
                 "kind",
                 "`compile` joins several clips, so it cannot run on one upload".into(),
                 "describe compilations in a job manifest".into(),
@@ -400,14 +403,14 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         let params = serde_json::to_value(spec.params.clone().unwrap_or_default())
             .expect("TOML tables are JSON");
         crate::tasks::validate_params(kind, &params).map_err(|e| {
-            (
+            bad(
                 "params",
                 e,
                 "fix the parameter as the message says".to_string(),
             )
         })?;
         let output = spec.output.clone().ok_or_else(|| {
-            (
+            bad(
                 "output",
                 "a step rule needs an output key template".into(),
                 "add e.g. output = \"previews/{path}\"".into(),
@@ -415,7 +418,7 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         })?;
         let unknown = rules::unknown_placeholders(&output);
         if !unknown.is_empty() {
-            return Err((
+            return Err(bad(
                 "output",
                 format!("unknown placeholder(s) {{{}}}", unknown.join("}, {")),
                 format!("use only {{{}}}", rules::PLACEHOLDERS.join("}, {")),
@@ -423,9 +426,9 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         }
         let sample = rules::render_template(&output, &rules::sample_key(&spec.pattern), "t");
         let own = Rule::new(name.clone(), &spec.pattern, RuleAction::Job)
-            .map_err(|e| ("match", e.to_string(), "write a valid glob".into()))?;
+            .map_err(|e| bad("match", e.to_string(), "write a valid glob".into()))?;
         if own.matches(&sample) {
-            return Err((
+            return Err(bad(
                 "output",
                 format!(
                     "outputs like `{sample}` match the rule's own pattern `{}`, so the rule would consume its own output (a loop)",
@@ -439,7 +442,7 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
             .iter()
             .any(|u| sample.starts_with(u.as_str()))
         {
-            return Err((
+            return Err(bad(
                 "output",
                 format!(
                     "outputs like `{sample}` land under an upload prefix, so each would trigger the pipeline again"
@@ -457,7 +460,7 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         }
     };
     Rule::new(name, &spec.pattern, action).map_err(|e| {
-        (
+        bad(
             "match",
             e.to_string(),
             "write a valid glob such as `sources/**/*.mp4`".into(),
