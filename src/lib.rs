@@ -9,6 +9,7 @@ pub mod config;
 pub mod detect;
 pub mod events;
 pub mod inference;
+pub mod invalid;
 pub mod keys;
 pub mod media;
 pub mod models;

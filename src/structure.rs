@@ -15,6 +15,7 @@ const ROOMS: &[&[&str]] = &[
         "keys",
         "ports",
         "config::env",
+        "invalid",
         "policy",
         "policy::fs",
         "policy::text",

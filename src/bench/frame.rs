@@ -191,120 +191,35 @@ pub fn run(
     let load_average = std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
-    let mut a = InferenceBenchConfig::new(c.model.clone(), c.crop_w, c.crop_h);
-    a.batch_size = c.batch;
-    a.device = c.device;
-    a.precision = c.precision;
-    a.min_seconds = c.model_seconds;
-
-    std::fs::create_dir_all(scratch)?;
-    let clip = scratch.join(format!(
-        "frame-source-{}x{}-{}f.mp4",
-        c.source_w, c.source_h, c.frames
-    ));
-    if !clip.is_file() {
-        log(&format!(
-            "making a {}-frame {}x{}@{} clip ...",
-            c.frames, c.source_w, c.source_h, c.fps
-        ));
-        let partial = clip.with_extension("partial.mp4");
-        make_clip(ff, &partial, c)?;
-        std::fs::rename(&partial, &clip)?;
-    }
-    let scale = manifest.get(&c.model)?.scale.unwrap_or(1);
-    let size = match c.size {
-        Some(s) => s,
-        None => format!("{}x{}", c.crop_w * scale / 2 * 2, c.crop_h * scale / 2 * 2)
-            .parse()
-            .map_err(anyhow::Error::msg)?,
+    let clip = source_clip(ff, scratch, c, log)?;
+    let pair = Pair {
+        ff,
+        manifest,
+        profile,
+        c,
+        clip,
+        output: scratch.join("frame-output.mp4"),
+        params: step_params(manifest, c)?,
     };
-    let params = FrameParams {
-        crop: frame::Crop::Static(Rect {
-            x: (c.source_w - c.crop_w) / 2,
-            y: (c.source_h - c.crop_h) / 2,
-            w: c.crop_w,
-            h: c.crop_h,
-        }),
-        model: c.model.clone(),
-        size,
-        device: Some(c.device),
-        precision: Some(c.precision),
-        batch: Some(c.batch),
-        tile: None,
-        tile_overlap: None,
-        video_accel: None,
-        overlay: None,
-    };
-    let output: PathBuf = scratch.join("frame-output.mp4");
     let mut models = Vec::new();
     let mut ends = Vec::new();
     let mut pairs = Vec::new();
     let mut cpu_pairs: Vec<(f64, f64)> = Vec::new();
     for rep in 1..=c.repetitions.max(1) {
+        let (m, cpu_a) = pair.model_only(rep, log)?;
+        let end = pair.end_to_end(rep, log)?;
         log(&format!(
-            "[{rep}/{}] (a) model only: {} {}x{} batch {} on {} ...",
-            c.repetitions.max(1),
-            c.model,
-            c.crop_w,
-            c.crop_h,
-            c.batch,
-            c.device
-        ));
-        let cpu0 = cpu_seconds();
-        let m = model_only(manifest, &a)?;
-        let cpu_a = (cpu_seconds() - cpu0) / m.frames.max(1) as f64;
-        log(&format!(
-            "[{rep}/{}] (b) frame step: {} frames, crop {}x{} -> {size} ...",
-            c.repetitions.max(1),
-            c.frames,
-            c.crop_w,
-            c.crop_h
-        ));
-        let cpu0 = cpu_seconds();
-        let started = Instant::now();
-        let (out, run) = frame::run_detailed(
-            ff,
-            std::slice::from_ref(&clip),
-            &output,
-            &params,
-            profile,
-            c.device,
-            &mut |_| {},
-            &CancellationToken::new(),
-        )
-        .map_err(|e| anyhow::anyhow!("the frame step failed: {e}"))?;
-        let seconds = started.elapsed().as_secs_f64();
-        let cpu_b = (cpu_seconds() - cpu0) / run.frames.max(1) as f64;
-        let fps = run.frames as f64 / seconds;
-        log(&format!(
-            "    (a) {:.2} frames/s, {:.3} cpu s/frame; (b) {fps:.2} frames/s, {cpu_b:.3} cpu s/frame; b/a {:.3}, cpu a/b {:.3}",
+            "    (a) {:.2} frames/s, {:.3} cpu s/frame; (b) {:.2} frames/s, {:.3} cpu s/frame; b/a {:.3}, cpu a/b {:.3}",
             m.fps,
             cpu_a,
-            fps / m.fps,
-            cpu_a / cpu_b
+            end.fps,
+            end.cpu_seconds_per_frame,
+            end.fps / m.fps,
+            cpu_a / end.cpu_seconds_per_frame
         ));
-        pairs.push((m.fps, fps));
-        cpu_pairs.push((cpu_a, cpu_b));
-        ends.push(EndToEnd {
-            frames: run.frames,
-            seconds,
-            fps,
-            ms_per_frame: 1000.0 * seconds / run.frames.max(1) as f64,
-            cpu_seconds_per_frame: cpu_b,
-            source: format!("{}x{}@{}", run.source.0, run.source.1, run.fps),
-            size: size.to_string(),
-            device: out
-                .metadata
-                .get(crate::audit::record::DEVICE)
-                .cloned()
-                .unwrap_or_default(),
-            video_accel: out
-                .metadata
-                .get("reelay-video-accel")
-                .cloned()
-                .unwrap_or_default(),
-            stages: run.stages,
-        });
+        pairs.push((m.fps, end.fps));
+        cpu_pairs.push((cpu_a, end.cpu_seconds_per_frame));
+        ends.push(end);
         models.push(m);
     }
     let efficiency = median(pairs.iter().map(|(a, b)| b / a).collect());
@@ -333,6 +248,139 @@ pub fn run(
         target,
         within_target: target.map(|t| efficiency >= t),
     })
+}
+
+/// The generated clip, made once per size and length and kept in `scratch`.
+fn source_clip(
+    ff: &Ffmpeg,
+    scratch: &Path,
+    c: &FrameBenchConfig,
+    log: &mut dyn FnMut(&str),
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(scratch)?;
+    let clip = scratch.join(format!(
+        "frame-source-{}x{}-{}f.mp4",
+        c.source_w, c.source_h, c.frames
+    ));
+    if !clip.is_file() {
+        log(&format!(
+            "making a {}-frame {}x{}@{} clip ...",
+            c.frames, c.source_w, c.source_h, c.fps
+        ));
+        let partial = clip.with_extension("partial.mp4");
+        make_clip(ff, &partial, c)?;
+        std::fs::rename(&partial, &clip)?;
+    }
+    Ok(clip)
+}
+
+/// The frame step's params: the crop centred in the source, the output
+/// the crop times the model's scale unless `c.size` says otherwise.
+fn step_params(manifest: &Manifest, c: &FrameBenchConfig) -> anyhow::Result<FrameParams> {
+    let scale = manifest.get(&c.model)?.scale.unwrap_or(1);
+    let size = match c.size {
+        Some(s) => s,
+        None => format!("{}x{}", c.crop_w * scale / 2 * 2, c.crop_h * scale / 2 * 2)
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+    };
+    Ok(FrameParams {
+        crop: frame::Crop::Static(Rect {
+            x: (c.source_w - c.crop_w) / 2,
+            y: (c.source_h - c.crop_h) / 2,
+            w: c.crop_w,
+            h: c.crop_h,
+        }),
+        model: c.model.clone(),
+        size,
+        device: Some(c.device),
+        precision: Some(c.precision),
+        batch: Some(c.batch),
+        tile: None,
+        tile_overlap: None,
+        video_accel: None,
+        overlay: None,
+    })
+}
+
+/// The two halves of one (a)-then-(b) pair.
+struct Pair<'a> {
+    ff: &'a Ffmpeg,
+    manifest: &'a Manifest,
+    profile: &'a EncodeProfile,
+    c: &'a FrameBenchConfig,
+    clip: PathBuf,
+    output: PathBuf,
+    params: FrameParams,
+}
+
+impl Pair<'_> {
+    /// (a): the model alone, and its CPU seconds per frame.
+    fn model_only(
+        &self,
+        rep: u32,
+        log: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(InferenceBenchReport, f64)> {
+        let c = self.c;
+        log(&format!(
+            "[{rep}/{}] (a) model only: {} {}x{} batch {} on {} ...",
+            c.repetitions.max(1),
+            c.model,
+            c.crop_w,
+            c.crop_h,
+            c.batch,
+            c.device
+        ));
+        let mut a = InferenceBenchConfig::new(c.model.clone(), c.crop_w, c.crop_h);
+        a.batch_size = c.batch;
+        a.device = c.device;
+        a.precision = c.precision;
+        a.min_seconds = c.model_seconds;
+        let cpu0 = cpu_seconds();
+        let m = model_only(self.manifest, &a)?;
+        let cpu_a = (cpu_seconds() - cpu0) / m.frames.max(1) as f64;
+        Ok((m, cpu_a))
+    }
+
+    /// (b): the whole frame step on the clip.
+    fn end_to_end(&self, rep: u32, log: &mut dyn FnMut(&str)) -> anyhow::Result<EndToEnd> {
+        let c = self.c;
+        let size = self.params.size;
+        log(&format!(
+            "[{rep}/{}] (b) frame step: {} frames, crop {}x{} -> {size} ...",
+            c.repetitions.max(1),
+            c.frames,
+            c.crop_w,
+            c.crop_h
+        ));
+        let cpu0 = cpu_seconds();
+        let started = Instant::now();
+        let (out, run) = frame::run_detailed(
+            self.ff,
+            std::slice::from_ref(&self.clip),
+            &self.output,
+            &self.params,
+            self.profile,
+            c.device,
+            &mut |_| {},
+            &CancellationToken::new(),
+        )
+        .map_err(|e| anyhow::anyhow!("the frame step failed: {e}"))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let meta = |name: &str| out.metadata.get(name).cloned().unwrap_or_default();
+        Ok(EndToEnd {
+            frames: run.frames,
+            seconds,
+            fps: run.frames as f64 / seconds,
+            ms_per_frame: 1000.0 * seconds / run.frames.max(1) as f64,
+            cpu_seconds_per_frame: (cpu_seconds() - cpu0) / run.frames.max(1) as f64,
+            source: format!("{}x{}@{}", run.source.0, run.source.1, run.fps),
+            size: size.to_string(),
+            device: meta(crate::audit::record::DEVICE),
+            video_accel: meta("reelay-video-accel"),
+            stages: run.stages,
+        })
+    }
 }
 
 /// User + system CPU seconds of this process and its waited-for children.

@@ -135,105 +135,21 @@ pub fn run_cpu_bench(
     make_source(ff, &source, opts, profile, &cancel)?;
     let source_make_secs = t.elapsed().as_secs_f64();
 
+    let bench = CpuBench {
+        ff,
+        scratch,
+        source,
+        opts,
+        profile,
+        cancel,
+    };
     let mut cases = Vec::new();
     for &length in &opts.extract_lengths {
-        let start = opts
-            .extract_start
-            .min((opts.source_seconds - length).max(0.0));
-        let params = ExtractParams {
-            start,
-            end: start + length,
-            accurate: true,
-        };
-        let ours = scratch.join("extract-reelay.mp4");
-        let bare = scratch.join("extract-bare.mp4");
-        let bare_args = bare_extract_args(&source, &bare, &params, profile, true);
-        let name = format!("extract {}s", secs(length));
-        log(&format!("timing {name}"));
-        let case = time_case(
-            &name,
-            opts,
-            ff,
-            &bare_args,
-            || {
-                extract::run(ff, &source, &ours, &params, profile, &mut |_| {}, &cancel)?;
-                Ok(())
-            },
-            &cancel,
-        )?;
+        let case = bench.extract_case(length, log)?;
         log(&summary(&case));
         cases.push(case);
     }
-
-    // Compile: clips cut once (untimed), then joined both ways.
-    let mut clips: Vec<PathBuf> = Vec::new();
-    for i in 0..opts.compile_clips {
-        let start = (i as f64 * (opts.compile_clip_seconds + 1.0))
-            % (opts.source_seconds - opts.compile_clip_seconds).max(1.0);
-        let clip = scratch.join(format!("compile-clip-{i}.mp4"));
-        extract::run(
-            ff,
-            &source,
-            &clip,
-            &ExtractParams {
-                start,
-                end: start + opts.compile_clip_seconds,
-                accurate: true,
-            },
-            profile,
-            &mut |_| {},
-            &cancel,
-        )?;
-        clips.push(clip);
-    }
-    let durations = clips
-        .iter()
-        .map(|c| ff.probe(c).map(|i| i.duration))
-        .collect::<Result<Vec<f64>, _>>()?;
-    let captions: Vec<Option<String>> = (0..clips.len())
-        .map(|i| font.map(|_| format!("Clip {}", i + 1)))
-        .collect();
-    let params = CompileParams {
-        transition: Transition {
-            kind: TransitionKind::Fade,
-            seconds: opts.fade_seconds,
-        },
-        captions: captions.clone(),
-    };
-    let ours = scratch.join("compile-reelay.mp4");
-    let bare = scratch.join("compile-bare.mp4");
-    let bare_args = bare_compile_args(
-        &clips,
-        &durations,
-        &bare,
-        opts.fade_seconds,
-        &captions,
-        font,
-        profile,
-    )?;
-    let name = format!("compile {} clips", clips.len());
-    log(&format!("timing {name}"));
-    let no_font = PathBuf::new();
-    let case = time_case(
-        &name,
-        opts,
-        ff,
-        &bare_args,
-        || {
-            compile::run(
-                ff,
-                &clips,
-                &ours,
-                &params,
-                profile,
-                font.unwrap_or(&no_font),
-                &mut |_| {},
-                &cancel,
-            )?;
-            Ok(())
-        },
-        &cancel,
-    )?;
+    let case = bench.compile_case(font, log)?;
     log(&summary(&case));
     cases.push(case);
 
@@ -246,6 +162,144 @@ pub fn run_cpu_bench(
         cases,
         all_within_target,
     })
+}
+
+/// What the cases share: FFmpeg, the generated source, the settings.
+struct CpuBench<'a> {
+    ff: &'a Ffmpeg,
+    scratch: &'a Path,
+    source: PathBuf,
+    opts: &'a CpuBenchOptions,
+    profile: &'a EncodeProfile,
+    cancel: CancellationToken,
+}
+
+impl CpuBench<'_> {
+    /// `extract` of `length` seconds against the bare FFmpeg cut.
+    fn extract_case(
+        &self,
+        length: f64,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<BenchCase, BenchError> {
+        let (ff, opts, profile, cancel) = (self.ff, self.opts, self.profile, &self.cancel);
+        let start = opts
+            .extract_start
+            .min((opts.source_seconds - length).max(0.0));
+        let params = ExtractParams {
+            start,
+            end: start + length,
+            accurate: true,
+        };
+        let ours = self.scratch.join("extract-reelay.mp4");
+        let bare = self.scratch.join("extract-bare.mp4");
+        let bare_args = bare_extract_args(&self.source, &bare, &params, profile, true);
+        let name = format!("extract {}s", secs(length));
+        log(&format!("timing {name}"));
+        time_case(
+            &name,
+            opts,
+            ff,
+            &bare_args,
+            || {
+                extract::run(
+                    ff,
+                    &self.source,
+                    &ours,
+                    &params,
+                    profile,
+                    &mut |_| {},
+                    cancel,
+                )?;
+                Ok(())
+            },
+            cancel,
+        )
+    }
+
+    /// `compile` of the clips (cut once, untimed) against the bare FFmpeg
+    /// join, with captions when there is a font.
+    fn compile_case(
+        &self,
+        font: Option<&Path>,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<BenchCase, BenchError> {
+        let (ff, opts, profile, cancel) = (self.ff, self.opts, self.profile, &self.cancel);
+        let clips = self.cut_compile_clips()?;
+        let durations = clips
+            .iter()
+            .map(|c| ff.probe(c).map(|i| i.duration))
+            .collect::<Result<Vec<f64>, _>>()?;
+        let captions: Vec<Option<String>> = (0..clips.len())
+            .map(|i| font.map(|_| format!("Clip {}", i + 1)))
+            .collect();
+        let params = CompileParams {
+            transition: Transition {
+                kind: TransitionKind::Fade,
+                seconds: opts.fade_seconds,
+            },
+            captions: captions.clone(),
+        };
+        let ours = self.scratch.join("compile-reelay.mp4");
+        let bare = self.scratch.join("compile-bare.mp4");
+        let bare_args = bare_compile_args(
+            &clips,
+            &durations,
+            &bare,
+            opts.fade_seconds,
+            &captions,
+            font,
+            profile,
+        )?;
+        let name = format!("compile {} clips", clips.len());
+        log(&format!("timing {name}"));
+        let no_font = PathBuf::new();
+        time_case(
+            &name,
+            opts,
+            ff,
+            &bare_args,
+            || {
+                compile::run(
+                    ff,
+                    &clips,
+                    &ours,
+                    &params,
+                    profile,
+                    font.unwrap_or(&no_font),
+                    &mut |_| {},
+                    cancel,
+                )?;
+                Ok(())
+            },
+            cancel,
+        )
+    }
+
+    /// The clips `compile` joins, spread over the source.
+    fn cut_compile_clips(&self) -> Result<Vec<PathBuf>, BenchError> {
+        let opts = self.opts;
+        let mut clips: Vec<PathBuf> = Vec::new();
+        for i in 0..opts.compile_clips {
+            let start = (i as f64 * (opts.compile_clip_seconds + 1.0))
+                % (opts.source_seconds - opts.compile_clip_seconds).max(1.0);
+            let clip = self.scratch.join(format!("compile-clip-{i}.mp4"));
+            extract::run(
+                self.ff,
+                &self.source,
+                &clip,
+                &ExtractParams {
+                    start,
+                    end: start + opts.compile_clip_seconds,
+                    accurate: true,
+                },
+                self.profile,
+                &mut |_| {},
+                &self.cancel,
+            )?;
+            clips.push(clip);
+        }
+        Ok(clips)
+    }
 }
 
 fn summary(c: &BenchCase) -> String {

@@ -174,88 +174,169 @@ pub fn run(
     opts: &PlacementBenchOptions,
     log: &mut dyn FnMut(&str),
 ) -> anyhow::Result<PlacementReport> {
-    let exe = std::env::current_exe()?;
-    std::fs::create_dir_all(scratch)?;
-    let max_clips = opts.clip_counts.iter().copied().max().unwrap_or(1);
-    let source = scratch.join("placement-source.mp4");
-    let source_opts = super::media::CpuBenchOptions {
-        source_seconds: opts.clip_seconds * max_clips as f64 + 1.0,
-        width: 640,
-        height: 360,
-        fps: 30,
-        ..super::media::CpuBenchOptions::default()
-    };
-    log(&format!(
-        "making a {:.0} s 640x360@30 source ...",
-        source_opts.source_seconds
-    ));
-    super::media::make_source(
-        ff,
-        &source,
-        &source_opts,
-        profile,
-        &CancellationToken::new(),
-    )?;
-    let (cw, ch) = opts.crop;
-    let framing = serde_json::json!({"crop": {"x": 200, "y": 100, "w": cw, "h": ch},
-        "model": opts.model, "size": format!("{}x{}", cw * 4, ch * 4)});
-    let spec = serde_json::json!({"spotlight": {"keyframes": [{"t": 0, "x": cw * 2, "y": ch * 2,
-        "rx": cw, "ry": ch}], "dim": 0.5}});
-    let gpu_price = prices.get("t4").copied().unwrap_or(0.0);
-    let cpu_price = prices.get("cpu").copied().unwrap_or(0.0);
-
-    // Per-task overhead: a frame step on one frame.
-    let one = scratch.join("placement-one.mp4");
-    run_timed(
-        &exe,
-        opts.repetitions,
-        &step(
-            "extract",
-            &[&source],
-            &one,
-            &["start=0".into(), format!("end={}", 1.0 / 30.0)],
-        ),
-    )?;
-    let mut frame_sets = Vec::new();
-    for (k, v) in framing.as_object().expect("an object") {
-        frame_sets.push(format!("{k}={v}"));
-    }
-    let mut fused_sets = frame_sets.clone();
-    fused_sets.push(format!(
-        "overlay={}",
-        write_json(
-            &scratch.join("placement-fused-overlay.json"),
-            &serde_json::json!({"spec": spec})
-        )?
-    ));
-    let overhead = run_timed(
-        &exe,
-        opts.repetitions,
-        &step(
-            "frame",
-            &[&one],
-            &scratch.join("placement-one-framed.mp4"),
-            &frame_sets,
-        ),
-    )?;
+    let setup = Setup::prepare(ff, profile, scratch, opts, log)?;
+    let overhead = setup.task_overhead()?;
     log(&format!(
         "per-task overhead (a one-frame frame step): {overhead:.2} s"
     ));
-
+    let rates = Rates {
+        gpu: prices.get("t4").copied().unwrap_or(0.0),
+        cpu: prices.get("cpu").copied().unwrap_or(0.0),
+    };
     let mut cases = Vec::new();
     let mut per_frame = Vec::new();
     for &n in &opts.clip_counts {
+        let manifest = setup.job(n)?;
+        let (single, frames) = setup.single_container(ff, &manifest, n, log)?;
+        per_frame.push((single - overhead).max(0.0) / frames.max(1) as f64);
+        let (fan, unfused) = setup.fan_out(n, log)?;
+        let single = Side {
+            wall: single,
+            gpu: single,
+            router: 0.0,
+        };
+        let c = opts.cold_start_secs;
+        let price = |side: Side| side.priced(rates.gpu, rates.cpu);
+        cases.push(PlacementCase {
+            clips: n,
+            frames,
+            single: price(single),
+            fan_out: price(fan),
+            unfused: price(unfused),
+            fleet_single: price(single.cold(1, c)),
+            fleet_fan_out: price(fan.cold(n, c)),
+            fleet_unfused: price(unfused.cold(n, c)),
+            rule: placement::choose(&manifest).as_str(),
+        });
+    }
+    per_frame.sort_by(f64::total_cmp);
+    Ok(PlacementReport {
+        machine: super::frame::machine(),
+        options: opts.clone(),
+        task_overhead_secs: overhead,
+        secs_per_frame: per_frame.get(per_frame.len() / 2).copied().unwrap_or(0.0),
+        cases,
+    })
+}
+
+/// USD per second of a GPU task and of a router task.
+struct Rates {
+    gpu: f64,
+    cpu: f64,
+}
+
+/// What every case shares: the `reelay` to run, the source, and the frame
+/// step's parameters with and without the fused overlay.
+struct Setup<'a> {
+    exe: PathBuf,
+    scratch: &'a Path,
+    opts: &'a PlacementBenchOptions,
+    source: PathBuf,
+    framing: serde_json::Value,
+    spec: serde_json::Value,
+    frame_sets: Vec<String>,
+    fused_sets: Vec<String>,
+}
+
+impl<'a> Setup<'a> {
+    /// Makes the source, long enough for the most clips, and the params.
+    fn prepare(
+        ff: &Ffmpeg,
+        profile: &EncodeProfile,
+        scratch: &'a Path,
+        opts: &'a PlacementBenchOptions,
+        log: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Setup<'a>> {
+        std::fs::create_dir_all(scratch)?;
+        let max_clips = opts.clip_counts.iter().copied().max().unwrap_or(1);
+        let source = scratch.join("placement-source.mp4");
+        let source_opts = super::media::CpuBenchOptions {
+            source_seconds: opts.clip_seconds * max_clips as f64 + 1.0,
+            width: 640,
+            height: 360,
+            fps: 30,
+            ..super::media::CpuBenchOptions::default()
+        };
+        log(&format!(
+            "making a {:.0} s 640x360@30 source ...",
+            source_opts.source_seconds
+        ));
+        super::media::make_source(
+            ff,
+            &source,
+            &source_opts,
+            profile,
+            &CancellationToken::new(),
+        )?;
+        let (cw, ch) = opts.crop;
+        let framing = serde_json::json!({"crop": {"x": 200, "y": 100, "w": cw, "h": ch},
+            "model": opts.model, "size": format!("{}x{}", cw * 4, ch * 4)});
+        let spec = serde_json::json!({"spotlight": {"keyframes": [{"t": 0, "x": cw * 2, "y": ch * 2,
+            "rx": cw, "ry": ch}], "dim": 0.5}});
+        let frame_sets: Vec<String> = framing
+            .as_object()
+            .expect("an object")
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut fused_sets = frame_sets.clone();
+        fused_sets.push(format!(
+            "overlay={}",
+            write_json(
+                &scratch.join("placement-fused-overlay.json"),
+                &serde_json::json!({"spec": spec})
+            )?
+        ));
+        Ok(Setup {
+            exe: std::env::current_exe()?,
+            scratch,
+            opts,
+            source,
+            framing,
+            spec,
+            frame_sets,
+            fused_sets,
+        })
+    }
+
+    /// The median seconds of `reelay ARGS`.
+    fn timed(&self, args: &[String]) -> anyhow::Result<f64> {
+        run_timed(&self.exe, self.opts.repetitions, args)
+    }
+
+    /// Per-task overhead: a frame step on one frame.
+    fn task_overhead(&self) -> anyhow::Result<f64> {
+        let one = self.scratch.join("placement-one.mp4");
+        let cut = ["start=0".into(), format!("end={}", 1.0 / 30.0)];
+        self.timed(&step("extract", &[&self.source], &one, &cut))?;
+        let framed = self.scratch.join("placement-one-framed.mp4");
+        self.timed(&step("frame", &[&one], &framed, &self.frame_sets))
+    }
+
+    /// A job of `n` framed clips with a spotlight, faded together.
+    fn job(&self, n: usize) -> anyhow::Result<JobManifest> {
+        let clip_seconds = self.opts.clip_seconds;
         let clips: Vec<serde_json::Value> = (0..n)
             .map(|i| {
-                let start = i as f64 * opts.clip_seconds;
-                serde_json::json!({"start": start, "end": start + opts.clip_seconds,
-                    "framing": framing, "overlay": spec})
+                let start = i as f64 * clip_seconds;
+                serde_json::json!({"start": start, "end": start + clip_seconds,
+                    "framing": self.framing, "overlay": self.spec})
             })
             .collect();
-        let manifest: JobManifest = serde_json::from_value(serde_json::json!({"version": 1,
+        Ok(serde_json::from_value(serde_json::json!({"version": 1,
             "source": "sources/s.mp4", "output": "exports/e.mp4", "clips": clips,
-            "transition": {"kind": "fade", "seconds": 0.2}}))?;
-        let rule = placement::choose(&manifest);
+            "transition": {"kind": "fade", "seconds": 0.2}}))?)
+    }
+
+    /// One `export` task for the whole job: its seconds and the frames it
+    /// wrote.
+    fn single_container(
+        &self,
+        ff: &Ffmpeg,
+        manifest: &JobManifest,
+        n: usize,
+        log: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<(f64, u64)> {
         let steps = crate::pipeline::planner::job_steps(&JobManifest {
             placement: Some(Placement::SingleContainer),
             ..manifest.clone()
@@ -264,82 +345,53 @@ pub fn run(
         let mut sets = Vec::new();
         for (k, v) in export.params.as_object().expect("an object") {
             sets.push(
-                write_json(&scratch.join(format!("placement-{k}.json")), v)
+                write_json(&self.scratch.join(format!("placement-{k}.json")), v)
                     .map(|f| format!("{k}={f}"))?,
             );
         }
         log(&format!(
             "[{n} clips] single-container: one export task ..."
         ));
-        let single_out = scratch.join(format!("placement-single-{n}.mp4"));
-        let single = run_timed(
-            &exe,
-            opts.repetitions,
-            &step("export", &[&source], &single_out, &sets),
-        )?;
-        let frames = ff.count_frames(&single_out)?;
+        let out = self.scratch.join(format!("placement-single-{n}.mp4"));
+        let secs = self.timed(&step("export", &[&self.source], &out, &sets))?;
+        Ok((secs, ff.count_frames(&out)?))
+    }
 
+    /// Fan-out, fused (extract, frame with the overlay, compile) and
+    /// unfused (extract, frame, overlay, compile), projected onto a fleet
+    /// with a worker per clip.
+    fn fan_out(&self, n: usize, log: &mut dyn FnMut(&str)) -> anyhow::Result<(Side, Side)> {
         log(&format!(
             "[{n} clips] fan-out: {n} extract, {n} fused frame, then unfused: {n} frame + {n} overlay, compiles ..."
         ));
         let (mut ext, mut fused, mut frm, mut ovl) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut fused_clips, mut unfused_clips) = (Vec::new(), Vec::new());
-        let overlay_set = write_json(&scratch.join("placement-spec.json"), &spec)?;
+        let overlay_set = write_json(&self.scratch.join("placement-spec.json"), &self.spec)?;
+        let at = |name: String| self.scratch.join(name);
         for i in 0..n {
-            let start = i as f64 * opts.clip_seconds;
-            let cut = scratch.join(format!("placement-cut-{i}.mp4"));
-            ext.push(run_timed(
-                &exe,
-                opts.repetitions,
-                &step(
-                    "extract",
-                    &[&source],
-                    &cut,
-                    &[
-                        format!("start={start}"),
-                        format!("end={}", start + opts.clip_seconds),
-                    ],
-                ),
-            )?);
-            let fused_out = scratch.join(format!("placement-fused-{i}.mp4"));
-            fused.push(run_timed(
-                &exe,
-                opts.repetitions,
-                &step("frame", &[&cut], &fused_out, &fused_sets),
-            )?);
+            let start = i as f64 * self.opts.clip_seconds;
+            let cut = at(format!("placement-cut-{i}.mp4"));
+            let range = [
+                format!("start={start}"),
+                format!("end={}", start + self.opts.clip_seconds),
+            ];
+            ext.push(self.timed(&step("extract", &[&self.source], &cut, &range))?);
+            let fused_out = at(format!("placement-fused-{i}.mp4"));
+            fused.push(self.timed(&step("frame", &[&cut], &fused_out, &self.fused_sets))?);
             fused_clips.push(fused_out);
-            let framed = scratch.join(format!("placement-framed-{i}.mp4"));
-            frm.push(run_timed(
-                &exe,
-                opts.repetitions,
-                &step("frame", &[&cut], &framed, &frame_sets),
-            )?);
-            let drawn = scratch.join(format!("placement-drawn-{i}.mp4"));
-            ovl.push(run_timed(
-                &exe,
-                opts.repetitions,
-                &step(
-                    "overlay",
-                    &[&framed],
-                    &drawn,
-                    &[format!("spec={overlay_set}")],
-                ),
-            )?);
+            let framed = at(format!("placement-framed-{i}.mp4"));
+            frm.push(self.timed(&step("frame", &[&cut], &framed, &self.frame_sets))?);
+            let drawn = at(format!("placement-drawn-{i}.mp4"));
+            let spec = [format!("spec={overlay_set}")];
+            ovl.push(self.timed(&step("overlay", &[&framed], &drawn, &spec))?);
             unfused_clips.push(drawn);
         }
         let compile = |clips: &[PathBuf], name: &str| -> anyhow::Result<f64> {
             let refs: Vec<&Path> = clips.iter().map(PathBuf::as_path).collect();
-            run_timed(
-                &exe,
-                opts.repetitions,
-                &step(
-                    "compile",
-                    &refs,
-                    &scratch.join(format!("placement-{name}-{n}.mp4")),
-                    &[r#"transition={"kind": "fade", "seconds": 0.2}"#.to_string()],
-                ),
-            )
+            let out = at(format!("placement-{name}-{n}.mp4"));
+            let transition = [r#"transition={"kind": "fade", "seconds": 0.2}"#.to_string()];
+            self.timed(&step("compile", &refs, &out, &transition))
         };
         let compile_fused = compile(&fused_clips, "fan")?;
         let compile_unfused = compile(&unfused_clips, "unfused")?;
@@ -355,34 +407,8 @@ pub fn run(
             gpu: sum(&frm),
             router: sum(&ext) + sum(&ovl) + compile_unfused,
         };
-        per_frame.push((single - overhead).max(0.0) / frames.max(1) as f64);
-        let single = Side {
-            wall: single,
-            gpu: single,
-            router: 0.0,
-        };
-        let c = opts.cold_start_secs;
-        let price = |side: Side| side.priced(gpu_price, cpu_price);
-        cases.push(PlacementCase {
-            clips: n,
-            frames,
-            single: price(single),
-            fan_out: price(fan),
-            unfused: price(unfused),
-            fleet_single: price(single.cold(1, c)),
-            fleet_fan_out: price(fan.cold(n, c)),
-            fleet_unfused: price(unfused.cold(n, c)),
-            rule: rule.as_str(),
-        });
+        Ok((fan, unfused))
     }
-    per_frame.sort_by(f64::total_cmp);
-    Ok(PlacementReport {
-        machine: super::frame::machine(),
-        options: opts.clone(),
-        task_overhead_secs: overhead,
-        secs_per_frame: per_frame.get(per_frame.len() / 2).copied().unwrap_or(0.0),
-        cases,
-    })
 }
 
 pub fn render(r: &PlacementReport) -> String {

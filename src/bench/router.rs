@@ -230,28 +230,40 @@ async fn loopback(opts: &RouterBenchOptions) -> anyhow::Result<Vec<f64>> {
         }
     };
     let sdk = sdk_config(&endpoint);
+    let (bucket, [events_url, gpu_url]) = provision(&sdk, &endpoint).await?;
+    let router = start_router(&sdk, &bucket, &events_url, &gpu_url)?;
+    let video = opts.scratch.join("bench-router-source.mp4");
+    make_clip(&router.ffmpeg, &video)?;
+    let latencies = time_uploads(&router, &video, opts.uploads).await;
+    router.stop.cancel();
+    let _ = router.consumer.await;
+    latencies
+}
+
+/// A bucket whose `sources/` uploads notify a new events queue, and a gpu
+/// queue: (bucket, [events queue URL, gpu queue URL]).
+async fn provision(sdk: &SdkConfig, endpoint: &str) -> anyhow::Result<(String, [String; 2])> {
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
+        aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(true)
             .build(),
     );
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
     let bucket = format!("reelay-bench-{}", std::process::id());
     let deadline = Instant::now() + Duration::from_secs(60);
     while s3.create_bucket().bucket(&bucket).send().await.is_err() {
         anyhow::ensure!(Instant::now() < deadline, "no S3 at {endpoint}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut urls = Vec::new();
-    for name in ["bench-events", "bench-gpu"] {
-        let url = sqs
+    let mut urls = [String::new(), String::new()];
+    for (url, name) in urls.iter_mut().zip(["bench-events", "bench-gpu"]) {
+        *url = sqs
             .create_queue()
             .queue_name(format!("{name}-{}", std::process::id()))
             .send()
             .await?
             .queue_url
             .unwrap_or_default();
-        urls.push(url);
     }
     let arn = sqs
         .get_queue_attributes()
@@ -262,6 +274,18 @@ async fn loopback(opts: &RouterBenchOptions) -> anyhow::Result<Vec<f64>> {
         .attributes
         .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .unwrap_or_default();
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(sources_notify(arn)?)
+        .send()
+        .await?;
+    Ok((bucket, urls))
+}
+
+/// Every object created under `sources/` notifies the queue `queue_arn`.
+fn sources_notify(
+    queue_arn: String,
+) -> anyhow::Result<aws_sdk_s3::types::NotificationConfiguration> {
     use aws_sdk_s3::types::{
         Event, FilterRule, FilterRuleName, NotificationConfiguration,
         NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
@@ -278,42 +302,53 @@ async fn loopback(opts: &RouterBenchOptions) -> anyhow::Result<Vec<f64>> {
                 .build(),
         )
         .build();
-    s3.put_bucket_notification_configuration()
-        .bucket(&bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(arn)
-                        .events(Event::from("s3:ObjectCreated:*"))
-                        .filter(filter)
-                        .build()?,
-                )
-                .build(),
+    Ok(NotificationConfiguration::builder()
+        .queue_configurations(
+            QueueConfiguration::builder()
+                .queue_arn(queue_arn)
+                .events(Event::from("s3:ObjectCreated:*"))
+                .filter(filter)
+                .build()?,
         )
-        .send()
-        .await?;
+        .build())
+}
 
+/// A router consuming the events queue, as `reelay route` runs it, with a
+/// rule that makes every `sources/*.mp4` upload start an extract.
+struct RunningRouter {
+    store: Arc<dyn ObjectStore>,
+    ffmpeg: Ffmpeg,
+    starts: Arc<StartTimes>,
+    stop: CancellationToken,
+    consumer: tokio::task::JoinHandle<()>,
+}
+
+fn start_router(
+    sdk: &SdkConfig,
+    bucket: &str,
+    events_url: &str,
+    gpu_url: &str,
+) -> anyhow::Result<RunningRouter> {
     let toml = "[[rules]]\nname = \"preview\"\nmatch = \"sources/*.mp4\"\nkind = \"extract\"\nparams = { start = 0.0, end = 0.5 }\noutput = \"previews/{name}\"\n";
     let config = Arc::new(Config::from_file(
         "(bench)",
         Config::parse_toml("(bench)", toml)?,
     )?);
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::from_sdk_config(
-        &sdk,
-        &bucket,
+        sdk,
+        bucket,
         S3Options {
             path_style: true,
             ..S3Options::default()
         },
     )?);
-    let events: Arc<dyn Queue> = Arc::new(SqsQueue::from_sdk_config(&sdk, &urls[0]));
-    let gpu: Arc<dyn Queue> = Arc::new(SqsQueue::from_sdk_config(&sdk, &urls[1]));
+    let events: Arc<dyn Queue> = Arc::new(SqsQueue::from_sdk_config(sdk, events_url));
+    let gpu: Arc<dyn Queue> = Arc::new(SqsQueue::from_sdk_config(sdk, gpu_url));
     let starts = Arc::new(StartTimes::default());
     let ffmpeg = Ffmpeg::locate()?;
     let executor = Arc::new(Executor {
         store: store.clone(),
-        config: config.clone(),
+        config,
         dispatcher: Dispatcher {
             events: events.clone(),
             gpu,
@@ -337,9 +372,17 @@ async fn loopback(opts: &RouterBenchOptions) -> anyhow::Result<Vec<f64>> {
         Arc::new(Router { executor }),
         stop.clone(),
     ));
+    Ok(RunningRouter {
+        store,
+        ffmpeg,
+        starts,
+        stop,
+        consumer,
+    })
+}
 
-    // A 1 s 160x90 clip, uploaded under a new key each time.
-    let video = opts.scratch.join("bench-router-source.mp4");
+/// A 1 s 160x90 clip, uploaded under a new key each time.
+fn make_clip(ffmpeg: &Ffmpeg, video: &Path) -> anyhow::Result<()> {
     let args: Vec<std::ffi::OsString> = [
         "-f",
         "lavfi",
@@ -356,19 +399,29 @@ async fn loopback(opts: &RouterBenchOptions) -> anyhow::Result<Vec<f64>> {
     ]
     .iter()
     .map(Into::into)
-    .chain([path_arg(&video)])
+    .chain([path_arg(video)])
     .collect();
     ffmpeg.run(&args, None, &mut |_| {}, &CancellationToken::new())?;
+    Ok(())
+}
 
-    let mut latencies = Vec::with_capacity(opts.uploads);
-    for i in 0..opts.uploads {
+/// Milliseconds from each PutObject to the start of the step it caused,
+/// one upload at a time.
+async fn time_uploads(
+    router: &RunningRouter,
+    video: &Path,
+    uploads: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::with_capacity(uploads);
+    for i in 0..uploads {
         let key = format!("sources/u{i:05}.mp4");
         let put = Instant::now();
-        store
-            .put_file(&key, &video, "video/mp4", &Metadata::new())
+        router
+            .store
+            .put_file(&key, video, "video/mp4", &Metadata::new())
             .await?;
         let started = loop {
-            if let Some(t) = starts.0.lock().unwrap().get(&key) {
+            if let Some(t) = router.starts.0.lock().unwrap().get(&key) {
                 break *t;
             }
             anyhow::ensure!(
@@ -379,8 +432,6 @@ async fn loopback(opts: &RouterBenchOptions) -> anyhow::Result<Vec<f64>> {
         };
         latencies.push(started.duration_since(put).as_secs_f64() * 1e3);
     }
-    stop.cancel();
-    let _ = consumer.await;
     Ok(latencies)
 }
 

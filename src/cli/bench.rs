@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::bench::frame::{FrameBenchConfig, render as render_frame, run as frame_bench};
 use crate::bench::inference::{InferenceBenchConfig, InferenceBenchReport, run as inference_bench};
@@ -17,212 +17,248 @@ use crate::models::Manifest;
 pub enum BenchCommand {
     /// extract and compile against the bare FFmpeg commands with the same
     /// encoder settings (90 s 1080p30 source; 6 s and 30 s clips).
-    Cpu {
-        #[arg(long, default_value_t = 3)]
-        repetitions: u32,
-        /// Scratch folder for the generated source and outputs.
-        #[arg(long, default_value = ".cache/bench")]
-        scratch: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Cpu(CpuArgs),
     /// Model-only upscaler throughput; with `--batch` above 1 it also runs
     /// batch 1 in the same process and prints the speed-up.
-    Upscale {
-        #[arg(long, default_value = "realesr-general-x4v3")]
-        model: String,
-        /// Crop (model input) size, WxH.
-        #[arg(long, default_value = "160x90")]
-        crop: String,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// cpu, cuda or auto.
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// fp32 or fp16 (fp16 runs on CUDA only).
-        #[arg(long, default_value = "fp32")]
-        precision: String,
-        /// Minimum timed seconds per configuration.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        #[arg(long)]
-        json: bool,
-    },
+    Upscale(UpscaleArgs),
     /// The frame step against its model: (a) model-only frames/s on random
     /// input after warm-up, (b) the whole step's frames/s on a generated
     /// clip with the same model, crop size, batch and device; efficiency b/a.
-    Frame {
-        #[arg(long, default_value = "realesr-general-x4v3")]
-        model: String,
-        /// Crop (model input) size, WxH.
-        #[arg(long, default_value = "160x90")]
-        crop: String,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// cpu, cuda or auto.
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// fp32 or fp16 (fp16 runs on CUDA only).
-        #[arg(long, default_value = "fp32")]
-        precision: String,
-        /// Frames in the generated clip.
-        #[arg(long, default_value_t = 48)]
-        frames: u32,
-        /// Generated clip size, WxH (30 fps, with audio).
-        #[arg(long, default_value = "1280x720")]
-        source: String,
-        /// Output size, WxH; default: the crop times the model's scale.
-        #[arg(long)]
-        size: Option<String>,
-        /// Minimum timed seconds of each model-only run.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// (a)-then-(b) pairs; the report gives medians.
-        #[arg(long, default_value_t = 3)]
-        repetitions: u32,
-        /// Scratch folder for the generated clip and the output.
-        #[arg(long, default_value = ".cache/bench")]
-        scratch: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Frame(FrameArgs),
     /// Single-container against fan-out (fused and unfused) for 1, 4 and 8
     /// framed clips with a spotlight, as real `reelay run` processes: job
     /// time and cost, and what the placement rule picks.
-    Placement {
-        /// Clip counts, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 4, 8])]
-        clips: Vec<usize>,
-        /// Seconds per clip (30 frames/s).
-        #[arg(long, default_value_t = 1.0)]
-        clip_seconds: f64,
-        /// Runs of each process (medians).
-        #[arg(long, default_value_t = 3)]
-        repetitions: u32,
-        /// A GPU task's cold start on the fleet, for the projection.
-        #[arg(long, default_value_t = 7.0)]
-        cold_start: f64,
-        #[arg(long, default_value = ".cache/bench")]
-        scratch: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Placement(PlacementArgs),
     /// The overlay step at 1080p on the CPU against the same FFmpeg decode
     /// and encode without an overlay (frames/s and their ratio; target 0.90).
-    Overlay {
-        #[arg(long, default_value_t = 3)]
-        repetitions: u32,
-        /// Source length in seconds.
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        /// Scratch folder for the generated source and outputs.
-        #[arg(long, default_value = ".cache/bench")]
-        scratch: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Overlay(OverlayArgs),
     /// Detection frames/s: the model alone against end to end (decode, scale,
     /// model, boxes back in source pixels), on a 1080p pan across a photo.
-    Detect {
-        #[arg(long, default_value = crate::tasks::detect::DEFAULT_MODEL)]
-        model: String,
-        /// cpu, cuda or auto.
-        #[arg(long, default_value = "auto")]
-        device: String,
-        /// YOLO input side, when the model does not fix it.
-        #[arg(long)]
-        imgsz: Option<u32>,
-        /// Source length in seconds.
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        /// Minimum timed seconds of the model-only loop.
-        #[arg(long, default_value_t = 3.0)]
-        model_seconds: f64,
-        #[arg(long, default_value_t = 3)]
-        repetitions: u32,
-        #[arg(long, default_value = ".cache/bench")]
-        scratch: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Detect(DetectArgs),
     /// The GPU check's benchmarks as one table (`make gpu-check`): the
     /// upscaler at each precision and batch (frames/s, TFLOP/s, T4
     /// projection), the frame step against the model, detection.
-    Gpu {
-        #[arg(long, default_value = "realesr-general-x4v3")]
-        model: String,
-        /// cuda, or cpu for a dry run.
-        #[arg(long, default_value = "cuda")]
-        device: String,
-        /// Upscaler input size, WxH.
-        #[arg(long, default_value = "640x360")]
-        crop: String,
-        #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 2, 4, 8])]
-        batches: Vec<usize>,
-        #[arg(long, value_delimiter = ',', default_value = "fp16,fp32")]
-        precisions: Vec<String>,
-        /// Minimum timed seconds per upscaler row.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
-        /// Frames in the frame step's clip (0: skip the frame step).
-        #[arg(long, default_value_t = 96)]
-        frame_frames: u32,
-        /// The frame step's source clip, WxH.
-        #[arg(long, default_value = "1280x720")]
-        frame_source: String,
-        /// Seconds of the detection source (0: skip detection).
-        #[arg(long, default_value_t = 5.0)]
-        detect_seconds: f64,
-        /// Detection source size, WxH.
-        #[arg(long, default_value = "1920x1080")]
-        detect_source: String,
-        /// This GPU's dense fp16 tensor peak, TFLOP/s, when not built in.
-        #[arg(long, requires = "peak_fp32")]
-        peak_fp16: Option<f64>,
-        /// This GPU's fp32 peak, TFLOP/s, when not built in.
-        #[arg(long, requires = "peak_fp16")]
-        peak_fp32: Option<f64>,
-        #[arg(long, default_value = ".cache/bench")]
-        scratch: PathBuf,
-        /// Also write the table here (and the JSON beside it, .json).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
+    Gpu(GpuArgs),
     /// The demo end to end: wall time against its critical path of steps,
     /// and peak RSS of reelay against that of its FFmpeg children.
-    Demo {
-        /// Bucket folder; emptied first so every step really runs.
-        #[arg(long, default_value = ".cache/bench/demo-bucket")]
-        root: PathBuf,
-    },
+    Demo(DemoArgs),
     /// Router cost per event (parse, match, plan) in process, and PutObject →
     /// step start latency on loopback against moto (p50, p99), with peak RSS.
-    Router {
-        /// Events timed in process.
-        #[arg(long, default_value_t = 5000)]
-        events: usize,
-        /// Sequential uploads timed against the S3+SQS server.
-        #[arg(long, default_value_t = 200)]
-        uploads: usize,
-        /// An S3+SQS endpoint (default: start moto from .tools/venv).
-        #[arg(long)]
-        endpoint: Option<String>,
-        #[arg(long, default_value = ".cache/bench")]
-        scratch: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
+    Router(RouterArgs),
+}
+
+// `reelay bench cpu`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct CpuArgs {
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    /// Scratch folder for the generated source and outputs.
+    #[arg(long, default_value = ".cache/bench")]
+    pub scratch: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `reelay bench upscale`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct UpscaleArgs {
+    #[arg(long, default_value = "realesr-general-x4v3")]
+    pub model: String,
+    /// Crop (model input) size, WxH.
+    #[arg(long, default_value = "160x90")]
+    pub crop: String,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// fp32 or fp16 (fp16 runs on CUDA only).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+    /// Minimum timed seconds per configuration.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `reelay bench frame`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct FrameArgs {
+    #[arg(long, default_value = "realesr-general-x4v3")]
+    pub model: String,
+    /// Crop (model input) size, WxH.
+    #[arg(long, default_value = "160x90")]
+    pub crop: String,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// fp32 or fp16 (fp16 runs on CUDA only).
+    #[arg(long, default_value = "fp32")]
+    pub precision: String,
+    /// Frames in the generated clip.
+    #[arg(long, default_value_t = 48)]
+    pub frames: u32,
+    /// Generated clip size, WxH (30 fps, with audio).
+    #[arg(long, default_value = "1280x720")]
+    pub source: String,
+    /// Output size, WxH; default: the crop times the model's scale.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Minimum timed seconds of each model-only run.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// (a)-then-(b) pairs; the report gives medians.
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    /// Scratch folder for the generated clip and the output.
+    #[arg(long, default_value = ".cache/bench")]
+    pub scratch: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `reelay bench placement`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct PlacementArgs {
+    /// Clip counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 4, 8])]
+    pub clips: Vec<usize>,
+    /// Seconds per clip (30 frames/s).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_seconds: f64,
+    /// Runs of each process (medians).
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    /// A GPU task's cold start on the fleet, for the projection.
+    #[arg(long, default_value_t = 7.0)]
+    pub cold_start: f64,
+    #[arg(long, default_value = ".cache/bench")]
+    pub scratch: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `reelay bench overlay`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct OverlayArgs {
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    /// Source length in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Scratch folder for the generated source and outputs.
+    #[arg(long, default_value = ".cache/bench")]
+    pub scratch: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `reelay bench detect`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    #[arg(long, default_value = crate::tasks::detect::DEFAULT_MODEL)]
+    pub model: String,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// YOLO input side, when the model does not fix it.
+    #[arg(long)]
+    pub imgsz: Option<u32>,
+    /// Source length in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Minimum timed seconds of the model-only loop.
+    #[arg(long, default_value_t = 3.0)]
+    pub model_seconds: f64,
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: u32,
+    #[arg(long, default_value = ".cache/bench")]
+    pub scratch: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `reelay bench gpu`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct GpuArgs {
+    #[arg(long, default_value = "realesr-general-x4v3")]
+    pub model: String,
+    /// cuda, or cpu for a dry run.
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// Upscaler input size, WxH.
+    #[arg(long, default_value = "640x360")]
+    pub crop: String,
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 2, 4, 8])]
+    pub batches: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "fp16,fp32")]
+    pub precisions: Vec<String>,
+    /// Minimum timed seconds per upscaler row.
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Frames in the frame step's clip (0: skip the frame step).
+    #[arg(long, default_value_t = 96)]
+    pub frame_frames: u32,
+    /// The frame step's source clip, WxH.
+    #[arg(long, default_value = "1280x720")]
+    pub frame_source: String,
+    /// Seconds of the detection source (0: skip detection).
+    #[arg(long, default_value_t = 5.0)]
+    pub detect_seconds: f64,
+    /// Detection source size, WxH.
+    #[arg(long, default_value = "1920x1080")]
+    pub detect_source: String,
+    /// This GPU's dense fp16 tensor peak, TFLOP/s, when not built in.
+    #[arg(long, requires = "peak_fp32")]
+    pub peak_fp16: Option<f64>,
+    /// This GPU's fp32 peak, TFLOP/s, when not built in.
+    #[arg(long, requires = "peak_fp16")]
+    pub peak_fp32: Option<f64>,
+    #[arg(long, default_value = ".cache/bench")]
+    pub scratch: PathBuf,
+    /// Also write the table here (and the JSON beside it, .json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+// `reelay bench demo`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Bucket folder; emptied first so every step really runs.
+    #[arg(long, default_value = ".cache/bench/demo-bucket")]
+    pub root: PathBuf,
+}
+
+// `reelay bench router`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct RouterArgs {
+    /// Events timed in process.
+    #[arg(long, default_value_t = 5000)]
+    pub events: usize,
+    /// Sequential uploads timed against the S3+SQS server.
+    #[arg(long, default_value_t = 200)]
+    pub uploads: usize,
+    /// An S3+SQS endpoint (default: start moto from .tools/venv).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long, default_value = ".cache/bench")]
+    pub scratch: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `reelay bench cpu`: extract and compile against the bare FFmpeg command.
-async fn cpu(
-    repetitions: u32,
-    scratch: PathBuf,
-    json: bool,
-    config: Option<PathBuf>,
-) -> anyhow::Result<()> {
+async fn cpu(args: CpuArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let CpuArgs {
+        repetitions,
+        scratch,
+        json,
+    } = args;
     let ff = Ffmpeg::locate()?;
     let profile = Config::load(config.as_deref())?.file.output;
     let font = crate::tasks::compile::locate_font().ok();
@@ -236,277 +272,280 @@ async fn cpu(
         })
     })
     .await??;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render_cpu(&report));
-    }
-    Ok(())
+    print_report(&report, json, render_cpu)
 }
 
 pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
     match which {
-        which @ BenchCommand::Gpu { .. } => gpu(which, config).await,
-        BenchCommand::Cpu {
-            repetitions,
-            scratch,
-            json,
-        } => cpu(repetitions, scratch, json, config).await,
-        BenchCommand::Upscale {
-            model,
-            crop,
-            batch,
-            device,
-            precision,
-            seconds,
-            json,
-        } => {
-            let (w, h) = crop
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-                .ok_or_else(|| anyhow::anyhow!("--crop {crop:?}: expected WxH, e.g. 160x90"))?;
-            let mut cfg = InferenceBenchConfig::new(model, w, h);
-            cfg.device = device.parse().map_err(anyhow::Error::msg)?;
-            cfg.precision = precision.parse().map_err(anyhow::Error::msg)?;
-            cfg.min_seconds = seconds;
-            let manifest = Manifest::load_default()?;
-            let mut reports = Vec::new();
-            if batch > 1 {
-                reports.push(tokio::task::block_in_place(|| {
-                    inference_bench(&manifest, &cfg)
-                })?);
-            }
-            cfg.batch_size = batch;
-            reports.push(tokio::task::block_in_place(|| {
-                inference_bench(&manifest, &cfg)
-            })?);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
-                return Ok(());
-            }
-            println!("{}", InferenceBenchReport::table_header());
-            for r in &reports {
-                println!("{}", r.table_row());
-            }
-            if let [one, many] = reports.as_slice() {
-                println!(
-                    "batch {} / batch 1 frames per second: {:.3}",
-                    many.batch_size,
-                    many.fps / one.fps
-                );
-            }
-            Ok(())
-        }
-        BenchCommand::Router {
-            events,
-            uploads,
-            endpoint,
-            scratch,
-            json,
-        } => {
-            let report = crate::bench::router::run(&crate::bench::router::RouterBenchOptions {
-                events,
-                uploads,
-                endpoint,
-                scratch,
-            })
-            .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", report.render());
-            }
-            Ok(())
-        }
-        BenchCommand::Frame {
-            model,
-            crop,
-            batch,
-            device,
-            precision,
-            frames,
-            source,
-            size,
-            seconds,
-            repetitions,
-            scratch,
-            json,
-        } => {
-            let (w, h) = parse_wxh("--crop", &crop)?;
-            let (sw, sh) = parse_wxh("--source", &source)?;
-            let mut cfg = FrameBenchConfig::new(model, w, h);
-            cfg.batch = batch;
-            cfg.device = device.parse().map_err(anyhow::Error::msg)?;
-            cfg.precision = precision.parse().map_err(anyhow::Error::msg)?;
-            cfg.frames = frames.max(1);
-            cfg.source_w = sw;
-            cfg.source_h = sh;
-            cfg.size = size
-                .map(|s| s.parse().map_err(anyhow::Error::msg))
-                .transpose()?;
-            cfg.model_seconds = seconds;
-            cfg.repetitions = repetitions.max(1);
-            let ff = Ffmpeg::locate()?;
-            let profile = Config::load(config.as_deref())?.file.output;
-            let manifest = Manifest::load_default()?;
-            let report = tokio::task::spawn_blocking(move || {
-                frame_bench(&ff, &manifest, &profile, &scratch, &cfg, &mut |l| {
-                    eprintln!("{l}")
-                })
-            })
-            .await??;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", render_frame(&report));
-            }
-            Ok(())
-        }
-        BenchCommand::Placement {
-            clips,
-            clip_seconds,
-            repetitions,
-            cold_start,
-            scratch,
-            json,
-        } => {
-            let ff = Ffmpeg::locate()?;
-            let config = Config::load(config.as_deref())?;
-            let opts = crate::bench::placement::PlacementBenchOptions {
-                clip_counts: clips,
-                clip_seconds,
-                repetitions,
-                cold_start_secs: cold_start,
-                ..Default::default()
-            };
-            let report = tokio::task::spawn_blocking(move || {
-                crate::bench::placement::run(
-                    &ff,
-                    &config.file.output,
-                    &config.file.prices,
-                    &scratch,
-                    &opts,
-                    &mut |l| eprintln!("{l}"),
-                )
-            })
-            .await??;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", crate::bench::placement::render(&report));
-            }
-            Ok(())
-        }
-        BenchCommand::Overlay {
-            repetitions,
-            seconds,
-            scratch,
-            json,
-        } => {
-            let ff = Ffmpeg::locate()?;
-            let profile = Config::load(config.as_deref())?.file.output;
-            let font = crate::tasks::compile::locate_font().ok();
-            let opts = crate::bench::overlay::OverlayBenchOptions {
-                repetitions,
-                seconds,
-                ..Default::default()
-            };
-            let report = tokio::task::spawn_blocking(move || {
-                crate::bench::overlay::run_overlay_bench(
-                    &ff,
-                    &scratch,
-                    &opts,
-                    &profile,
-                    font,
-                    &mut |l| eprintln!("{l}"),
-                )
-            })
-            .await??;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", crate::bench::overlay::render(&report));
-            }
-            Ok(())
-        }
-        BenchCommand::Detect {
-            model,
-            device,
-            imgsz,
-            seconds,
-            model_seconds,
-            repetitions,
-            scratch,
-            json,
-        } => {
-            let ff = Ffmpeg::locate()?;
-            let manifest = Manifest::load_default()?;
-            let opts = crate::bench::detect::DetectBenchOptions {
-                model,
-                load: crate::tasks::detect::detect_load_options(
-                    device.parse().map_err(anyhow::Error::msg)?,
-                ),
-                imgsz,
-                seconds,
-                min_model_secs: model_seconds,
-                repetitions,
-                ..Default::default()
-            };
-            let report = tokio::task::spawn_blocking(move || {
-                crate::bench::detect::run_detect_bench(&ff, &manifest, &scratch, &opts, &mut |l| {
-                    eprintln!("{l}")
-                })
-            })
-            .await??;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print!("{}", crate::bench::detect::render(&report));
-            }
-            Ok(())
-        }
-        BenchCommand::Demo { root } => {
-            // Keep the source between runs; drop everything the pipeline made.
-            for dir in ["jobs", "work", "exports", "_reelay"] {
-                let _ = std::fs::remove_dir_all(root.join(dir));
-            }
-            let outcome = super::demo::run(root, config.as_deref()).await?;
-            let extract_max = outcome
-                .step_secs
-                .iter()
-                .filter(|(k, _)| k == "extract")
-                .map(|(_, s)| *s)
-                .fold(0.0, f64::max);
-            let others: f64 = outcome
-                .step_secs
-                .iter()
-                .filter(|(k, _)| k != "extract")
-                .map(|(_, s)| s)
-                .sum();
-            let critical = extract_max + others;
-            let total: f64 = outcome.step_secs.iter().map(|(_, s)| s).sum();
-            let own = rss::peak_self_bytes().unwrap_or(0) as f64 / 1048576.0;
-            let child = rss::peak_children_bytes().unwrap_or(0) as f64 / 1048576.0;
-            println!("\nbench demo ({} steps)", outcome.step_secs.len());
-            println!(
-                "  end to end           {:>8.2} s  (source making {:.2} s not counted)",
-                outcome.pipeline_secs, outcome.source_secs
-            );
-            println!("  step time, summed    {total:>8.2} s");
-            println!(
-                "  critical path        {critical:>8.2} s  (slowest extract + the other steps: frame, compile)"
-            );
-            println!(
-                "  end to end / critical path  {:.3}  (orchestration overhead; 1.0 is none)",
-                outcome.pipeline_secs / critical
-            );
-            println!(
-                "  peak RSS: reelay {own:.1} MiB, largest FFmpeg child {child:.1} MiB, ratio {:.3}",
-                own / child.max(1.0)
-            );
-            Ok(())
-        }
+        BenchCommand::Gpu(args) => gpu(args, config).await,
+        BenchCommand::Cpu(args) => cpu(args, config).await,
+        BenchCommand::Upscale(args) => upscale(args).await,
+        BenchCommand::Router(args) => router(args).await,
+        BenchCommand::Frame(args) => frame(args, config).await,
+        BenchCommand::Placement(args) => placement(args, config).await,
+        BenchCommand::Overlay(args) => overlay(args, config).await,
+        BenchCommand::Detect(args) => detect(args).await,
+        BenchCommand::Demo(args) => demo(args, config).await,
     }
+}
+
+/// `reelay bench upscale`.
+async fn upscale(args: UpscaleArgs) -> anyhow::Result<()> {
+    let UpscaleArgs {
+        model,
+        crop,
+        batch,
+        device,
+        precision,
+        seconds,
+        json,
+    } = args;
+    let (w, h) = crop
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--crop {crop:?}: expected WxH, e.g. 160x90"))?;
+    let mut cfg = InferenceBenchConfig::new(model, w, h);
+    cfg.device = device.parse().map_err(anyhow::Error::msg)?;
+    cfg.precision = precision.parse().map_err(anyhow::Error::msg)?;
+    cfg.min_seconds = seconds;
+    let manifest = Manifest::load_default()?;
+    let mut reports = Vec::new();
+    if batch > 1 {
+        reports.push(tokio::task::block_in_place(|| {
+            inference_bench(&manifest, &cfg)
+        })?);
+    }
+    cfg.batch_size = batch;
+    reports.push(tokio::task::block_in_place(|| {
+        inference_bench(&manifest, &cfg)
+    })?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    println!("{}", InferenceBenchReport::table_header());
+    for r in &reports {
+        println!("{}", r.table_row());
+    }
+    if let [one, many] = reports.as_slice() {
+        println!(
+            "batch {} / batch 1 frames per second: {:.3}",
+            many.batch_size,
+            many.fps / one.fps
+        );
+    }
+    Ok(())
+}
+
+/// `reelay bench router`.
+async fn router(args: RouterArgs) -> anyhow::Result<()> {
+    let RouterArgs {
+        events,
+        uploads,
+        endpoint,
+        scratch,
+        json,
+    } = args;
+    let report = crate::bench::router::run(&crate::bench::router::RouterBenchOptions {
+        events,
+        uploads,
+        endpoint,
+        scratch,
+    })
+    .await?;
+    print_report(&report, json, |r| r.render())
+}
+
+/// `reelay bench frame`.
+async fn frame(args: FrameArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let FrameArgs {
+        model,
+        crop,
+        batch,
+        device,
+        precision,
+        frames,
+        source,
+        size,
+        seconds,
+        repetitions,
+        scratch,
+        json,
+    } = args;
+    let (w, h) = parse_wxh("--crop", &crop)?;
+    let (sw, sh) = parse_wxh("--source", &source)?;
+    let mut cfg = FrameBenchConfig::new(model, w, h);
+    cfg.batch = batch;
+    cfg.device = device.parse().map_err(anyhow::Error::msg)?;
+    cfg.precision = precision.parse().map_err(anyhow::Error::msg)?;
+    cfg.frames = frames.max(1);
+    cfg.source_w = sw;
+    cfg.source_h = sh;
+    cfg.size = size
+        .map(|s| s.parse().map_err(anyhow::Error::msg))
+        .transpose()?;
+    cfg.model_seconds = seconds;
+    cfg.repetitions = repetitions.max(1);
+    let ff = Ffmpeg::locate()?;
+    let profile = Config::load(config.as_deref())?.file.output;
+    let manifest = Manifest::load_default()?;
+    let report = tokio::task::spawn_blocking(move || {
+        frame_bench(&ff, &manifest, &profile, &scratch, &cfg, &mut |l| {
+            eprintln!("{l}")
+        })
+    })
+    .await??;
+    print_report(&report, json, render_frame)
+}
+
+/// `reelay bench placement`.
+async fn placement(args: PlacementArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let PlacementArgs {
+        clips,
+        clip_seconds,
+        repetitions,
+        cold_start,
+        scratch,
+        json,
+    } = args;
+    let ff = Ffmpeg::locate()?;
+    let config = Config::load(config.as_deref())?;
+    let opts = crate::bench::placement::PlacementBenchOptions {
+        clip_counts: clips,
+        clip_seconds,
+        repetitions,
+        cold_start_secs: cold_start,
+        ..Default::default()
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        crate::bench::placement::run(
+            &ff,
+            &config.file.output,
+            &config.file.prices,
+            &scratch,
+            &opts,
+            &mut |l| eprintln!("{l}"),
+        )
+    })
+    .await??;
+    print_report(&report, json, crate::bench::placement::render)
+}
+
+/// `reelay bench overlay`.
+async fn overlay(args: OverlayArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let OverlayArgs {
+        repetitions,
+        seconds,
+        scratch,
+        json,
+    } = args;
+    let ff = Ffmpeg::locate()?;
+    let profile = Config::load(config.as_deref())?.file.output;
+    let font = crate::tasks::compile::locate_font().ok();
+    let opts = crate::bench::overlay::OverlayBenchOptions {
+        repetitions,
+        seconds,
+        ..Default::default()
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        crate::bench::overlay::run_overlay_bench(&ff, &scratch, &opts, &profile, font, &mut |l| {
+            eprintln!("{l}")
+        })
+    })
+    .await??;
+    print_report(&report, json, crate::bench::overlay::render)
+}
+
+/// `reelay bench detect`.
+async fn detect(args: DetectArgs) -> anyhow::Result<()> {
+    let DetectArgs {
+        model,
+        device,
+        imgsz,
+        seconds,
+        model_seconds,
+        repetitions,
+        scratch,
+        json,
+    } = args;
+    let ff = Ffmpeg::locate()?;
+    let manifest = Manifest::load_default()?;
+    let opts = crate::bench::detect::DetectBenchOptions {
+        model,
+        load: crate::tasks::detect::detect_load_options(
+            device.parse().map_err(anyhow::Error::msg)?,
+        ),
+        imgsz,
+        seconds,
+        min_model_secs: model_seconds,
+        repetitions,
+        ..Default::default()
+    };
+    let report = tokio::task::spawn_blocking(move || {
+        crate::bench::detect::run_detect_bench(&ff, &manifest, &scratch, &opts, &mut |l| {
+            eprintln!("{l}")
+        })
+    })
+    .await??;
+    print_report(&report, json, crate::bench::detect::render)
+}
+
+/// `reelay bench demo`.
+async fn demo(args: DemoArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let DemoArgs { root } = args;
+    // Keep the source between runs; drop everything the pipeline made.
+    for dir in ["jobs", "work", "exports", "_reelay"] {
+        let _ = std::fs::remove_dir_all(root.join(dir));
+    }
+    let outcome = super::demo::run(root, config.as_deref()).await?;
+    let extract_max = outcome
+        .step_secs
+        .iter()
+        .filter(|(k, _)| k == "extract")
+        .map(|(_, s)| *s)
+        .fold(0.0, f64::max);
+    let others: f64 = outcome
+        .step_secs
+        .iter()
+        .filter(|(k, _)| k != "extract")
+        .map(|(_, s)| s)
+        .sum();
+    let critical = extract_max + others;
+    let total: f64 = outcome.step_secs.iter().map(|(_, s)| s).sum();
+    let own = rss::peak_self_bytes().unwrap_or(0) as f64 / 1048576.0;
+    let child = rss::peak_children_bytes().unwrap_or(0) as f64 / 1048576.0;
+    println!("\nbench demo ({} steps)", outcome.step_secs.len());
+    println!(
+        "  end to end           {:>8.2} s  (source making {:.2} s not counted)",
+        outcome.pipeline_secs, outcome.source_secs
+    );
+    println!("  step time, summed    {total:>8.2} s");
+    println!(
+        "  critical path        {critical:>8.2} s  (slowest extract + the other steps: frame, compile)"
+    );
+    println!(
+        "  end to end / critical path  {:.3}  (orchestration overhead; 1.0 is none)",
+        outcome.pipeline_secs / critical
+    );
+    println!(
+        "  peak RSS: reelay {own:.1} MiB, largest FFmpeg child {child:.1} MiB, ratio {:.3}",
+        own / child.max(1.0)
+    );
+    Ok(())
+}
+
+/// The report as JSON with `--json`, else as its table.
+fn print_report<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    render: impl FnOnce(&R) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
 }
 
 fn parse_wxh(flag: &str, value: &str) -> anyhow::Result<(u32, u32)> {
@@ -548,9 +587,9 @@ fn render_cpu(report: &CpuBenchReport) -> String {
 }
 
 /// `reelay bench gpu`: options from the flags, one blocking run, the table.
-async fn gpu(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result<()> {
+async fn gpu(args: GpuArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     use crate::bench::gpu::{GpuBenchOptions, Peaks, cuda_defaults, render, run};
-    let BenchCommand::Gpu {
+    let GpuArgs {
         model,
         device,
         crop,
@@ -566,10 +605,7 @@ async fn gpu(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result<()>
         scratch,
         out,
         json,
-    } = which
-    else {
-        unreachable!("called for bench gpu only")
-    };
+    } = args;
     let device: crate::inference::Device = device.parse().map_err(anyhow::Error::msg)?;
     let mut o: GpuBenchOptions = cuda_defaults(&model);
     o.device = device;

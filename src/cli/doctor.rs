@@ -520,51 +520,9 @@ pub fn render(r: &Report) -> String {
         },
     );
     line("  providers", o.providers.join(", "));
-    let c = &r.cuda;
-    let loaded = c.libraries.iter().filter(|l| l.ok).count();
-    line(
-        "cuda libraries",
-        match (&c.provider_library, c.libraries.iter().find(|l| !l.ok)) {
-            (None, _) => "no CUDA provider next to ONNX Runtime".into(),
-            (Some(_), None) => format!("{loaded} of {} load", c.libraries.len()),
-            (Some(_), Some(bad)) => format!(
-                "{loaded} of {} load; {} FAILED: {}",
-                c.libraries.len(),
-                bad.name,
-                bad.error.as_deref().unwrap_or("")
-            ),
-        },
-    );
-    line(
-        "nvidia driver",
-        match (&c.driver, &c.driver_error) {
-            (Some(d), _) => format!(
-                "{} (CUDA {}); {}",
-                d.driver_version.as_deref().unwrap_or("version unknown"),
-                d.cuda_version,
-                d.gpus
-                    .iter()
-                    .map(|g| format!(
-                        "GPU {}: {} ({} MiB, cc {})",
-                        g.id, g.name, g.memory_mib, g.compute_capability
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            (None, e) => format!("none: {}", e.as_deref().unwrap_or("?")),
-        },
-    );
-    line(
-        "cuda provider",
-        match c.registers {
-            Some(true) => "registers".into(),
-            Some(false) => format!("FAILED: {}", c.register_error.as_deref().unwrap_or("")),
-            None => c
-                .register_error
-                .clone()
-                .unwrap_or_else(|| "not tried".into()),
-        },
-    );
+    line("cuda libraries", cuda_libraries(&r.cuda));
+    line("nvidia driver", nvidia_driver(&r.cuda));
+    line("cuda provider", cuda_provider(&r.cuda));
     let f = &r.ffmpeg;
     line(
         "ffmpeg",
@@ -611,6 +569,52 @@ pub fn render(r: &Report) -> String {
         },
     );
     s
+}
+
+/// Whether the CUDA provider's libraries load, naming the first that does not.
+fn cuda_libraries(c: &CudaCheck) -> String {
+    let loaded = c.libraries.iter().filter(|l| l.ok).count();
+    match (&c.provider_library, c.libraries.iter().find(|l| !l.ok)) {
+        (None, _) => "no CUDA provider next to ONNX Runtime".into(),
+        (Some(_), None) => format!("{loaded} of {} load", c.libraries.len()),
+        (Some(_), Some(bad)) => format!(
+            "{loaded} of {} load; {} FAILED: {}",
+            c.libraries.len(),
+            bad.name,
+            bad.error.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// The driver's version and its GPUs, or why there is none.
+fn nvidia_driver(c: &CudaCheck) -> String {
+    match (&c.driver, &c.driver_error) {
+        (Some(d), _) => format!(
+            "{} (CUDA {}); {}",
+            d.driver_version.as_deref().unwrap_or("version unknown"),
+            d.cuda_version,
+            d.gpus
+                .iter()
+                .map(|g| format!(
+                    "GPU {}: {} ({} MiB, cc {})",
+                    g.id, g.name, g.memory_mib, g.compute_capability
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        (None, e) => format!("none: {}", e.as_deref().unwrap_or("?")),
+    }
+}
+
+fn cuda_provider(c: &CudaCheck) -> String {
+    match c.registers {
+        Some(true) => "registers".into(),
+        Some(false) => format!("FAILED: {}", c.register_error.as_deref().unwrap_or("")),
+        None => c
+            .register_error
+            .clone()
+            .unwrap_or_else(|| "not tried".into()),
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,11 @@
 //! AWS-mode settings: the `[aws]` section of `reelay.toml`, the bucket and
 //! queue URLs (`bucket`, `events_queue_url`, `gpu_queue_url` at the top level,
 //! overridden by `REELAY_BUCKET`, `REELAY_EVENTS_QUEUE_URL`,
-//! `REELAY_GPU_QUEUE_URL`), and `[placement]`, which says which queue a step
-//! kind is sent to.
-
-use std::collections::BTreeMap;
+//! `REELAY_GPU_QUEUE_URL`).
 
 use serde::{Deserialize, Serialize};
 
-use crate::tasks::{Hardware, StepKind};
+use crate::invalid::Invalid;
 
 /// `[aws]`: how `reelay route`, `reelay work`, `reelay reconcile` and the
 /// Lambda reach the bucket and the queues. Credentials and region come from
@@ -61,45 +58,38 @@ impl Default for AwsSettings {
     }
 }
 
-/// `[placement]`: step kind → `cpu` (run by the router, from the events
-/// queue) or `gpu` (sent to the gpu queue for `reelay work`). Kinds not named
-/// keep their own hardware.
-pub type PlacementTable = BTreeMap<String, String>;
-
-/// A problem with the AWS settings: (field, problem, fix).
-pub type Problem = (String, String, String);
-
-/// Checks `[aws]`, `[placement]` and the bucket and queue URLs.
+/// Checks `[aws]` and the bucket and queue URLs of the file `object`.
 pub fn validate(
+    object: &str,
     aws: &AwsSettings,
-    placement: &PlacementTable,
     bucket: Option<&str>,
     queues: [(&str, Option<&str>); 2],
-) -> Result<(), Problem> {
+) -> Result<(), Invalid> {
+    let err = |field: &str, problem: String, fix: String| Invalid::new(object, field, problem, fix);
     if aws.poll_wait_seconds > 20 {
-        return Err((
-            "aws.poll_wait_seconds".into(),
+        return Err(err(
+            "aws.poll_wait_seconds",
             format!("{} is out of range", aws.poll_wait_seconds),
             "use 0 to 20 (SQS's longest long poll)".into(),
         ));
     }
     if aws.shutdown_grace_seconds > 3600 {
-        return Err((
-            "aws.shutdown_grace_seconds".into(),
+        return Err(err(
+            "aws.shutdown_grace_seconds",
             format!("{} is out of range", aws.shutdown_grace_seconds),
             "use 0 to 3600, below the container's stop timeout".into(),
         ));
     }
     if !(1..=20).contains(&aws.max_attempts) {
-        return Err((
-            "aws.max_attempts".into(),
+        return Err(err(
+            "aws.max_attempts",
             format!("{} is out of range", aws.max_attempts),
             "use 1 to 20 (5 is the default)".into(),
         ));
     }
     if aws.read_timeout_seconds <= aws.poll_wait_seconds || aws.read_timeout_seconds > 3600 {
-        return Err((
-            "aws.read_timeout_seconds".into(),
+        return Err(err(
+            "aws.read_timeout_seconds",
             format!(
                 "{} must be above aws.poll_wait_seconds ({}), or every long poll times out",
                 aws.read_timeout_seconds, aws.poll_wait_seconds
@@ -111,8 +101,8 @@ pub fn validate(
         ));
     }
     if !(1..=300).contains(&aws.connect_timeout_seconds) {
-        return Err((
-            "aws.connect_timeout_seconds".into(),
+        return Err(err(
+            "aws.connect_timeout_seconds",
             format!("{} is out of range", aws.connect_timeout_seconds),
             "use 1 to 300 (5 is the default)".into(),
         ));
@@ -120,8 +110,8 @@ pub fn validate(
     if let Some(endpoint) = &aws.endpoint
         && !is_http_url(endpoint)
     {
-        return Err((
-            "aws.endpoint".into(),
+        return Err(err(
+            "aws.endpoint",
             format!("`{endpoint}` is not an http(s) URL"),
             "write e.g. https://ACCOUNT.r2.cloudflarestorage.com".into(),
         ));
@@ -129,8 +119,8 @@ pub fn validate(
     if let Some(bucket) = bucket
         && let Some(Err(problem)) = crate::adapters::s3::parse_bucket_url(bucket)
     {
-        return Err((
-            "bucket".into(),
+        return Err(err(
+            "bucket",
             problem,
             format!(
                 "write s3://NAME in `bucket` or {}",
@@ -142,33 +132,10 @@ pub fn validate(
         if let Some(url) = url
             && !is_http_url(url)
         {
-            return Err((
-                field.into(),
+            return Err(err(
+                field,
                 format!("`{url}` is not a queue URL"),
                 "give the queue's URL, e.g. https://sqs.us-east-1.amazonaws.com/123456789012/reelay-events".into(),
-            ));
-        }
-    }
-    for (kind, where_) in placement {
-        if StepKind::parse(kind).is_none() {
-            return Err((
-                format!("placement.{kind}"),
-                format!("`{kind}` is not a step kind"),
-                format!(
-                    "use one of: {}",
-                    StepKind::ALL
-                        .iter()
-                        .map(|k| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        if parse_hardware(where_).is_none() {
-            return Err((
-                format!("placement.{kind}"),
-                format!("`{where_}` is not a placement"),
-                "use \"cpu\" (the router runs it) or \"gpu\" (the gpu queue)".into(),
             ));
         }
     }
@@ -181,52 +148,17 @@ fn is_http_url(s: &str) -> bool {
             .is_some_and(|(_, rest)| !rest.is_empty())
 }
 
-fn parse_hardware(s: &str) -> Option<Hardware> {
-    match s {
-        "cpu" => Some(Hardware::Cpu),
-        "gpu" => Some(Hardware::Gpu),
-        _ => None,
-    }
-}
-
-/// Where `kind` runs under `placement` (validated at load).
-pub fn hardware_for(placement: &PlacementTable, kind: StepKind) -> Hardware {
-    placement
-        .get(kind.as_str())
-        .and_then(|h| parse_hardware(h))
-        .unwrap_or_else(|| kind.hardware())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn check(aws: &AwsSettings, placement: &[(&str, &str)]) -> Result<(), Problem> {
-        let p = placement
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        validate(
-            aws,
-            &p,
-            None,
-            [("events_queue_url", None), ("gpu_queue_url", None)],
-        )
-    }
+    const NO_QUEUES: [(&str, Option<&str>); 2] =
+        [("events_queue_url", None), ("gpu_queue_url", None)];
 
-    #[test]
-    fn placement_overrides_a_kinds_hardware() {
-        let p: PlacementTable = [("extract".to_string(), "gpu".to_string())].into();
-        assert_eq!(hardware_for(&p, StepKind::Extract), Hardware::Gpu);
-        assert_eq!(hardware_for(&p, StepKind::Compile), Hardware::Cpu);
-        assert_eq!(
-            check(&AwsSettings::default(), &[("extract", "gpu")]),
-            Ok(())
-        );
-        let e = check(&AwsSettings::default(), &[("extract", "tpu")]).unwrap_err();
-        assert_eq!(e.0, "placement.extract");
-        let e = check(&AwsSettings::default(), &[("upscal", "gpu")]).unwrap_err();
-        assert_eq!(e.0, "placement.upscal");
+    fn field_at_fault(aws: &AwsSettings) -> String {
+        validate("reelay.toml", aws, None, NO_QUEUES)
+            .unwrap_err()
+            .field
     }
 
     #[test]
@@ -235,46 +167,36 @@ mod tests {
             poll_wait_seconds: 21,
             ..AwsSettings::default()
         };
-        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.poll_wait_seconds");
+        assert_eq!(field_at_fault(&aws), "aws.poll_wait_seconds");
         let aws = AwsSettings {
             poll_wait_seconds: 20,
             read_timeout_seconds: 20,
             ..AwsSettings::default()
         };
-        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.read_timeout_seconds");
+        assert_eq!(field_at_fault(&aws), "aws.read_timeout_seconds");
         let aws = AwsSettings {
             max_attempts: 0,
             ..AwsSettings::default()
         };
-        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.max_attempts");
+        assert_eq!(field_at_fault(&aws), "aws.max_attempts");
         let aws = AwsSettings {
             endpoint: Some("r2.example".into()),
             ..AwsSettings::default()
         };
-        assert_eq!(check(&aws, &[]).unwrap_err().0, "aws.endpoint");
-        let d = AwsSettings::default();
-        let none = PlacementTable::new();
-        let e = validate(
-            &d,
-            &none,
-            Some("s3://Bad_Bucket"),
-            [("events_queue_url", None), ("gpu_queue_url", None)],
-        )
-        .unwrap_err();
-        assert_eq!(e.0, "bucket");
-        // A local folder is a bucket too (dev mode).
-        assert!(
-            validate(
-                &d,
-                &none,
-                Some("/data/bucket"),
-                [("events_queue_url", None), ("gpu_queue_url", None)]
-            )
-            .is_ok()
+        let e = validate("reelay.toml", &aws, None, NO_QUEUES).unwrap_err();
+        assert_eq!(
+            (e.object.as_str(), e.field.as_str()),
+            ("reelay.toml", "aws.endpoint")
         );
+        assert!(e.fix.contains("https://"), "{e}");
+        let d = AwsSettings::default();
+        let e = validate("reelay.toml", &d, Some("s3://Bad_Bucket"), NO_QUEUES).unwrap_err();
+        assert_eq!(e.field, "bucket");
+        // A local folder is a bucket too (dev mode).
+        assert!(validate("reelay.toml", &d, Some("/data/bucket"), NO_QUEUES).is_ok());
         let e = validate(
+            "reelay.toml",
             &d,
-            &none,
             Some("s3://media"),
             [
                 ("events_queue_url", Some("reelay-events")),
@@ -282,6 +204,6 @@ mod tests {
             ],
         )
         .unwrap_err();
-        assert_eq!(e.0, "events_queue_url");
+        assert_eq!(e.field, "events_queue_url");
     }
 }

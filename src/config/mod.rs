@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod env;
+pub mod placement;
 pub mod prices;
 pub mod rules;
 
@@ -10,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::invalid::Invalid;
 use crate::media::EncodeProfile;
 use crate::tasks::{Hardware, StepKind};
+use placement::{Placement, PlacementSpec};
 use prices::PriceTable;
 use rules::{Rule, RuleAction, RuleSpec};
 
@@ -50,9 +53,10 @@ pub struct ConfigFile {
     /// AWS-mode settings (S3 addressing, long poll, shutdown grace).
     #[serde(default)]
     pub aws: aws::AwsSettings,
-    /// Step kind → `cpu` or `gpu`: which queue its tasks go to.
+    /// Step kind → `cpu` or `gpu`: which queue its tasks go to; read into
+    /// [`Config::placement`].
     #[serde(default)]
-    pub placement: aws::PlacementTable,
+    pub placement: PlacementSpec,
 }
 
 /// Where things live in the bucket.
@@ -135,15 +139,9 @@ impl Default for ConfigFile {
     }
 }
 
-/// A configuration problem, located.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{file}: `{field}`: {problem}. Fix: {fix}")]
-pub struct ConfigError {
-    pub file: String,
-    pub field: String,
-    pub problem: String,
-    pub fix: String,
-}
+/// A configuration problem: the file (or `environment VAR`), the field,
+/// what is wrong and the fix.
+pub type ConfigError = Invalid;
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -152,6 +150,8 @@ pub struct Config {
     pub source: String,
     pub file: ConfigFile,
     pub rules: Vec<Rule>,
+    /// `[placement]`, checked.
+    pub placement: Placement,
 }
 
 impl Config {
@@ -173,14 +173,16 @@ impl Config {
         let (source, text) = match &chosen {
             Some(p) => {
                 let name = p.display().to_string();
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                    file: name.clone(),
-                    field: "(file)".into(),
-                    problem: format!("cannot read it: {e}"),
-                    fix: format!(
-                        "create the file, or unset {} to use the defaults",
-                        env::CONFIG
-                    ),
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    Invalid::new(
+                        &name,
+                        "(file)",
+                        format!("cannot read it: {e}"),
+                        format!(
+                            "create the file, or unset {} to use the defaults",
+                            env::CONFIG
+                        ),
+                    )
                 })?;
                 (name, text)
             }
@@ -193,12 +195,8 @@ impl Config {
 
     /// Parses TOML text, naming the field of any error.
     pub fn parse_toml(source: &str, text: &str) -> Result<ConfigFile, ConfigError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
-            file: source.into(),
-            field: "(file)".into(),
-            problem: e.message().to_string(),
-            fix: "make the file valid TOML".into(),
-        })?;
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| Invalid::new(source, "(file)", e.message(), "make the file valid TOML"))?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let message = e.into_inner().message().to_string();
@@ -207,137 +205,30 @@ impl Config {
             } else {
                 "give the field a value of the documented type"
             };
-            ConfigError {
-                file: source.into(),
-                field,
-                problem: message,
-                fix: fix.into(),
-            }
+            Invalid::new(source, field, message, fix)
         })
     }
 
-    /// Validates a parsed file and compiles its rules.
+    /// Validates a parsed file, compiles its rules and reads its placement.
     pub fn from_file(source: &str, file: ConfigFile) -> Result<Config, ConfigError> {
-        let err = |field: String, problem: String, fix: String| ConfigError {
-            file: source.into(),
-            field,
-            problem,
-            fix,
-        };
-        if file.concurrency == 0 || file.concurrency > 256 {
-            return Err(err(
-                "concurrency".into(),
-                format!("{} is out of range", file.concurrency),
-                "use 1 to 256".into(),
-            ));
-        }
-        if !["cpu", "cuda", "auto"].contains(&file.device.as_str()) {
-            return Err(err(
-                "device".into(),
-                format!("`{}` is not a device", file.device),
-                "use cpu, cuda or auto".into(),
-            ));
-        }
-        let q = &file.queue;
-        if q.visibility_seconds < 5 || q.visibility_seconds > 43_200 {
-            return Err(err(
-                "queue.visibility_seconds".into(),
-                format!("{} is out of range", q.visibility_seconds),
-                "use 5 to 43200 (SQS's range, with room for heartbeats)".into(),
-            ));
-        }
-        if q.max_receive_count == 0 || q.max_receive_count > 1000 {
-            return Err(err(
-                "queue.max_receive_count".into(),
-                format!("{} is out of range", q.max_receive_count),
-                "use 1 to 1000".into(),
-            ));
-        }
-        for (name, price) in &file.prices {
-            if !price.is_finite() || *price < 0.0 {
-                return Err(err(
-                    format!("prices.{name}"),
-                    format!("{price} is not a price"),
-                    "give USD per second, 0 or more".into(),
-                ));
-            }
-        }
-        for (field, prefix) in [
-            ("layout.work", &file.layout.work),
-            ("layout.failures", &file.layout.failures),
-        ]
-        .into_iter()
-        .chain(file.layout.uploads.iter().map(|p| ("layout.uploads", p)))
-        {
-            if !prefix.ends_with('/')
-                || crate::keys::validate(prefix.trim_end_matches('/')).is_err()
-            {
-                return Err(err(
-                    field.into(),
-                    format!("`{prefix}` is not a folder prefix"),
-                    "use a relative folder ending in `/`, such as `work/`".into(),
-                ));
-            }
-        }
-        file.output.validate().map_err(|(field, message)| {
-            err(
-                format!("output.{field}"),
-                message,
-                "use a value the message lists".into(),
-            )
-        })?;
-        crate::policy::outputs::check_layout(&file.layout)
-            .map_err(|(field, problem, fix)| err(field, problem, fix))?;
-        for (field, prefix) in [
-            ("layout.work", &file.layout.work),
-            ("layout.failures", &file.layout.failures),
-        ] {
-            if file
-                .layout
-                .uploads
-                .iter()
-                .any(|u| prefix.starts_with(u.as_str()) || u.starts_with(prefix.as_str()))
-            {
-                return Err(err(
-                    field.into(),
-                    format!(
-                        "`{prefix}` overlaps an upload prefix, so reelay's own writes would trigger it again"
-                    ),
-                    "keep work and failure prefixes apart from `layout.uploads`".into(),
-                ));
-            }
-        }
+        check_numbers(source, &file)?;
+        check_layout(source, &file)?;
         aws::validate(
+            source,
             &file.aws,
-            &file.placement,
             file.bucket.as_deref(),
             [
                 ("events_queue_url", file.events_queue_url.as_deref()),
                 ("gpu_queue_url", file.gpu_queue_url.as_deref()),
             ],
-        )
-        .map_err(|(field, problem, fix)| err(field, problem, fix))?;
-        let mut rules = Vec::with_capacity(file.rules.len());
-        for (i, spec) in file.rules.iter().enumerate() {
-            rules.push(
-                compile_rule(i, spec, &file.layout).map_err(|(field, problem, fix)| {
-                    err(format!("rules[{i}].{field}"), problem, fix)
-                })?,
-            );
-            if let Some(template) = spec.output.as_deref().filter(|_| spec.kind != "job") {
-                crate::policy::outputs::check_rule_output(
-                    &file.layout,
-                    spec,
-                    template,
-                    &file.rules,
-                )
-                .map_err(|(problem, fix)| err(format!("rules[{i}].output"), problem, fix))?;
-            }
-        }
+        )?;
+        let placement = Placement::parse(source, &file.placement)?;
+        let rules = compile_rules(source, &file)?;
         Ok(Config {
             source: source.into(),
             file,
             rules,
+            placement,
         })
     }
 
@@ -348,7 +239,7 @@ impl Config {
 
     /// Where tasks of `kind` run: its own hardware unless `[placement]` says otherwise.
     pub fn hardware_for(&self, kind: StepKind) -> Hardware {
-        aws::hardware_for(&self.file.placement, kind)
+        self.placement.hardware_for(kind)
     }
 
     /// Every prefix reelay writes outputs under (job outputs and rule
@@ -367,13 +258,127 @@ impl Config {
     }
 }
 
-type RuleProblem = (&'static str, String, String);
+/// Concurrency, device, queue settings and prices: each in its range.
+fn check_numbers(source: &str, file: &ConfigFile) -> Result<(), ConfigError> {
+    let err = |field: &str, problem: String, fix: &str| Invalid::new(source, field, problem, fix);
+    if file.concurrency == 0 || file.concurrency > 256 {
+        return Err(err(
+            "concurrency",
+            format!("{} is out of range", file.concurrency),
+            "use 1 to 256",
+        ));
+    }
+    if !["cpu", "cuda", "auto"].contains(&file.device.as_str()) {
+        return Err(err(
+            "device",
+            format!("`{}` is not a device", file.device),
+            "use cpu, cuda or auto",
+        ));
+    }
+    let q = &file.queue;
+    if q.visibility_seconds < 5 || q.visibility_seconds > 43_200 {
+        return Err(err(
+            "queue.visibility_seconds",
+            format!("{} is out of range", q.visibility_seconds),
+            "use 5 to 43200 (SQS's range, with room for heartbeats)",
+        ));
+    }
+    if q.max_receive_count == 0 || q.max_receive_count > 1000 {
+        return Err(err(
+            "queue.max_receive_count",
+            format!("{} is out of range", q.max_receive_count),
+            "use 1 to 1000",
+        ));
+    }
+    for (name, price) in &file.prices {
+        if !price.is_finite() || *price < 0.0 {
+            return Err(err(
+                &format!("prices.{name}"),
+                format!("{price} is not a price"),
+                "give USD per second, 0 or more",
+            ));
+        }
+    }
+    file.output.validate().map_err(|(field, message)| {
+        Invalid::new(
+            source,
+            format!("output.{field}"),
+            message,
+            "use a value the message lists",
+        )
+    })
+}
 
-fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, RuleProblem> {
+/// The layout's prefixes: folders, and reelay's own apart from the uploads,
+/// so that its writes never trigger it again.
+fn check_layout(source: &str, file: &ConfigFile) -> Result<(), ConfigError> {
+    let layout = &file.layout;
+    let own = [
+        ("layout.work", &layout.work),
+        ("layout.failures", &layout.failures),
+    ];
+    let uploads = layout.uploads.iter().map(|p| ("layout.uploads", p));
+    for (field, prefix) in own.into_iter().chain(uploads) {
+        if !prefix.ends_with('/') || crate::keys::validate(prefix.trim_end_matches('/')).is_err() {
+            return Err(Invalid::new(
+                source,
+                field,
+                format!("`{prefix}` is not a folder prefix"),
+                "use a relative folder ending in `/`, such as `work/`",
+            ));
+        }
+    }
+    crate::policy::outputs::check_layout(layout)
+        .map_err(|(field, problem, fix)| Invalid::new(source, field, problem, fix))?;
+    for (field, prefix) in own {
+        if layout
+            .uploads
+            .iter()
+            .any(|u| prefix.starts_with(u.as_str()) || u.starts_with(prefix.as_str()))
+        {
+            return Err(Invalid::new(
+                source,
+                field,
+                format!(
+                    "`{prefix}` overlaps an upload prefix, so reelay's own writes would trigger it again"
+                ),
+                "keep work and failure prefixes apart from `layout.uploads`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every rule, compiled; a rule's output is checked against the layout and
+/// the other rules.
+fn compile_rules(source: &str, file: &ConfigFile) -> Result<Vec<Rule>, ConfigError> {
+    let mut rules = Vec::with_capacity(file.rules.len());
+    for (i, spec) in file.rules.iter().enumerate() {
+        rules.push(compile_rule(source, i, spec, &file.layout)?);
+        if let Some(template) = spec.output.as_deref().filter(|_| spec.kind != "job") {
+            crate::policy::outputs::check_rule_output(&file.layout, spec, template, &file.rules)
+                .map_err(|(problem, fix)| {
+                    Invalid::new(source, format!("rules[{i}].output"), problem, fix)
+                })?;
+        }
+    }
+    Ok(rules)
+}
+
+/// Rule `i`, compiled; an error names `rules[i].FIELD`.
+fn compile_rule(
+    source: &str,
+    i: usize,
+    spec: &RuleSpec,
+    layout: &Layout,
+) -> Result<Rule, ConfigError> {
+    let bad = |field: &str, problem: String, fix: String| {
+        Invalid::new(source, format!("rules[{i}].{field}"), problem, fix)
+    };
     let name = spec.name.clone().unwrap_or_else(|| format!("rule-{i}"));
     let action = if spec.kind == "job" {
         if spec.output.is_some() || spec.params.is_some() {
-            return Err((
+            return Err(bad(
                 "kind",
                 "a `job` rule takes no params or output: the manifest names them".into(),
                 "remove `params` and `output`".into(),
@@ -382,14 +387,14 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         RuleAction::Job
     } else {
         let kind = StepKind::parse(&spec.kind).ok_or_else(|| {
-            (
+            bad(
                 "kind",
                 format!("`{}` is not a step kind", spec.kind),
                 format!("use `job` or one of: {}", StepKind::names()),
             )
         })?;
         if kind == StepKind::Compile {
-            return Err((
+            return Err(bad(
                 "kind",
                 "`compile` joins several clips, so it cannot run on one upload".into(),
                 "describe compilations in a job manifest".into(),
@@ -398,14 +403,14 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         let params = serde_json::to_value(spec.params.clone().unwrap_or_default())
             .expect("TOML tables are JSON");
         crate::tasks::validate_params(kind, &params).map_err(|e| {
-            (
+            bad(
                 "params",
                 e,
                 "fix the parameter as the message says".to_string(),
             )
         })?;
         let output = spec.output.clone().ok_or_else(|| {
-            (
+            bad(
                 "output",
                 "a step rule needs an output key template".into(),
                 "add e.g. output = \"previews/{path}\"".into(),
@@ -413,7 +418,7 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         })?;
         let unknown = rules::unknown_placeholders(&output);
         if !unknown.is_empty() {
-            return Err((
+            return Err(bad(
                 "output",
                 format!("unknown placeholder(s) {{{}}}", unknown.join("}, {")),
                 format!("use only {{{}}}", rules::PLACEHOLDERS.join("}, {")),
@@ -421,9 +426,9 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         }
         let sample = rules::render_template(&output, &rules::sample_key(&spec.pattern), "t");
         let own = Rule::new(name.clone(), &spec.pattern, RuleAction::Job)
-            .map_err(|e| ("match", e.to_string(), "write a valid glob".into()))?;
+            .map_err(|e| bad("match", e.to_string(), "write a valid glob".into()))?;
         if own.matches(&sample) {
-            return Err((
+            return Err(bad(
                 "output",
                 format!(
                     "outputs like `{sample}` match the rule's own pattern `{}`, so the rule would consume its own output (a loop)",
@@ -437,7 +442,7 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
             .iter()
             .any(|u| sample.starts_with(u.as_str()))
         {
-            return Err((
+            return Err(bad(
                 "output",
                 format!(
                     "outputs like `{sample}` land under an upload prefix, so each would trigger the pipeline again"
@@ -455,7 +460,7 @@ fn compile_rule(i: usize, spec: &RuleSpec, layout: &Layout) -> Result<Rule, Rule
         }
     };
     Rule::new(name, &spec.pattern, action).map_err(|e| {
-        (
+        bad(
             "match",
             e.to_string(),
             "write a valid glob such as `sources/**/*.mp4`".into(),
@@ -468,11 +473,8 @@ pub fn apply_env(
     file: &mut ConfigFile,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
-    let bad = |var: &str, problem: String, fix: &str| ConfigError {
-        file: format!("environment {var}"),
-        field: var.into(),
-        problem,
-        fix: fix.into(),
+    let bad = |var: &str, problem: String, fix: &str| {
+        Invalid::new(format!("environment {var}"), var, problem, fix)
     };
     if let Some(v) = lookup(env::BUCKET).filter(|v| !v.is_empty()) {
         file.bucket = Some(v);
@@ -584,7 +586,7 @@ mod tests {
     #[test]
     fn unknown_field_names_file_and_field() {
         let e = load("concurrency = 2\n[queue]\nvisibilty_seconds = 3\n").unwrap_err();
-        assert_eq!(e.file, "reelay.toml");
+        assert_eq!(e.object, "reelay.toml");
         assert_eq!(e.field, "queue.visibilty_seconds");
         assert!(e.problem.contains("visibilty_seconds"), "{e}");
     }

@@ -14,7 +14,19 @@
 //!
 //! Deletes, test events and every other non-create event become
 //! [`Notification::Ignored`]: the caller acknowledges them and moves on.
+//!
+//! The shape is told by its marker fields; then the message is read into
+//! types: `aws_lambda_events`' SNS envelope and EventBridge event, and small
+//! structs of ours for S3 records and R2 (`aws_lambda_events`' S3 record
+//! requires `eventTime`, `userIdentity` and `requestParameters`, which
+//! S3-compatible servers such as moto leave out, and reads `size` only as a
+//! number). Each is read with `serde_path_to_error`, so an error names the
+//! field at fault by its full path (`Records[0].s3.object.key`).
 
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sns::SnsMessageObj;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use serde_json::Value;
 
 use super::ObjectCreated;
@@ -89,6 +101,8 @@ pub fn parse_message(body: &str) -> Result<Vec<Notification>, EventError> {
 /// SNS wraps one message; a forwarder may batch. Nothing nests deeper.
 const MAX_DEPTH: usize = 2;
 
+/// Tells the shape by its marker fields (the table above, in order) and
+/// reads it.
 fn parse_value(value: &Value, depth: usize) -> Result<Vec<Notification>, EventError> {
     if depth > MAX_DEPTH {
         return Err(EventError::UnknownShape {
@@ -110,8 +124,9 @@ fn parse_value(value: &Value, depth: usize) -> Result<Vec<Notification>, EventEr
             });
         }
     };
+    let marker = |name: &str| obj.get(name).and_then(Value::as_str);
 
-    if let Some(kind) = obj.get("type").and_then(Value::as_str)
+    if let Some(kind) = marker("type")
         && kind.starts_with("reelay.")
     {
         return Err(EventError::NotANotification {
@@ -121,22 +136,22 @@ fn parse_value(value: &Value, depth: usize) -> Result<Vec<Notification>, EventEr
     if let Some(records) = obj.get("Records") {
         return parse_s3_records(records);
     }
-    if obj.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-        let bucket = obj.get("Bucket").and_then(Value::as_str).unwrap_or("?");
+    if marker("Event") == Some("s3:TestEvent") {
+        let bucket = marker("Bucket").unwrap_or("?");
         return Ok(vec![Notification::Ignored {
             reason: format!("s3:TestEvent for bucket `{bucket}`"),
         }]);
     }
-    if let Some(sns_type) = obj.get("Type").and_then(Value::as_str)
+    if let Some(sns_type) = marker("Type")
         && (obj.contains_key("TopicArn") || obj.contains_key("Message"))
     {
-        return parse_sns(sns_type, obj, depth);
+        return parse_sns(sns_type, value, depth);
     }
     if obj.contains_key("detail-type") && obj.contains_key("detail") {
-        return parse_eventbridge(obj).map(|n| vec![n]);
+        return parse_eventbridge(value).map(|n| vec![n]);
     }
     if obj.contains_key("action") && obj.contains_key("object") {
-        return parse_r2(obj).map(|n| vec![n]);
+        return parse_r2(value).map(|n| vec![n]);
     }
     let mut fields: Vec<&str> = obj.keys().map(String::as_str).take(8).collect();
     fields.sort_unstable();
@@ -156,37 +171,70 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-type Obj = serde_json::Map<String, Value>;
-
 // ---------------------------------------------------------------- S3 records
 
 const S3: &str = "S3";
 
+/// What a record is about; read first, so that a record that creates
+/// nothing is ignored whatever the rest of it holds.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", expecting = "an S3 event record (an object)")]
+struct S3RecordHead {
+    event_version: Option<String>,
+    event_name: Option<String>,
+}
+
+/// The upload a create record announces.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", expecting = "an S3 event record (an object)")]
+struct S3RecordUpload {
+    s3: S3Entity,
+    event_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an object with `bucket` and `object`")]
+struct S3Entity {
+    bucket: BucketName,
+    object: S3Object,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an object with the bucket's `name`")]
+struct BucketName {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object with the object's `key`"
+)]
+struct S3Object {
+    /// Form-urlencoded.
+    key: String,
+    #[serde(default, deserialize_with = "byte_count")]
+    size: Option<u64>,
+    e_tag: Option<String>,
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
 fn parse_s3_records(records: &Value) -> Result<Vec<Notification>, EventError> {
-    let records = records.as_array().ok_or_else(|| EventError::Malformed {
-        shape: S3,
-        field: "Records".into(),
-        problem: format!("is a {}, expected an array", json_kind(records)),
-    })?;
+    let records: Vec<Value> = typed(records, S3, "Records")?;
     records
         .iter()
         .enumerate()
-        .map(|(i, r)| parse_s3_record(i, r))
+        .map(|(i, r)| parse_s3_record(&format!("Records[{i}]"), r))
         .collect()
 }
 
-fn parse_s3_record(i: usize, record: &Value) -> Result<Notification, EventError> {
-    let at = |field: &str| format!("Records[{i}].{field}");
-    let rec = record.as_object().ok_or_else(|| EventError::Malformed {
-        shape: S3,
-        field: format!("Records[{i}]"),
-        problem: format!("is a {}, expected an object", json_kind(record)),
-    })?;
-
-    if let Some(version) = opt_str(rec, "eventVersion", S3, &at)? {
+fn parse_s3_record(at: &str, record: &Value) -> Result<Notification, EventError> {
+    let head: S3RecordHead = typed(record, S3, at)?;
+    if let Some(version) = &head.event_version {
         check_event_version(version)?;
     }
-    let event_name = opt_str(rec, "eventName", S3, &at)?.unwrap_or("");
+    let event_name = head.event_name.as_deref().unwrap_or("");
     // AWS sends `ObjectCreated:Put`; S3-compatible servers often prefix `s3:`.
     let name = event_name.strip_prefix("s3:").unwrap_or(event_name);
     if !name.starts_with("ObjectCreated:") {
@@ -200,22 +248,18 @@ fn parse_s3_record(i: usize, record: &Value) -> Result<Notification, EventError>
         });
     }
 
-    let s3 = req_obj(rec, "s3", S3, &at)?;
-    let at_s3 = |field: &str| at(&format!("s3.{field}"));
-    let bucket = req_obj(s3, "bucket", S3, &at_s3)?;
-    let object = req_obj(s3, "object", S3, &at_s3)?;
-    let bucket_name = req_str(bucket, "name", S3, &|f: &str| at_s3(&format!("bucket.{f}")))?;
-    let at_obj = |f: &str| at_s3(&format!("object.{f}"));
-    let raw_key = req_str(object, "key", S3, &at_obj)?;
-
+    let upload: S3RecordUpload = typed(record, S3, at)?;
+    let S3Entity { bucket, object } = upload.s3;
+    non_empty(&bucket.name, S3, &format!("{at}.s3.bucket.name"))?;
+    non_empty(&object.key, S3, &format!("{at}.s3.object.key"))?;
     Ok(Notification::Created(ObjectCreated {
-        bucket: bucket_name.to_string(),
-        key: decode_s3_key(raw_key)?,
-        size: opt_size(object, "size", S3, &at_obj)?,
-        etag: opt_str(object, "eTag", S3, &at_obj)?.map(unquote_etag),
-        version: opt_str(object, "versionId", S3, &at_obj)?.map(str::to_string),
-        sequencer: opt_str(object, "sequencer", S3, &at_obj)?.map(str::to_string),
-        time: opt_str(rec, "eventTime", S3, &at)?.map(str::to_string),
+        bucket: bucket.name,
+        key: decode_s3_key(&object.key)?,
+        size: object.size,
+        etag: object.e_tag.as_deref().map(unquote_etag),
+        version: object.version_id,
+        sequencer: object.sequencer,
+        time: upload.event_time,
     }))
 }
 
@@ -237,63 +281,44 @@ pub fn decode_s3_key(raw: &str) -> Result<String, EventError> {
         key: raw.to_string(),
         reason,
     };
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or_else(|| {
-                    bad(format!(
-                        "`%` at byte {i} is not followed by two hex digits (S3 escapes `%` as `%25`)"
-                    ))
-                })?;
-                let hi = hex_val(hex[0]);
-                let lo = hex_val(hex[1]);
-                match (hi, lo) {
-                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                    _ => {
-                        return Err(bad(format!(
-                            "`%{}` at byte {i} is not a percent-escape (S3 escapes `%` as `%25`)",
-                            String::from_utf8_lossy(hex)
-                        )));
-                    }
-                }
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    // The decoder passes a broken escape through as it is; S3 never writes
+    // one, so a key that has one was mangled on its way and is refused.
+    if let Some(reason) = broken_escape(raw) {
+        return Err(bad(reason));
     }
-    String::from_utf8(out).map_err(|e| {
-        bad(format!(
-            "the decoded bytes are not valid UTF-8 (at byte {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|e| {
+            bad(format!(
+                "the decoded bytes are not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ))
+        })
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// The first `%` not followed by two hex digits, described.
+fn broken_escape(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    raw.match_indices('%')
+        .find_map(|(i, _)| match bytes.get(i + 1..i + 3) {
+            None => Some(format!(
+                "`%` at byte {i} is not followed by two hex digits (S3 escapes `%` as `%25`)"
+            )),
+            Some(hex) if !hex.iter().all(u8::is_ascii_hexdigit) => Some(format!(
+                "`%{}` at byte {i} is not a percent-escape (S3 escapes `%` as `%25`)",
+                String::from_utf8_lossy(hex)
+            )),
+            Some(_) => None,
+        })
 }
 
 // ----------------------------------------------------------------------- SNS
 
 const SNS: &str = "SNS";
 
-fn parse_sns(sns_type: &str, obj: &Obj, depth: usize) -> Result<Vec<Notification>, EventError> {
-    let at = |f: &str| f.to_string();
+fn parse_sns(sns_type: &str, value: &Value, depth: usize) -> Result<Vec<Notification>, EventError> {
     if sns_type != "Notification" {
         // SubscriptionConfirmation / UnsubscribeConfirmation land in the
         // queue for cross-account subscriptions; they carry no upload.
@@ -301,23 +326,52 @@ fn parse_sns(sns_type: &str, obj: &Obj, depth: usize) -> Result<Vec<Notification
             reason: format!("SNS `{sns_type}` message"),
         }]);
     }
-    let message = req_str(obj, "Message", SNS, &at)?;
-    let inner: Value = serde_json::from_str(message).map_err(|e| EventError::Malformed {
-        shape: SNS,
-        field: "Message".into(),
-        problem: format!("is not a JSON document ({e})"),
+    // `Message` is a JSON document in a string; the type reads it.
+    let sns: SnsMessageObj<Value> = typed(value, SNS, "").map_err(|e| match e {
+        EventError::Malformed {
+            shape,
+            field,
+            problem,
+        } if field == "Message" => EventError::Malformed {
+            shape,
+            field,
+            problem: format!("{problem} (it should be the JSON of a bucket notification)"),
+        },
+        other => other,
     })?;
-    parse_value(&inner, depth + 1)
+    parse_value(&sns.message, depth + 1)
 }
 
 // --------------------------------------------------------------- EventBridge
 
 const EVENTBRIDGE: &str = "EventBridge";
 
-fn parse_eventbridge(obj: &Obj) -> Result<Notification, EventError> {
-    let at = |f: &str| f.to_string();
-    let source = opt_str(obj, "source", EVENTBRIDGE, &at)?.unwrap_or("");
-    let detail_type = req_str(obj, "detail-type", EVENTBRIDGE, &at)?;
+/// `detail` of an S3 `Object Created` event.
+#[derive(Deserialize)]
+#[serde(expecting = "an object with `bucket` and `object`")]
+struct EventBridgeS3Detail {
+    bucket: BucketName,
+    object: EventBridgeS3Object,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    rename_all = "kebab-case",
+    expecting = "an object with the object's `key`"
+)]
+struct EventBridgeS3Object {
+    /// As it is, not urlencoded.
+    key: String,
+    #[serde(default, deserialize_with = "byte_count")]
+    size: Option<u64>,
+    etag: Option<String>,
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
+fn parse_eventbridge(value: &Value) -> Result<Notification, EventError> {
+    let event: EventBridgeEvent<Value> = typed(value, EVENTBRIDGE, "")?;
+    let (source, detail_type) = (event.source.as_str(), event.detail_type.as_str());
     if source != "aws.s3" {
         return Ok(Notification::Ignored {
             reason: format!("EventBridge event `{detail_type}` from `{source}`, not from aws.s3"),
@@ -328,23 +382,21 @@ fn parse_eventbridge(obj: &Obj) -> Result<Notification, EventError> {
             reason: format!("EventBridge S3 event `{detail_type}` does not create an object"),
         });
     }
-    let detail = req_obj(obj, "detail", EVENTBRIDGE, &at)?;
-    let at_d = |f: &str| format!("detail.{f}");
-    let bucket = req_obj(detail, "bucket", EVENTBRIDGE, &at_d)?;
-    let object = req_obj(detail, "object", EVENTBRIDGE, &at_d)?;
-    let at_o = |f: &str| format!("detail.object.{f}");
+    let detail: EventBridgeS3Detail = typed(&event.detail, EVENTBRIDGE, "detail")?;
+    let EventBridgeS3Detail { bucket, object } = detail;
+    non_empty(&bucket.name, EVENTBRIDGE, "detail.bucket.name")?;
+    non_empty(&object.key, EVENTBRIDGE, "detail.object.key")?;
     Ok(Notification::Created(ObjectCreated {
-        bucket: req_str(bucket, "name", EVENTBRIDGE, &|f: &str| {
-            format!("detail.bucket.{f}")
-        })?
-        .to_string(),
-        // EventBridge carries the key as it is, not urlencoded.
-        key: req_str(object, "key", EVENTBRIDGE, &at_o)?.to_string(),
-        size: opt_size(object, "size", EVENTBRIDGE, &at_o)?,
-        etag: opt_str(object, "etag", EVENTBRIDGE, &at_o)?.map(unquote_etag),
-        version: opt_str(object, "version-id", EVENTBRIDGE, &at_o)?.map(str::to_string),
-        sequencer: opt_str(object, "sequencer", EVENTBRIDGE, &at_o)?.map(str::to_string),
-        time: opt_str(obj, "time", EVENTBRIDGE, &at)?.map(str::to_string),
+        bucket: bucket.name,
+        key: object.key,
+        size: object.size,
+        etag: object.etag.as_deref().map(unquote_etag),
+        version: object.version_id,
+        sequencer: object.sequencer,
+        // RFC 3339 in UTC, as EventBridge writes it.
+        time: event
+            .time
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()),
     }))
 }
 
@@ -352,9 +404,40 @@ fn parse_eventbridge(obj: &Obj) -> Result<Notification, EventError> {
 
 const R2: &str = "R2";
 
-fn parse_r2(obj: &Obj) -> Result<Notification, EventError> {
-    let at = |f: &str| f.to_string();
-    let action = req_str(obj, "action", R2, &at)?;
+#[derive(Deserialize)]
+#[serde(expecting = "an R2 event notification (an object)")]
+struct R2Head {
+    action: String,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an R2 event notification (an object)"
+)]
+struct R2Upload {
+    bucket: String,
+    object: R2Object,
+    event_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "an object with the object's `key`"
+)]
+struct R2Object {
+    /// As it is, not urlencoded.
+    key: String,
+    #[serde(default, deserialize_with = "byte_count")]
+    size: Option<u64>,
+    e_tag: Option<String>,
+}
+
+fn parse_r2(value: &Value) -> Result<Notification, EventError> {
+    let head: R2Head = typed(value, R2, "")?;
+    let action = head.action.as_str();
+    non_empty(action, R2, "action")?;
     match action {
         "PutObject" | "CopyObject" | "CompleteMultipartUpload" => {}
         "DeleteObject" | "LifecycleDeletion" => {
@@ -368,107 +451,97 @@ fn parse_r2(obj: &Obj) -> Result<Notification, EventError> {
             });
         }
     }
-    let bucket = req_str(obj, "bucket", R2, &at)?;
-    let object = req_obj(obj, "object", R2, &at)?;
-    let at_o = |f: &str| format!("object.{f}");
+    let upload: R2Upload = typed(value, R2, "")?;
+    non_empty(&upload.bucket, R2, "bucket")?;
+    non_empty(&upload.object.key, R2, "object.key")?;
     Ok(Notification::Created(ObjectCreated {
-        bucket: bucket.to_string(),
-        // R2 sends keys as they are.
-        key: req_str(object, "key", R2, &at_o)?.to_string(),
-        size: opt_size(object, "size", R2, &at_o)?,
-        etag: opt_str(object, "eTag", R2, &at_o)?.map(unquote_etag),
+        bucket: upload.bucket,
+        key: upload.object.key,
+        size: upload.object.size,
+        etag: upload.object.e_tag.as_deref().map(unquote_etag),
         version: None,
         sequencer: None,
-        time: opt_str(obj, "eventTime", R2, &at)?.map(str::to_string),
+        time: upload.event_time,
     }))
 }
 
 // ------------------------------------------------------------------- helpers
 
+/// Reads `value` as a `T`; an error names the field at fault by its path
+/// below `at` (where `value` sits in the message).
+fn typed<'v, T: Deserialize<'v>>(
+    value: &'v Value,
+    shape: &'static str,
+    at: &str,
+) -> Result<T, EventError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = join_path(at, &e.path().to_string());
+        let message = e.into_inner().to_string();
+        // serde names a missing field in the message, not in the path.
+        let (field, problem) = match missing_field(&message) {
+            Some(name) => (join_path(&field, name), "is missing".to_string()),
+            None => (field, format!("is not valid: {message}")),
+        };
+        EventError::Malformed {
+            shape,
+            field,
+            problem,
+        }
+    })
+}
+
+/// `Records[0]` + `s3.object` → `Records[0].s3.object`; `Records` + `[1]`
+/// → `Records[1]`; `.` is serde_path_to_error's empty path.
+fn join_path(at: &str, path: &str) -> String {
+    match path {
+        "" | "." => at.to_string(),
+        _ if at.is_empty() => path.to_string(),
+        _ if path.starts_with('[') => format!("{at}{path}"),
+        _ => format!("{at}.{path}"),
+    }
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
+}
+
+fn non_empty(value: &str, shape: &'static str, field: &str) -> Result<(), EventError> {
+    if value.is_empty() {
+        return Err(EventError::Malformed {
+            shape,
+            field: field.to_string(),
+            problem: "is empty".into(),
+        });
+    }
+    Ok(())
+}
+
 fn unquote_etag(etag: &str) -> String {
     etag.trim_matches('"').to_string()
 }
 
-type FieldPath<'a> = &'a dyn Fn(&str) -> String;
-
-fn req_obj<'v>(
-    obj: &'v Obj,
-    name: &str,
-    shape: &'static str,
-    at: FieldPath,
-) -> Result<&'v Obj, EventError> {
-    match obj.get(name) {
-        Some(Value::Object(o)) => Ok(o),
-        Some(other) => Err(EventError::Malformed {
-            shape,
-            field: at(name),
-            problem: format!("is a {}, expected an object", json_kind(other)),
-        }),
-        None => Err(EventError::Malformed {
-            shape,
-            field: at(name),
-            problem: "is missing".into(),
-        }),
+/// A byte count: a JSON integer, or a string of digits (as some
+/// S3-compatible servers write it); null is none.
+fn byte_count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct ByteCount;
+    impl<'de> de::Visitor<'de> for ByteCount {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a byte count")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            v.parse()
+                .map(Some)
+                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
     }
-}
-
-fn req_str<'v>(
-    obj: &'v Obj,
-    name: &str,
-    shape: &'static str,
-    at: FieldPath,
-) -> Result<&'v str, EventError> {
-    match opt_str(obj, name, shape, at)? {
-        Some(s) if !s.is_empty() => Ok(s),
-        Some(_) => Err(EventError::Malformed {
-            shape,
-            field: at(name),
-            problem: "is empty".into(),
-        }),
-        None => Err(EventError::Malformed {
-            shape,
-            field: at(name),
-            problem: "is missing".into(),
-        }),
-    }
-}
-
-/// A string field that may be absent or null.
-fn opt_str<'v>(
-    obj: &'v Obj,
-    name: &str,
-    shape: &'static str,
-    at: FieldPath,
-) -> Result<Option<&'v str>, EventError> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(EventError::Malformed {
-            shape,
-            field: at(name),
-            problem: format!("is a {}, expected a string", json_kind(other)),
-        }),
-    }
-}
-
-/// A byte count: a JSON integer, or a string of digits.
-fn opt_size(
-    obj: &Obj,
-    name: &str,
-    shape: &'static str,
-    at: FieldPath,
-) -> Result<Option<u64>, EventError> {
-    let bad = |v: &Value| EventError::Malformed {
-        shape,
-        field: at(name),
-        problem: format!("is `{v}`, expected a byte count"),
-    };
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| bad(v)),
-        Some(v @ Value::String(s)) => s.parse::<u64>().map(Some).map_err(|_| bad(v)),
-        Some(v) => Err(bad(v)),
-    }
+    d.deserialize_any(ByteCount)
 }
 
 #[cfg(test)]

@@ -198,75 +198,22 @@ impl Ffmpeg {
             .take()
             .expect("stderr is piped by construction");
 
-        // Drain stderr on its own thread, always to the end, into an
-        // unbounded channel: FFmpeg never blocks on a full pipe, whatever the
-        // caller does with the events.
-        let (tx, rx) = mpsc::channel::<FfmpegEvent>();
-        let drain = std::thread::Builder::new()
-            .name("ffmpeg-stderr".into())
-            .spawn(move || {
-                let mut parser = FfmpegLogParser::new(BufReader::new(stderr));
-                loop {
-                    match parser.parse_next_event() {
-                        Ok(FfmpegEvent::LogEOF) => break,
-                        Ok(event) => {
-                            // The receiver may be gone after a cancel; keep
-                            // reading so the child never blocks on stderr.
-                            let _ = tx.send(event);
-                        }
-                        // A line the parser did not understand; it is
-                        // consumed, so go on with the next one.
-                        Err(e) => {
-                            let _ = tx.send(FfmpegEvent::Log(LogLevel::Unknown, e.to_string()));
-                        }
-                    }
-                }
-            })
-            .map_err(|source| MediaError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        let (drain, rx) = drain_stderr(stderr).map_err(|source| MediaError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
 
-        let mut log = RunLog::default();
-        let mut errors: VecDeque<String> = VecDeque::new();
-        let mut lines: VecDeque<String> = VecDeque::new();
+        let mut seen = Seen::default();
         let mut cancelled = false;
         loop {
             if cancel.is_cancelled() {
                 cancelled = true;
                 break;
             }
-            let event = match rx.recv_timeout(POLL) {
-                Ok(event) => event,
+            match rx.recv_timeout(POLL) {
+                Ok(event) => seen.take(event, expected_duration, on_progress, keep_events),
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            match &event {
-                FfmpegEvent::Progress(p) => {
-                    let out_time = parse_time_str(&p.time).unwrap_or(0.0).max(0.0);
-                    let progress = Progress {
-                        out_time,
-                        frame: u64::from(p.frame),
-                        fraction: expected_duration
-                            .filter(|d| *d > 0.0)
-                            .map(|d| (out_time / d).clamp(0.0, 1.0)),
-                    };
-                    log.last = Some(progress);
-                    on_progress(progress);
-                }
-                FfmpegEvent::Log(level, line) => {
-                    let line = clean_line(line);
-                    if !line.is_empty() {
-                        if matches!(level, LogLevel::Error | LogLevel::Fatal) {
-                            push_bounded(&mut errors, line.clone());
-                        }
-                        push_bounded(&mut lines, line);
-                    }
-                }
-                _ => {}
-            }
-            if keep_events {
-                log.events.push(event);
             }
         }
 
@@ -282,13 +229,8 @@ impl Ffmpeg {
             source,
         })?;
         let _ = drain.join();
-        let tail = if errors.is_empty() { lines } else { errors };
-        let tail = if tail.is_empty() {
-            "(ffmpeg printed nothing)".to_string()
-        } else {
-            Vec::from(tail).join(" | ")
-        };
-        Ok((status, log, tail))
+        let tail = seen.tail();
+        Ok((status, seen.log, tail))
     }
 
     /// Decodes the first video stream of `path` fully and counts its frames.
@@ -518,6 +460,97 @@ where
         .into_iter()
         .map(|s| s.as_ref().to_os_string())
         .collect()
+}
+
+/// Drains FFmpeg's stderr on its own thread, always to the end, into an
+/// unbounded channel: FFmpeg never blocks on a full pipe, whatever the
+/// caller does with the events.
+fn drain_stderr(
+    stderr: std::process::ChildStderr,
+) -> std::io::Result<(std::thread::JoinHandle<()>, mpsc::Receiver<FfmpegEvent>)> {
+    let (tx, rx) = mpsc::channel::<FfmpegEvent>();
+    let drain = std::thread::Builder::new()
+        .name("ffmpeg-stderr".into())
+        .spawn(move || {
+            let mut parser = FfmpegLogParser::new(BufReader::new(stderr));
+            loop {
+                match parser.parse_next_event() {
+                    Ok(FfmpegEvent::LogEOF) => break,
+                    Ok(event) => {
+                        // The receiver may be gone after a cancel; keep
+                        // reading so the child never blocks on stderr.
+                        let _ = tx.send(event);
+                    }
+                    // A line the parser did not understand; it is
+                    // consumed, so go on with the next one.
+                    Err(e) => {
+                        let _ = tx.send(FfmpegEvent::Log(LogLevel::Unknown, e.to_string()));
+                    }
+                }
+            }
+        })?;
+    Ok((drain, rx))
+}
+
+/// What a run's stderr said: its progress and events, and its last lines
+/// (the error lines apart) for the message when it fails.
+#[derive(Default)]
+struct Seen {
+    log: RunLog,
+    errors: VecDeque<String>,
+    lines: VecDeque<String>,
+}
+
+impl Seen {
+    fn take(
+        &mut self,
+        event: FfmpegEvent,
+        expected_duration: Option<f64>,
+        on_progress: &mut dyn FnMut(Progress),
+        keep_events: bool,
+    ) {
+        match &event {
+            FfmpegEvent::Progress(p) => {
+                let out_time = parse_time_str(&p.time).unwrap_or(0.0).max(0.0);
+                let progress = Progress {
+                    out_time,
+                    frame: u64::from(p.frame),
+                    fraction: expected_duration
+                        .filter(|d| *d > 0.0)
+                        .map(|d| (out_time / d).clamp(0.0, 1.0)),
+                };
+                self.log.last = Some(progress);
+                on_progress(progress);
+            }
+            FfmpegEvent::Log(level, line) => {
+                let line = clean_line(line);
+                if !line.is_empty() {
+                    if matches!(level, LogLevel::Error | LogLevel::Fatal) {
+                        push_bounded(&mut self.errors, line.clone());
+                    }
+                    push_bounded(&mut self.lines, line);
+                }
+            }
+            _ => {}
+        }
+        if keep_events {
+            self.log.events.push(event);
+        }
+    }
+
+    /// The error lines, else the last lines, joined.
+    fn tail(&self) -> String {
+        let tail = if self.errors.is_empty() {
+            &self.lines
+        } else {
+            &self.errors
+        };
+        if tail.is_empty() {
+            "(ffmpeg printed nothing)".to_string()
+        } else {
+            Vec::from(tail.clone()).join(" | ")
+        }
+    }
 }
 
 fn push_bounded(q: &mut VecDeque<String>, line: String) {

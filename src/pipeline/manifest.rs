@@ -82,14 +82,7 @@ pub struct Clip {
 }
 
 /// A manifest problem: which object, which field, what is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{object}: `{field}`: {problem}. Fix: {fix}")]
-pub struct ManifestError {
-    pub object: String,
-    pub field: String,
-    pub problem: String,
-    pub fix: String,
-}
+pub type ManifestError = crate::invalid::Invalid;
 
 impl JobManifest {
     /// Refuses a manifest by its size alone, before anything reads it.
@@ -325,7 +318,7 @@ impl Clip {
             framing.crop.validate(&field).map_err(|e| {
                 err(
                     e.field.clone(),
-                    e.message.clone(),
+                    e.problem.clone(),
                     "give a box {\"x\", \"y\", \"w\", \"h\"} in source pixels, or keyframes in time order with t in seconds from the clip's start",
                 )
             })?;

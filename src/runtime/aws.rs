@@ -82,7 +82,7 @@ pub fn timeout_config(aws: &AwsSettings) -> TimeoutConfig {
 
 fn missing(config: &Config, field: &str, var: &str, example: &str) -> ConfigError {
     ConfigError {
-        file: config.source.clone(),
+        object: config.source.clone(),
         field: field.into(),
         problem: "AWS mode needs it and it is not set".into(),
         fix: format!("set {var}={example}, or `{field} = \"{example}\"` in reelay.toml"),
@@ -146,7 +146,7 @@ pub fn open_bucket(sdk: &SdkConfig, config: &Config, url: &str) -> Result<S3Stor
         Some(Ok(b)) => b,
         Some(Err(problem)) => {
             return Err(ConfigError {
-                file: config.source.clone(),
+                object: config.source.clone(),
                 field: "bucket".into(),
                 problem,
                 fix: "give s3://NAME".into(),
@@ -155,7 +155,7 @@ pub fn open_bucket(sdk: &SdkConfig, config: &Config, url: &str) -> Result<S3Stor
         }
         None => {
             return Err(ConfigError {
-                file: config.source.clone(),
+                object: config.source.clone(),
                 field: "bucket".into(),
                 problem: format!("`{url}` is not an s3:// URL"),
                 fix: "give s3://NAME; for a local folder bucket use --root DIR or `reelay dev`"
@@ -166,7 +166,7 @@ pub fn open_bucket(sdk: &SdkConfig, config: &Config, url: &str) -> Result<S3Stor
     };
     if !bucket.prefix.is_empty() {
         return Err(ConfigError {
-            file: config.source.clone(),
+            object: config.source.clone(),
             field: "bucket".into(),
             problem: format!(
                 "`{url}` names a prefix; reelay works on whole keys, as notifications carry them"

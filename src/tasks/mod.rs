@@ -41,6 +41,14 @@ impl TaskError {
     }
 }
 
+/// Bad input, located: a permanent error on its field, its message the
+/// whole object/field/problem/fix line.
+impl From<crate::invalid::Invalid> for TaskError {
+    fn from(e: crate::invalid::Invalid) -> Self {
+        TaskError::permanent(Some(e.field.clone()), e.to_string())
+    }
+}
+
 /// What a step hands back besides its output file.
 #[derive(Debug, Default, Clone)]
 pub struct StepOutput {

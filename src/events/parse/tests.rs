@@ -80,14 +80,81 @@ fn sns_wrapped_s3_record() {
 
 #[test]
 fn sns_wrapped_test_event_is_ignored() {
-    let inner = fixture!("s3_test_event.json");
-    let body = serde_json::json!({
-        "Type": "Notification",
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:t",
-        "Message": inner,
-    })
-    .to_string();
+    let body = sns_wrapping(fixture!("s3_test_event.json"));
     assert!(ignored(&one(&body)).contains("TestEvent"));
+}
+
+/// The SNS envelope of the fixture around `inner`.
+fn sns_wrapping(inner: &str) -> String {
+    let mut envelope: serde_json::Value =
+        serde_json::from_str(fixture!("sns_s3_put.json")).unwrap();
+    envelope["Message"] = inner.into();
+    envelope.to_string()
+}
+
+#[test]
+fn sns_envelope_without_its_fields_names_the_missing_one() {
+    let mut envelope: serde_json::Value =
+        serde_json::from_str(fixture!("sns_s3_put.json")).unwrap();
+    envelope.as_object_mut().unwrap().remove("MessageId");
+    let err = parse_message(&envelope.to_string()).unwrap_err();
+    assert!(
+        matches!(&err, EventError::Malformed { shape: "SNS", field, problem }
+            if field == "MessageId" && problem == "is missing"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn records_in_the_shape_moto_and_other_s3_compatible_servers_send() {
+    // No userIdentity, requestParameters or responseElements: what moto
+    // sends, and why S3 records are not read with aws_lambda_events' type.
+    let body = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
+        "eventTime":"2026-01-01T00:00:00.000Z","eventName":"ObjectCreated:Put",
+        "s3":{"s3SchemaVersion":"1.0","configurationId":"c","bucket":{"name":"b","arn":"arn:aws:s3:::b"},
+        "object":{"key":"sources/a+b%2B.mp4","size":3,"eTag":"e"}}}]}"#;
+    let n = one(body);
+    let c = created(&n);
+    assert_eq!((c.key.as_str(), c.size), ("sources/a b+.mp4", Some(3)));
+    assert_eq!(c.time.as_deref(), Some("2026-01-01T00:00:00.000Z"));
+}
+
+#[test]
+fn a_field_of_the_wrong_type_is_named_by_its_path() {
+    let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k"}}},"oops"]}"#;
+    let err = parse_message(body).unwrap_err();
+    assert!(
+        matches!(&err, EventError::Malformed { field, .. } if field == "Records[1]"),
+        "{err:?}"
+    );
+    let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":7},"object":{"key":"k"}}}]}"#;
+    let err = parse_message(body).unwrap_err().to_string();
+    assert!(err.contains("`Records[0].s3.bucket.name`"), "{err}");
+    assert!(err.contains("expected a string"), "{err}");
+    let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":""},"object":{"key":"k"}}}]}"#;
+    let err = parse_message(body).unwrap_err().to_string();
+    assert!(
+        err.contains("`Records[0].s3.bucket.name` is empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eventbridge_time_keeps_its_fraction_and_a_bad_one_is_named() {
+    let mut event: serde_json::Value =
+        serde_json::from_str(fixture!("eventbridge_object_created.json")).unwrap();
+    event["time"] = "2025-03-04T10:11:12.345Z".into();
+    let n = one(&event.to_string());
+    assert_eq!(
+        created(&n).time.as_deref(),
+        Some("2025-03-04T10:11:12.345Z")
+    );
+    event["time"] = "yesterday".into();
+    let err = parse_message(&event.to_string()).unwrap_err();
+    assert!(
+        matches!(&err, EventError::Malformed { shape: "EventBridge", field, .. } if field == "time"),
+        "{err:?}"
+    );
 }
 
 #[test]

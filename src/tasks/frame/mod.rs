@@ -33,8 +33,10 @@ pub use pipeline::{Accel, FrameRun, StageStats};
 use super::{StepOutput, TaskError, overlay};
 use crate::audit::record::{DEVICE, DEVICE_REASON, MODEL};
 use crate::inference::{Device, LoadOptions, Upscaler, UpscalerConfig};
-use crate::media::{EncodeProfile, Ffmpeg, Progress, secs};
+use crate::invalid::Invalid;
+use crate::media::{EncodeProfile, Ffmpeg, MediaInfo, Progress, secs};
 use crate::models::{Manifest, Precision};
+use crate::overlay::Scene;
 
 /// Batch size on CUDA when the parameters give none (the CPU gains nothing
 /// from batching, so it runs 1).
@@ -42,9 +44,7 @@ pub const DEFAULT_CUDA_BATCH: usize = 4;
 
 /// Checks the parameters on their own, before anything is probed or loaded.
 pub fn validate_params(params: &FrameParams) -> Result<(), TaskError> {
-    params
-        .validate()
-        .map_err(|e| TaskError::permanent(Some(e.field.clone()), e.to_string()))
+    Ok(params.validate()?)
 }
 
 /// The upscaler for `params`: its session comes from the process's cache,
@@ -128,37 +128,8 @@ pub fn run_detailed(
             format!("output.{field}: {message}"),
         ));
     }
-    let info = ff
-        .probe(input)
-        .map_err(|e| e.into_task_error(Some("input")))?;
-    let video = info
-        .require_video(input)
-        .map_err(|e| e.into_task_error(Some("input")))?;
-    params
-        .crop
-        .validate_within("crop", video.width, video.height)
-        .map_err(|e| {
-            TaskError::permanent(
-                Some(e.field.clone()),
-                format!("{e} (clip `{}`)", input.display()),
-            )
-        })?;
-    let scene = match &params.overlay {
-        Some(o) => Some(overlay::scene(
-            o,
-            &inputs[1..],
-            (params.size.width, params.size.height),
-            info.duration,
-            o.font()?,
-        )?),
-        None if inputs.len() > 1 => {
-            return Err(TaskError::permanent(
-                Some("input".to_string()),
-                "frame takes one clip, plus detections files only for an overlay's tracks",
-            ));
-        }
-        None => None,
-    };
+    let info = probe_clip(ff, input, params)?;
+    let scene = fused_scene(params, &inputs[1..], info.duration)?;
     let manifest = Manifest::load_default().map_err(|e| TaskError::transient(e.to_string()))?;
     let up = upscaler(&manifest, params, default_device)?;
     let accel = pipeline::resolve_accel(
@@ -186,6 +157,54 @@ pub fn run_detailed(
         device = %up.device_name(),
         "framed"
     );
+    let out = audit_metadata(params, &up, &run, scene.is_some());
+    Ok((out, run))
+}
+
+/// Probes the clip and checks the crop fits its picture.
+fn probe_clip(ff: &Ffmpeg, input: &Path, params: &FrameParams) -> Result<MediaInfo, TaskError> {
+    let info = ff
+        .probe(input)
+        .map_err(|e| e.into_task_error(Some("input")))?;
+    let video = info
+        .require_video(input)
+        .map_err(|e| e.into_task_error(Some("input")))?;
+    params
+        .crop
+        .validate_within("crop", video.width, video.height)
+        .map_err(|e| Invalid {
+            object: format!("clip `{}`", input.display()),
+            ..e
+        })?;
+    Ok(info)
+}
+
+/// The overlay drawn in the same pass, when the params carry one; its
+/// tracks' detections files are the inputs after the clip.
+fn fused_scene(
+    params: &FrameParams,
+    detections: &[PathBuf],
+    duration: f64,
+) -> Result<Option<Scene>, TaskError> {
+    match &params.overlay {
+        Some(o) => Ok(Some(overlay::scene(
+            o,
+            detections,
+            (params.size.width, params.size.height),
+            duration,
+            o.font()?,
+        )?)),
+        None if !detections.is_empty() => Err(TaskError::permanent(
+            Some("input".to_string()),
+            "frame takes one clip, plus detections files only for an overlay's tracks",
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The audit fields of a framed clip: model and device, what was cropped
+/// and made, and how fast.
+fn audit_metadata(params: &FrameParams, up: &Upscaler, run: &FrameRun, fused: bool) -> StepOutput {
     let mut out = StepOutput::default();
     let m = &mut out.metadata;
     let model = up.model();
@@ -210,7 +229,7 @@ pub fn run_detailed(
         format!("{:.3}", run.frames as f64 / run.fps_value),
     );
     m.insert("reelay-audio".into(), run.audio.into());
-    if scene.is_some() {
+    if fused {
         // Drawn in this pass, so no overlay step and no intermediate clip.
         m.insert("reelay-overlay".into(), "fused".into());
     }
@@ -230,5 +249,5 @@ pub fn run_detailed(
         format!("{:.3}", run.frames as f64 / run.seconds.max(1e-9)),
     );
     m.insert("reelay-pipeline-seconds".into(), secs(run.seconds));
-    Ok((out, run))
+    out
 }

@@ -20,6 +20,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::inference::Device;
+use crate::invalid::Invalid;
 use crate::models::Precision;
 
 /// Largest output side (H.264 levels go to 8192).
@@ -94,25 +95,17 @@ impl From<Framing> for FrameParams {
     }
 }
 
-/// A parameter problem: the field at fault (`crop.keyframes[1]`) and what
-/// to do about it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamError {
-    pub field: String,
-    pub message: String,
-}
+/// A parameter problem: the field at fault (`crop.keyframes[1]`), what is
+/// wrong and the fix. The object is the params until a caller knows better
+/// (the clip, the manifest).
+pub type ParamError = Invalid;
 
-impl fmt::Display for ParamError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-fn perr(field: impl Into<String>, message: impl Into<String>) -> ParamError {
-    ParamError {
-        field: field.into(),
-        message: message.into(),
-    }
+fn perr(
+    field: impl Into<String>,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> ParamError {
+    Invalid::new("frame params", field, problem, fix)
 }
 
 impl FrameParams {
@@ -122,6 +115,7 @@ impl FrameParams {
         if self.model.trim().is_empty() {
             return Err(perr(
                 "model",
+                "the model name is empty",
                 "name an upscale model, e.g. realesr-general-x4v3 (`reelay models list`)",
             ));
         }
@@ -130,13 +124,15 @@ impl FrameParams {
         {
             return Err(perr(
                 "batch",
-                format!("{b} is out of range; use 1 to {MAX_BATCH}"),
+                format!("{b} is out of range"),
+                format!("use 1 to {MAX_BATCH}"),
             ));
         }
         if self.tile == Some(0) {
             return Err(perr(
                 "tile",
-                "must be at least 1 (input pixels); leave it out for no tiling below 1024",
+                "0 is not a tile size",
+                "give at least 1 (input pixels), or leave it out for no tiling below 1024",
             ));
         }
         if let Some(o) = &self.overlay {
@@ -144,6 +140,7 @@ impl FrameParams {
                 perr(
                     format!("overlay.{}", e.field.unwrap_or_default()),
                     e.message,
+                    "fix the overlay as the message says",
                 )
             })?;
         }
@@ -236,23 +233,23 @@ impl Crop {
             if k.is_empty() {
                 return Err(perr(
                     format!("{field}.keyframes"),
-                    "there are no keyframes; give at least one {\"t\", \"x\", \"y\", \"w\", \"h\"}",
+                    "there are no keyframes",
+                    "give at least one {\"t\", \"x\", \"y\", \"w\", \"h\"}",
                 ));
             }
             if k.len() > MAX_KEYFRAMES {
                 return Err(perr(
                     format!("{field}.keyframes"),
                     format!("{} keyframes is over the limit of {MAX_KEYFRAMES}", k.len()),
+                    "give fewer keyframes; the crop is interpolated between them",
                 ));
             }
             for (i, kf) in k.iter().enumerate() {
                 if !kf.t.is_finite() || kf.t < 0.0 {
                     return Err(perr(
                         format!("{field}.keyframes[{i}].t"),
-                        format!(
-                            "{} is not a time; use seconds from the start of the clip, 0 or more",
-                            kf.t
-                        ),
+                        format!("{} is not a time", kf.t),
+                        "use seconds from the start of the clip, 0 or more",
                     ));
                 }
                 if i > 0 && kf.t <= k[i - 1].t {
@@ -263,6 +260,7 @@ impl Crop {
                             kf.t,
                             k[i - 1].t
                         ),
+                        "list the keyframes by increasing t",
                     ));
                 }
             }
@@ -273,16 +271,15 @@ impl Crop {
             if r.w == 0 || r.h == 0 {
                 return Err(perr(
                     name.clone(),
-                    format!(
-                        "the crop is {}x{}; width and height must be at least 1",
-                        r.w, r.h
-                    ),
+                    format!("the crop is {}x{}", r.w, r.h),
+                    "give a width and height of at least 1",
                 ));
             }
             if r.w > MAX_SIDE || r.h > MAX_SIDE {
                 return Err(perr(
                     name.clone(),
-                    format!("the crop is {}x{}; at most {MAX_SIDE} a side", r.w, r.h),
+                    format!("the crop is {}x{}", r.w, r.h),
+                    format!("keep each side at most {MAX_SIDE}"),
                 ));
             }
             // Same shape as the first box, to a pixel of rounding.
@@ -291,9 +288,10 @@ impl Crop {
                 return Err(perr(
                     name.clone(),
                     format!(
-                        "{}x{} has another aspect ratio than the first keyframe's {}x{}; keyframes may move and zoom the crop, not change its shape",
+                        "{}x{} has another aspect ratio than the first keyframe's {}x{}",
                         r.w, r.h, first.w, first.h
                     ),
+                    "keep one shape: keyframes may move and zoom the crop, not change its shape",
                 ));
             }
         }
@@ -311,9 +309,10 @@ impl Crop {
                 return Err(perr(
                     name,
                     format!(
-                        "the crop x={} y={} w={} h={} is outside the {width}x{height} frame (it reaches x={right}, y={bottom}); keep x+w ≤ {width} and y+h ≤ {height}",
+                        "the crop x={} y={} w={} h={} is outside the {width}x{height} frame (it reaches x={right}, y={bottom})",
                         r.x, r.y, r.w, r.h
                     ),
+                    format!("keep x+w ≤ {width} and y+h ≤ {height}"),
                 ));
             }
         }
@@ -543,12 +542,12 @@ mod tests {
             .validate("crop")
             .unwrap_err();
         assert_eq!(e.field, "crop.keyframes[1].t");
-        assert!(e.message.contains("time order"));
+        assert!(e.problem.contains("time order"));
         let e = Crop::Keyframes(vec![kf(0.0, 16, 9), kf(1.0, 16, 16)])
             .validate("crop")
             .unwrap_err();
         assert_eq!(e.field, "crop.keyframes[1]");
-        assert!(e.message.contains("aspect ratio"));
+        assert!(e.problem.contains("aspect ratio"));
         Crop::Keyframes(vec![kf(0.0, 160, 90), kf(1.0, 100, 56)])
             .validate("crop")
             .unwrap();
@@ -560,7 +559,8 @@ mod tests {
         })
         .validate("crop")
         .unwrap_err();
-        assert!(e.message.contains("at least 1"));
+        assert!(e.problem.contains("0x9"), "{e}");
+        assert!(e.fix.contains("at least 1"), "{e}");
     }
 
     #[test]
@@ -573,11 +573,7 @@ mod tests {
         });
         let e = c.validate_within("crop", 640, 360).unwrap_err();
         assert_eq!(e.field, "crop");
-        assert!(
-            e.message.contains("outside the 640x360 frame"),
-            "{}",
-            e.message
-        );
+        assert!(e.problem.contains("outside the 640x360 frame"), "{e}");
         let k = Crop::Keyframes(vec![
             Keyframe {
                 t: 0.0,
