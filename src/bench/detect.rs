@@ -176,7 +176,7 @@ pub fn run_detect_bench(
         "30".into(),
         "-vf".into(),
     ];
-    args.push(format!("scale={ww}:{wh}:flags=bilinear").into());
+    args.push(format!("scale={ww}:{wh}:flags=bicubic").into());
     args.extend(
         ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
             .iter()
