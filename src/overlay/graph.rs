@@ -217,7 +217,10 @@ impl GraphPlan {
             format!(":enable={}", escape_value(&cond))
         });
         let mask = format!("[a{i}]crop={w}:{h}:0:{}", slot.top);
-        let place = format!("overlay=x={x}:y={y}:format=yuv420:shortest=1{enable}[{out}];");
+        // `repeatlast=0`: no input holds a frame for later, so the main frame
+        // stays writable and is blended in place, not copied.
+        let place =
+            format!("overlay=x={x}:y={y}:format=yuv420:shortest=1:repeatlast=0{enable}[{out}];");
         match paint {
             Paint::Keep { dim } => {
                 let lut = |off: f64| {
@@ -227,7 +230,7 @@ impl GraphPlan {
                 format!(
                     "[b{i}]split[d{i}][k{i}];[d{i}]lutyuv=y={}:u={}:v={}[dd{i}];\
                      [k{i}]crop=w={w}:h={h}:x={x}:y={y}[kc{i}];{mask}[m{i}];\
-                     [kc{i}][m{i}]alphamerge=shortest=1[s{i}];[dd{i}][s{i}]{place}",
+                     [kc{i}][m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];[dd{i}][s{i}]{place}",
                     lut(16.0),
                     lut(128.0),
                     lut(128.0),
@@ -236,8 +239,8 @@ impl GraphPlan {
             Paint::Colour(c) => {
                 let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
                 format!(
-                    "{mask},split[m{i}][p{i}];[p{i}]format=yuv420p,lutyuv=y={}:u={}:v={}[c{i}];\
-                     [c{i}][m{i}]alphamerge=shortest=1[s{i}];[b{i}][s{i}]{place}",
+                    "{mask},split[m{i}][p{i}];[p{i}]format=yuva420p,lutyuv=y={}:u={}:v={}[c{i}];\
+                     [c{i}][m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];[b{i}][s{i}]{place}",
                     v(c.y),
                     v(c.u),
                     v(c.v),
