@@ -2,10 +2,14 @@
 //! clip from a JSON spec ([`spec`]), with positions from keyframes or from
 //! a detections JSON ([`track`]).
 //!
-//! The CPU path composites in Rust on raw yuv420p frames between an FFmpeg
-//! decode pipe and an FFmpeg encode pipe, the audio copied ([`video`]).
-//! `reelay bench overlay` measures it against the same FFmpeg decode and
-//! encode with no overlay.
+//! A [`Scene`] is the spec resolved for one clip: a list of layers
+//! ([`Scene::layers_at`]), each a shape that moves and a paint. Two
+//! renderers draw the same layers: the `overlay` step has FFmpeg draw them
+//! inside its filter graph from small per-frame masks ([`graph`], run by
+//! [`video`]), so no decoded frame leaves FFmpeg; the `frame` step, which
+//! already holds every frame in Rust, composites them itself on raw
+//! yuv420p ([`Scene::draw`], [`render`]). `reelay bench overlay` measures
+//! the step against the same FFmpeg decode and encode with no overlay.
 
 pub mod graph;
 pub mod render;
