@@ -342,7 +342,8 @@ mod tests {
     fn every_layer_fits_its_slot_at_every_frame_even_at_the_edges() {
         let s = moving();
         let plan = GraphPlan::new(&s, 25.0, 50).unwrap();
-        assert_eq!(plan.slots.len(), 3);
+        // The spotlight, the ring, and the box's four edges.
+        assert_eq!(plan.slots.len(), 6);
         for (i, slot) in plan.slots.iter().enumerate() {
             assert!(slot.width % 2 == 0 && slot.height % 2 == 0);
             for (k, &(ox, oy)) in slot.origins.iter().enumerate() {
@@ -363,12 +364,12 @@ mod tests {
         let g = plan.filter(&s);
         assert!(
             g.starts_with(
-                "[0:v]setpts=PTS-STARTPTS,fps=25,format=yuv420p[b0];[1:v]split=3[a0][a1][a2];"
+                "[0:v]setpts=PTS-STARTPTS,fps=25,format=yuv420p[b0];[1:v]split=6[a0][a1][a2][a3][a4][a5];"
             ),
             "{g}"
         );
         assert!(g.ends_with("[v];"), "{g}");
-        assert_eq!(g.matches("overlay=").count(), 3);
+        assert_eq!(g.matches("overlay=").count(), 6);
     }
 
     /// FFmpeg's blend, done here: the graph's semantics on one frame.

@@ -181,9 +181,9 @@ pub enum Shape<'a> {
         e: Ellipse,
         thickness: f64,
     },
-    Rect {
+    /// A filled rectangle `[x0, y0, x1, y1]`; a box's outline is four.
+    Fill {
         r: [f64; 4],
-        thickness: f64,
     },
     Bitmap {
         bitmap: &'a TextBitmap,
@@ -414,15 +414,22 @@ impl Scene {
             out.push(always(Paint::Colour(r.color), shape));
         }
         for b in &self.boxes {
-            let r = match b.pos.at(t) {
+            let [x, y, w, h] = match b.pos.at(t) {
                 Ok(v) => v,
                 Err(bb) => [bb.x, bb.y, bb.w, bb.h],
             };
-            let shape = Shape::Rect {
-                r,
-                thickness: b.thickness,
-            };
-            out.push(always(Paint::Colour(b.color), shape));
+            // Four edges, as `render::rectangle` draws them: four small
+            // masks for FFmpeg rather than one the size of the box.
+            let d = b.thickness / 2.0;
+            let (x0, y0, x1, y1) = (x - d, y - d, x + w + d, y + h + d);
+            for r in [
+                [x0, y0, x1, y + d],
+                [x0, y + h - d, x1, y1],
+                [x0, y + d, x + d, y + h - d],
+                [x + w - d, y + d, x1, y + h - d],
+            ] {
+                out.push(always(Paint::Colour(b.color), Shape::Fill { r }));
+            }
         }
         for t_el in &self.text {
             let at = |dx: i64, color| Layer {

@@ -421,9 +421,7 @@ pub fn draw(p: &mut Planes<'_>, paint: Paint, shape: Shape<'_>) {
     match (paint, shape) {
         (Paint::Keep { dim }, Shape::Lit { e, feather }) => spotlight(p, e, feather, dim),
         (Paint::Colour(c), Shape::Ring { e, thickness }) => ring(p, e, thickness, c),
-        (Paint::Colour(c), Shape::Rect { r, thickness }) => {
-            rectangle(p, r[0], r[1], r[2], r[3], thickness, c)
-        }
+        (Paint::Colour(c), Shape::Fill { r }) => fill(p, (r[0], r[1], r[2], r[3]), c),
         (Paint::Colour(c), Shape::Bitmap { bitmap, x, y }) => bitmap.draw(p, x, y, c),
         (paint, shape) => unreachable!("no scene pairs {paint:?} with {shape:?}"),
     }
@@ -550,23 +548,14 @@ fn ring_mask(m: &mut Mask<'_>, e: Ellipse, thickness: f64, alpha: f32) {
     }
 }
 
-fn rect_mask(m: &mut Mask<'_>, r: [f64; 4], thickness: f64, alpha: f32) {
-    let [x, y, w, h] = r;
-    let t = thickness / 2.0;
-    let (x0, y0, x1, y1) = (x - t, y - t, x + w + t, y + h + t);
+/// A filled rectangle, rounded as [`fill_plane`] rounds it.
+fn fill_mask(m: &mut Mask<'_>, r: [f64; 4], alpha: f32) {
     let value = to_byte(f64::from(alpha));
-    for (a, b, c, d) in [
-        (x0, y0, x1, y + t),
-        (x0, y + h - t, x1, y1),
-        (x0, y + t, x + t, y + h - t),
-        (x + w - t, y + t, x1, y + h - t),
-    ] {
-        let cx = |v: f64| (v.round() as i64 - m.ox).clamp(0, m.width as i64) as usize;
-        let cy = |v: f64| (v.round() as i64 - m.oy).clamp(0, m.height as i64) as usize;
-        let (a, c) = (cx(a), cx(c));
-        for j in cy(b)..cy(d) {
-            m.row(j)[a..c.max(a)].fill(value);
-        }
+    let cx = |v: f64| (v.round() as i64 - m.ox).clamp(0, m.width as i64) as usize;
+    let cy = |v: f64| (v.round() as i64 - m.oy).clamp(0, m.height as i64) as usize;
+    let (x0, x1) = (cx(r[0]), cx(r[2]));
+    for j in cy(r[1])..cy(r[3]) {
+        m.row(j)[x0..x1.max(x0)].fill(value);
     }
 }
 
@@ -598,7 +587,7 @@ pub fn mask(m: &mut Mask<'_>, paint: Paint, shape: Shape<'_>) {
     match shape {
         Shape::Lit { e, feather } => lit_mask(m, e, feather),
         Shape::Ring { e, thickness } => ring_mask(m, e, thickness, alpha),
-        Shape::Rect { r, thickness } => rect_mask(m, r, thickness, alpha),
+        Shape::Fill { r } => fill_mask(m, r, alpha),
         Shape::Bitmap { bitmap, x, y } => bitmap_mask(m, bitmap, x, y, alpha),
     }
 }
@@ -620,9 +609,8 @@ pub fn shifted(shape: Shape<'_>, dx: i64, dy: i64) -> Shape<'_> {
             e: move_e(e),
             thickness,
         },
-        Shape::Rect { r, thickness } => Shape::Rect {
-            r: [r[0] + fx, r[1] + fy, r[2], r[3]],
-            thickness,
+        Shape::Fill { r } => Shape::Fill {
+            r: [r[0] + fx, r[1] + fy, r[2] + fx, r[3] + fy],
         },
         Shape::Bitmap { bitmap, x, y } => Shape::Bitmap {
             bitmap,
@@ -648,13 +636,7 @@ pub fn bounds(shape: Shape<'_>) -> (i64, i64, i64, i64) {
                 span(e.cy - e.ry - m, e.cy + e.ry + m),
             )
         }
-        Shape::Rect { r, thickness } => {
-            let t = thickness / 2.0;
-            (
-                span(r[0] - t, r[0] + r[2] + t),
-                span(r[1] - t, r[1] + r[3] + t),
-            )
-        }
+        Shape::Fill { r } => (span(r[0], r[2]), span(r[1], r[3])),
         Shape::Bitmap { bitmap, x, y } => {
             ((x, x + bitmap.width as i64), (y, y + bitmap.height as i64))
         }
