@@ -592,6 +592,88 @@ fn the_graph_draws_every_layer_as_the_rust_compositor_does() {
     assert_eq!(text_pixels(5), 0, "no text before its start");
 }
 
+/// A long clip with moving layers: each position is a tree of `if`s over
+/// 1000 frames, a graph too long for one argument, so it goes to FFmpeg in
+/// a file (`-/filter_complex`); the spotlight is still where it should be
+/// at the end.
+#[test]
+fn a_long_moving_overlay_goes_through_a_graph_file_and_stays_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fine_config(dir.path());
+    let clip = dir.path().join("grey.mp4");
+    let status = Command::new(ffmpeg().path())
+        .args([
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("color=c=0xb0b0b0:s=160x120:r=25:d=40")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The spotlight darts between (30, 40) and (130, 80) every 0.2 s for
+    // 40 s: a new place at every one of 1000 frames.
+    let x_of = |k: usize| if k % 2 == 1 { 130.0 } else { 30.0 };
+    let y_of = |k: usize| if k % 2 == 1 { 80 } else { 40 };
+    let keys: Vec<_> = (0..=200)
+        .map(|k| json!({"t": k as f64 * 0.2, "x": x_of(k), "y": y_of(k), "rx": 14, "ry": 20}))
+        .collect();
+    let spec = json!({
+        "spotlight": {"keyframes": keys, "dim": 0.3, "feather": 3},
+        "ring": {"keyframes": [{"t": 0, "x": 20, "y": 100, "rx": 12, "ry": 4},
+                               {"t": 40, "x": 140, "y": 90, "rx": 12, "ry": 4}], "color": "#ff0000"}
+    });
+    let out = dir.path().join("out.mp4");
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let o = reelay()
+        .env("RUST_LOG", "reelay=debug")
+        .env("NO_COLOR", "1")
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "overlay", "--input"])
+        .arg(&clip)
+        .arg("--output")
+        .arg(&out)
+        .arg("--set")
+        .arg(format!("spec=@{}", spec_path.display()))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("\"-/filter_complex\""),
+        "the graph went inline: {log:.2000}"
+    );
+    for k in [5usize, 100, 191] {
+        let t = k as f64 * 0.2;
+        let (px, w, _) = frame_rgb(&out, t);
+        let g = |x: f64, y: usize| f64::from(px[(y * w as usize + x as usize) * 3 + 1]);
+        let lit = g(x_of(k), y_of(k));
+        let far = g(x_of(k + 1), y_of(k + 1));
+        assert!(
+            (lit - 176.0).abs() < 6.0,
+            "t={t}: the spotlight's centre is {lit}"
+        );
+        assert!((far - 0.3 * 176.0).abs() < 6.0, "t={t}: far from it {far}");
+    }
+}
+
 fn reelay_root() -> PathBuf {
     root()
 }
