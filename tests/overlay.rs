@@ -475,6 +475,205 @@ fn a_job_clip_gets_a_tracked_spotlight_after_detect_on_its_source() {
     );
 }
 
+/// Every frame of `path` as raw yuv420p.
+fn decode_yuv(path: &Path) -> Vec<u8> {
+    let out = Command::new(ffmpeg().path())
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The overlay is drawn inside FFmpeg's graph from masks; the Rust
+/// compositor (`Scene::draw`, which the framed clips use) is the
+/// reference. On a lossless encode both must agree on every plane, for
+/// every kind of layer, moving, with a text shown only in its window.
+#[test]
+fn the_graph_draws_every_layer_as_the_rust_compositor_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reelay.toml");
+    std::fs::write(&config, "[output]\ncrf = 0\n").unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let status = Command::new(ffmpeg().path())
+        .args([
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("testsrc2=s=320x240:r=25:d=1.2")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let spec = json!({
+        "spotlight": {"keyframes": [{"t": 0, "x": 20, "y": 60, "rx": 40, "ry": 50},
+                                    {"t": 1.2, "x": 290, "y": 150, "rx": 60, "ry": 35}], "dim": 0.35},
+        "ring": {"keyframes": [{"t": 0, "x": 160, "y": 200, "rx": 40, "ry": 12},
+                               {"t": 1.2, "x": 120, "y": 180, "rx": 50, "ry": 14}], "color": "#ff0000", "thickness": 4},
+        "boxes": [{"keyframes": [{"t": 0, "x": 100.5, "y": 20, "w": 60, "h": 30},
+                                 {"t": 1.2, "x": 250, "y": 200, "w": 80, "h": 50}], "color": "#00ff00", "thickness": 3}],
+        "text": [{"text": "#10 it's [a],b;c:", "x": 11, "y": 151, "size": 30, "start": 0.4, "end": 0.9}]
+    });
+    let out = dir.path().join("out.mp4");
+    let o = overlay(&config, &clip, &out, &spec, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inputs = |font| SceneInputs {
+        width: 320,
+        height: 240,
+        duration: 1.2,
+        detections: &[],
+        offset: None,
+        font,
+    };
+    let scene = Scene::new(
+        &OverlaySpec::from_value(spec.clone()).unwrap(),
+        &inputs(Some(common::media::font())),
+    )
+    .unwrap();
+    let (src, got) = (decode_yuv(&clip), decode_yuv(&out));
+    let n = 320 * 240 * 3 / 2;
+    assert_eq!(src.len(), 30 * n, "30 source frames");
+    assert_eq!(got.len(), src.len(), "as many frames out as in");
+    for k in [0usize, 5, 12, 20, 29] {
+        let mut want = src[k * n..(k + 1) * n].to_vec();
+        scene.draw(&mut want, k as f64 / 25.0);
+        let have = &got[k * n..(k + 1) * n];
+        for (plane, range) in [("Y", 0..320 * 240), ("Cb Cr", 320 * 240..n)] {
+            let diffs: Vec<u8> = range.map(|i| want[i].abs_diff(have[i])).collect();
+            let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+            let off = diffs.iter().filter(|&&d| d > 3).count();
+            eprintln!("frame {k} {plane}: mean |diff| {mean:.3}, {off} samples off by more than 3");
+            let (most, share) = if plane == "Y" { (0.1, 500) } else { (0.5, 100) };
+            assert!(mean < most, "frame {k} {plane}: mean |diff| {mean:.3}");
+            // Chroma differs along thin edges only: the Rust compositor
+            // rounds each element's chroma on its own, FFmpeg averages the
+            // mask over each 2×2 block.
+            assert!(
+                off * share < diffs.len(),
+                "frame {k} {plane}: {off} samples off by more than 3"
+            );
+        }
+    }
+    // The text is drawn in its window only: against the same scene with
+    // no text, frame 12 (0.48 s) differs in the label, frame 5 (0.2 s) not.
+    let mut bare = OverlaySpec::from_value(spec).unwrap();
+    bare.text.clear();
+    let bare = Scene::new(&bare, &inputs(None)).unwrap();
+    let text_pixels = |k: usize| {
+        let mut want = src[k * n..(k + 1) * n].to_vec();
+        bare.draw(&mut want, k as f64 / 25.0);
+        (151..181)
+            .flat_map(|y| (11..120).map(move |x| y * 320 + x))
+            .filter(|&i| want[i].abs_diff(got[k * n + i]) > 40)
+            .count()
+    };
+    assert!(
+        text_pixels(12) > 100,
+        "the text is drawn at 0.48 s ({} pixels)",
+        text_pixels(12)
+    );
+    assert_eq!(text_pixels(5), 0, "no text before its start");
+}
+
+/// A long clip with moving layers: each position is a tree of `if`s over
+/// 1000 frames, a graph too long for one argument, so it goes to FFmpeg in
+/// a file (`-/filter_complex`); the spotlight is still where it should be
+/// at the end.
+#[test]
+fn a_long_moving_overlay_goes_through_a_graph_file_and_stays_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fine_config(dir.path());
+    let clip = dir.path().join("grey.mp4");
+    let status = Command::new(ffmpeg().path())
+        .args([
+            "-y",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg("color=c=0xb0b0b0:s=160x120:r=25:d=40")
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The spotlight darts between (30, 40) and (130, 80) every 0.2 s for
+    // 40 s: a new place at every one of 1000 frames.
+    let x_of = |k: usize| if k % 2 == 1 { 130.0 } else { 30.0 };
+    let y_of = |k: usize| if k % 2 == 1 { 80 } else { 40 };
+    let keys: Vec<_> = (0..=200)
+        .map(|k| json!({"t": k as f64 * 0.2, "x": x_of(k), "y": y_of(k), "rx": 14, "ry": 20}))
+        .collect();
+    let spec = json!({
+        "spotlight": {"keyframes": keys, "dim": 0.3, "feather": 3},
+        "ring": {"keyframes": [{"t": 0, "x": 20, "y": 100, "rx": 12, "ry": 4},
+                               {"t": 40, "x": 140, "y": 90, "rx": 12, "ry": 4}], "color": "#ff0000"}
+    });
+    let out = dir.path().join("out.mp4");
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let o = reelay()
+        .env("RUST_LOG", "reelay=debug")
+        .env("NO_COLOR", "1")
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "overlay", "--input"])
+        .arg(&clip)
+        .arg("--output")
+        .arg(&out)
+        .arg("--set")
+        .arg(format!("spec=@{}", spec_path.display()))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("\"-/filter_complex\""),
+        "the graph went inline: {log:.2000}"
+    );
+    for k in [5usize, 100, 191] {
+        let t = k as f64 * 0.2;
+        let (px, w, _) = frame_rgb(&out, t);
+        let g = |x: f64, y: usize| f64::from(px[(y * w as usize + x as usize) * 3 + 1]);
+        let lit = g(x_of(k), y_of(k));
+        let far = g(x_of(k + 1), y_of(k + 1));
+        assert!(
+            (lit - 176.0).abs() < 6.0,
+            "t={t}: the spotlight's centre is {lit}"
+        );
+        assert!((far - 0.3 * 176.0).abs() < 6.0, "t={t}: far from it {far}");
+    }
+}
+
 fn reelay_root() -> PathBuf {
     root()
 }

@@ -20,7 +20,7 @@ use crate::detect::video::{SampleRate, detect_video};
 use crate::detect::{Detector, DetectorConfig};
 use crate::inference::{Frame, LoadOptions};
 use crate::media::pipe::{FrameReader, PixelFormat};
-use crate::media::{Ffmpeg, MediaError, path_arg};
+use crate::media::{Ffmpeg, MediaError, MediaInfo, path_arg};
 use crate::models::Manifest;
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +130,107 @@ fn median(xs: &[f64]) -> f64 {
     }
 }
 
+/// Frames decoded to the detector's working size, in memory: what the
+/// model-only side runs on.
+fn decoded_frames(
+    ff: &Ffmpeg,
+    source: &Path,
+    (ww, wh): (u32, u32),
+    count: u32,
+) -> Result<Vec<Frame>, BenchError> {
+    let mut args: Vec<OsString> = vec![
+        "-i".into(),
+        path_arg(source),
+        "-frames:v".into(),
+        count.to_string().into(),
+        "-vf".into(),
+    ];
+    args.push(format!("scale={ww}:{wh}:flags=bicubic").into());
+    args.extend(
+        ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+            .iter()
+            .map(OsString::from),
+    );
+    let mut reader = FrameReader::spawn(
+        ff,
+        &args,
+        PixelFormat::Rgb24,
+        ww,
+        wh,
+        "decoding bench frames",
+    )?;
+    let mut frames = Vec::new();
+    let mut buf = Vec::new();
+    while reader.read_frame(&mut buf)? {
+        frames.push(Frame {
+            width: ww,
+            height: wh,
+            data: buf.clone(),
+        });
+    }
+    if frames.is_empty() {
+        return Err(BenchError::Other(
+            "the bench source decoded to no frames".into(),
+        ));
+    }
+    Ok(frames)
+}
+
+/// Model-only frames/s: `frames` in turn through one reused buffer (as the
+/// end-to-end path reads every frame into), for at least `min_secs`.
+fn model_only_fps(
+    detector: &Detector,
+    frames: &[Frame],
+    source_size: (u32, u32),
+    min_secs: f64,
+) -> Result<f64, BenchError> {
+    let t = Instant::now();
+    let mut n = 0u64;
+    let mut current = frames[0].clone();
+    while t.elapsed().as_secs_f64() < min_secs || n < frames.len() as u64 {
+        current
+            .data
+            .copy_from_slice(&frames[n as usize % frames.len()].data);
+        detector
+            .detect_scaled(&current, source_size)
+            .map_err(|e| BenchError::Other(e.to_string()))?;
+        n += 1;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
+/// One end-to-end run of `reelay run detect`'s loop: frames/s, the
+/// model's share of the wall time, boxes per frame, frames, seconds.
+fn end_to_end(
+    ff: &Ffmpeg,
+    detector: &Detector,
+    source: &Path,
+    info: &MediaInfo,
+    rate: SampleRate,
+) -> Result<(f64, f64, f64, u64, f64), BenchError> {
+    let t = Instant::now();
+    let (all, stats) = detect_video(
+        ff,
+        detector,
+        source,
+        info,
+        rate,
+        &mut |_| {},
+        &CancellationToken::new(),
+    )
+    .map_err(|e| BenchError::Other(e.to_string()))?;
+    let secs = t.elapsed().as_secs_f64();
+    let boxes = all.frames.iter().map(|f| f.detections.len()).sum::<usize>() as f64
+        / all.frames.len().max(1) as f64;
+    Ok((
+        stats.frames as f64 / secs,
+        stats.model_secs / secs,
+        boxes,
+        stats.frames,
+        secs,
+    ))
+}
+
 pub fn run_detect_bench(
     ff: &Ffmpeg,
     manifest: &Manifest,
@@ -167,43 +268,7 @@ pub fn run_detect_bench(
         detector.format().name(),
         detector.model().device_name()
     ));
-
-    // Model only: 30 frames decoded to the working size, in memory.
-    let mut args: Vec<OsString> = vec![
-        "-i".into(),
-        path_arg(&source),
-        "-frames:v".into(),
-        "30".into(),
-        "-vf".into(),
-    ];
-    args.push(format!("scale={ww}:{wh}:flags=bilinear").into());
-    args.extend(
-        ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-            .iter()
-            .map(OsString::from),
-    );
-    let mut reader = FrameReader::spawn(
-        ff,
-        &args,
-        PixelFormat::Rgb24,
-        ww,
-        wh,
-        "decoding bench frames",
-    )?;
-    let mut frames = Vec::new();
-    let mut buf = Vec::new();
-    while reader.read_frame(&mut buf)? {
-        frames.push(Frame {
-            width: ww,
-            height: wh,
-            data: buf.clone(),
-        });
-    }
-    if frames.is_empty() {
-        return Err(BenchError::Other(
-            "the bench source decoded to no frames".into(),
-        ));
-    }
+    let frames = decoded_frames(ff, &source, (ww, wh), 30)?;
     // Untimed warm-up at this size (first runs allocate and plan).
     for f in frames.iter().take(5) {
         detector
@@ -212,66 +277,29 @@ pub fn run_detect_bench(
     }
     // Alternate the two sides `repetitions` times; report medians, so a
     // noisy neighbour on a shared machine moves both alike.
-    let cancel = CancellationToken::new();
     let (mut model_fps, mut e2e_fps, mut shares) = (Vec::new(), Vec::new(), Vec::new());
     let mut boxes = 0.0;
     for rep in 0..o.repetitions.max(1) {
-        let t = Instant::now();
-        let mut n = 0u64;
-        // One reused buffer, as the end-to-end path reads every frame into.
-        let mut current = frames[0].clone();
-        while t.elapsed().as_secs_f64() < o.min_model_secs || n < frames.len() as u64 {
-            current
-                .data
-                .copy_from_slice(&frames[n as usize % frames.len()].data);
-            detector
-                .detect_scaled(&current, (o.width, o.height))
-                .map_err(|e| BenchError::Other(e.to_string()))?;
-            n += 1;
-        }
-        model_fps.push(n as f64 / t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let (all, stats) = detect_video(
-            ff,
+        model_fps.push(model_only_fps(
             &detector,
-            &source,
-            &info,
-            SampleRate::EveryFrame,
-            &mut |_| {},
-            &cancel,
-        )
-        .map_err(|e| BenchError::Other(e.to_string()))?;
-        let e2e = t.elapsed().as_secs_f64();
-        e2e_fps.push(stats.frames as f64 / e2e);
-        shares.push(stats.model_secs / e2e);
-        boxes = all.frames.iter().map(|f| f.detections.len()).sum::<usize>() as f64
-            / all.frames.len().max(1) as f64;
+            &frames,
+            (o.width, o.height),
+            o.min_model_secs,
+        )?);
+        let (fps, share, b, n, secs) =
+            end_to_end(ff, &detector, &source, &info, SampleRate::EveryFrame)?;
+        e2e_fps.push(fps);
+        shares.push(share);
+        boxes = b;
         log(&format!(
-            "#{}: model only {:.2} frames/s; end to end, every frame: {} frames in {e2e:.2} s, {:.2} frames/s",
+            "#{}: model only {:.2} frames/s; end to end, every frame: {n} frames in {secs:.2} s, {fps:.2} frames/s",
             rep + 1,
             model_fps[model_fps.len() - 1],
-            stats.frames,
-            e2e_fps[e2e_fps.len() - 1]
         ));
     }
-    let model_only_fps = median(&model_fps);
-    let end_to_end_fps = median(&e2e_fps);
-
-    let t = Instant::now();
-    let (_, sampled) = detect_video(
-        ff,
-        &detector,
-        &source,
-        &info,
-        SampleRate::Fps(5.0),
-        &mut |_| {},
-        &cancel,
-    )
-    .map_err(|e| BenchError::Other(e.to_string()))?;
-    let s = t.elapsed().as_secs_f64();
+    let (_, _, _, sampled, s) = end_to_end(ff, &detector, &source, &info, SampleRate::Fps(5.0))?;
     log(&format!(
-        "end to end at 5 frames/s: {} frames in {s:.2} s",
-        sampled.frames
+        "end to end at 5 frames/s: {sampled} frames in {s:.2} s"
     ));
     Ok(DetectBenchReport {
         model: detector.model().audit_id(),
@@ -280,10 +308,10 @@ pub fn run_detect_bench(
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         options: o.clone(),
         working_size: (ww, wh),
-        model_only_fps,
-        end_to_end_fps,
+        model_only_fps: median(&model_fps),
+        end_to_end_fps: median(&e2e_fps),
         end_to_end_model_share: median(&shares),
-        sampled_fps: sampled.frames as f64 / s,
+        sampled_fps: sampled as f64 / s,
         sampled_realtime: info.duration / s,
         boxes_per_frame: boxes,
     })

@@ -99,29 +99,7 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
     let ff = Ffmpeg::locate()?;
     println!("bucket: {}", store.root().display());
     if store.head(SOURCE_KEY).await?.is_none() {
-        println!("making a {SOURCE_SECONDS} s 1080p30 sample match with sound ...");
-        let photos = find_photos();
-        if photos.is_none() {
-            println!(
-                "  (public-domain photos not found in .tools/testdata; run `make setup` for real-looking footage — using a test pattern)"
-            );
-        }
-        let dest = store.path_for(SOURCE_KEY)?;
-        std::fs::create_dir_all(dest.parent().expect("source key has a folder"))?;
-        let tmp = dest.with_extension("partial.mp4");
-        let args = sample_source_args(photos.as_ref(), &tmp);
-        let ff2 = ff.clone();
-        tokio::task::spawn_blocking(move || {
-            ff2.run(
-                &args,
-                Some(SOURCE_SECONDS as f64),
-                &mut |_| {},
-                &CancellationToken::new(),
-            )
-        })
-        .await??;
-        // Appear complete or not at all: the watcher must never see half a file.
-        std::fs::rename(&tmp, &dest)?;
+        make_sample_source(&store, &ff).await?;
         source_secs = started.elapsed().as_secs_f64();
     }
     let pipeline_started = Instant::now();
@@ -173,6 +151,52 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
         .await
         .context("the export was not written; see _reelay/failures/ in the bucket")?;
     let pipeline_secs = pipeline_started.elapsed().as_secs_f64();
+    let step_secs = print_steps(&tree);
+    println!("\nexport: {}", store.path_for(EXPORT_KEY)?.display());
+    println!(
+        "\nlineage (reelay audit --root {} {EXPORT_KEY}):",
+        root.display()
+    );
+    print!("{}", lineage::render(&tree));
+    println!("\ndemo finished in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(DemoOutcome {
+        source_secs,
+        pipeline_secs,
+        step_secs,
+    })
+}
+
+/// Makes the sample match at [`SOURCE_KEY`], appearing complete or not at
+/// all: the watcher must never see half a file.
+async fn make_sample_source(store: &LocalStore, ff: &Ffmpeg) -> anyhow::Result<()> {
+    println!("making a {SOURCE_SECONDS} s 1080p30 sample match with sound ...");
+    let photos = find_photos();
+    if photos.is_none() {
+        println!(
+            "  (public-domain photos not found in .tools/testdata; run `make setup` for real-looking footage — using a test pattern)"
+        );
+    }
+    let dest = store.path_for(SOURCE_KEY)?;
+    std::fs::create_dir_all(dest.parent().expect("source key has a folder"))?;
+    let tmp = dest.with_extension("partial.mp4");
+    let args = sample_source_args(photos.as_ref(), &tmp);
+    let ff2 = ff.clone();
+    tokio::task::spawn_blocking(move || {
+        ff2.run(
+            &args,
+            Some(SOURCE_SECONDS as f64),
+            &mut |_| {},
+            &CancellationToken::new(),
+        )
+    })
+    .await??;
+    std::fs::rename(&tmp, &dest)?;
+    Ok(())
+}
+
+/// Prints each step of the export's lineage (kind, device, time, cost) and
+/// returns the steps' wall times.
+fn print_steps(tree: &lineage::LineageNode) -> Vec<(String, f64)> {
     let mut step_secs = Vec::new();
     println!(
         "{:<12} {:<9} {:<10} {:>9} {:>12}",
@@ -197,18 +221,7 @@ pub async fn run(root: PathBuf, config: Option<&Path>) -> anyhow::Result<DemoOut
             r.cost_usd.map_or("unpriced".into(), |c| format!("${c:.6}"))
         );
     }
-    println!("\nexport: {}", store.path_for(EXPORT_KEY)?.display());
-    println!(
-        "\nlineage (reelay audit --root {} {EXPORT_KEY}):",
-        root.display()
-    );
-    print!("{}", lineage::render(&tree));
-    println!("\ndemo finished in {:.1}s", started.elapsed().as_secs_f64());
-    Ok(DemoOutcome {
-        source_secs,
-        pipeline_secs,
-        step_secs,
-    })
+    step_secs
 }
 
 /// The folder holding `astronaut.png` and `camera.png` from scikit-image's

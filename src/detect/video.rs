@@ -123,7 +123,11 @@ pub fn detect_video(
         filters.push(format!("fps={}", fps_string(f)));
     }
     if (ww, wh) != (sw, sh) {
-        filters.push(format!("scale={ww}:{wh}:flags=bilinear"));
+        // Bicubic keeps the edges of small players that bilinear blurs:
+        // at 12 % of a 720-line frame NanoDet-g scores them 0.53–0.72 in
+        // every sampled frame, against a miss and a 0.49 with bilinear
+        // (tests/tracking.rs).
+        filters.push(format!("scale={ww}:{wh}:flags=bicubic"));
     }
     let mut args: Vec<OsString> = vec!["-i".into(), path_arg(input), "-map".into(), "0:v:0".into()];
     if !filters.is_empty() {

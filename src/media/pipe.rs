@@ -1,7 +1,7 @@
 //! Raw-frame pipes to and from FFmpeg: a decoder whose stdout carries raw
 //! frames (`-f rawvideo`), and an encoder whose stdin takes them. Used by
 //! the steps that look at or change every pixel in Rust (`detect`,
-//! `overlay`).
+//! `frame`); `overlay` enlarges its mask pipe the same way.
 //!
 //! Both drain FFmpeg's stderr on their own thread (a child never blocks on
 //! a full pipe) and keep its last lines for error messages. Blocking.
@@ -117,7 +117,7 @@ const PIPE_BYTES: i32 = 1 << 20;
 /// about fifty. Best effort: where the kernel refuses, the pipe stays as
 /// it was.
 #[cfg(target_os = "linux")]
-fn enlarge_pipe(fd: &impl std::os::fd::AsRawFd, frame_bytes: usize) {
+pub(crate) fn enlarge_pipe(fd: &impl std::os::fd::AsRawFd, frame_bytes: usize) {
     let want = i32::try_from(frame_bytes)
         .unwrap_or(PIPE_BYTES)
         .min(PIPE_BYTES);
@@ -129,7 +129,7 @@ fn enlarge_pipe(fd: &impl std::os::fd::AsRawFd, frame_bytes: usize) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn enlarge_pipe<T>(_fd: &T, _frame_bytes: usize) {}
+pub(crate) fn enlarge_pipe<T>(_fd: &T, _frame_bytes: usize) {}
 
 fn check_exit(
     ff: &Ffmpeg,

@@ -2,11 +2,16 @@
 //! clip from a JSON spec ([`spec`]), with positions from keyframes or from
 //! a detections JSON ([`track`]).
 //!
-//! The CPU path composites in Rust on raw yuv420p frames between an FFmpeg
-//! decode pipe and an FFmpeg encode pipe, the audio copied ([`video`]).
-//! `reelay bench overlay` measures it against the same FFmpeg decode and
-//! encode with no overlay.
+//! A [`Scene`] is the spec resolved for one clip: a list of layers
+//! ([`Scene::layers_at`]), each a shape that moves and a paint. Two
+//! renderers draw the same layers: the `overlay` step has FFmpeg draw them
+//! inside its filter graph from small per-frame masks ([`graph`], run by
+//! [`video`]), so no decoded frame leaves FFmpeg; the `frame` step, which
+//! already holds every frame in Rust, composites them itself on raw
+//! yuv420p ([`Scene::draw`], [`render`]). `reelay bench overlay` measures
+//! the step against the same FFmpeg decode and encode with no overlay.
 
+pub mod graph;
 pub mod render;
 pub mod spec;
 pub mod track;
@@ -154,6 +159,108 @@ pub enum SceneError {
     Font(String),
 }
 
+/// How a layer's coverage changes the frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Paint {
+    /// The spotlight: outside the coverage every sample moves towards
+    /// black by `dim`; where the coverage is full the frame is kept.
+    Keep { dim: f64 },
+    /// A solid colour, blended by coverage × its alpha.
+    Colour(YuvColor),
+}
+
+/// What one layer draws at one instant, in frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape<'a> {
+    /// The spotlight's lit ellipse, with its soft edge outside it.
+    Lit {
+        e: Ellipse,
+        feather: f64,
+    },
+    Ring {
+        e: Ellipse,
+        thickness: f64,
+    },
+    /// A filled rectangle `[x0, y0, x1, y1]`; a box's outline is four.
+    Fill {
+        r: [f64; 4],
+    },
+    Bitmap {
+        bitmap: &'a TextBitmap,
+        x: i64,
+        y: i64,
+    },
+}
+
+/// One element of a scene as both renderers see it: the Rust compositor
+/// ([`Scene::draw`]) and FFmpeg's graph ([`graph`]). The paint and the
+/// window are the same at every instant; only the shape moves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layer<'a> {
+    pub paint: Paint,
+    pub shape: Shape<'a>,
+    /// Shown while `start <= t < end`.
+    pub start: f64,
+    pub end: f64,
+}
+
+type Follow<'s> = dyn Fn(&str, &Track) -> Result<TrackPath, SceneError> + 's;
+
+/// A keyframed or tracked position.
+fn position<K: Clone>(
+    keys: &Option<Vec<K>>,
+    track: &Option<Track>,
+    field: &str,
+    offset: f64,
+    follow: &Follow<'_>,
+) -> Result<Position<K>, SceneError> {
+    Ok(match (keys, track) {
+        (Some(k), _) => Position::Keys(k.clone()),
+        (None, Some(t)) => Position::Track {
+            path: follow(field, t)?,
+            offset,
+        },
+        (None, None) => unreachable!("validated"),
+    })
+}
+
+/// Rasterises the spec's text with the font `inputs` names.
+fn text_elements(
+    spec: &OverlaySpec,
+    inputs: &SceneInputs<'_>,
+) -> Result<Vec<TextElement>, SceneError> {
+    if spec.text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let h = inputs.height as usize;
+    let path = inputs.font.as_ref().ok_or_else(|| {
+        SceneError::Font("the spec has text but no font was found; run `make setup` or set REELAY_FONT to a .ttf file".into())
+    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| SceneError::Font(format!("cannot read the font {}: {e}", path.display())))?;
+    let font = fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default())
+        .map_err(|e| SceneError::Font(format!("{} is not a usable font: {e}", path.display())))?;
+    let black = YuvColor {
+        alpha: 0.6,
+        ..YuvColor::from_rgb(spec::Color::rgb(0, 0, 0), h)
+    };
+    Ok(spec
+        .text
+        .iter()
+        .map(|t| TextElement {
+            bitmap: TextBitmap::render(&font, &t.text, t.size as f32),
+            x: t.x.round() as i64,
+            y: t.y.round() as i64,
+            color: YuvColor::from_rgb(t.color, h),
+            shadow: t
+                .shadow
+                .then(|| ((t.size / 24.0).round().max(1.0) as i64, black)),
+            start: t.start.unwrap_or(0.0),
+            end: t.end.unwrap_or(f64::INFINITY),
+        })
+        .collect())
+}
+
 impl Scene {
     pub fn new(spec: &OverlaySpec, inputs: &SceneInputs<'_>) -> Result<Scene, SceneError> {
         spec.validate()?;
@@ -189,14 +296,7 @@ impl Scene {
         };
         let spotlight = match &spec.spotlight {
             Some(s) => Some(SpotlightElement {
-                pos: match (&s.keyframes, &s.track) {
-                    (Some(k), _) => Position::Keys(k.clone()),
-                    (None, Some(t)) => Position::Track {
-                        path: follow("spotlight.track", t)?,
-                        offset,
-                    },
-                    (None, None) => unreachable!("validated"),
-                },
+                pos: position(&s.keyframes, &s.track, "spotlight.track", offset, &follow)?,
                 dim: s.dim,
                 feather: s.feather,
                 scale: s.scale,
@@ -205,14 +305,7 @@ impl Scene {
         };
         let ring = match &spec.ring {
             Some(r) => Some(RingElement {
-                pos: match (&r.keyframes, &r.track) {
-                    (Some(k), _) => Position::Keys(k.clone()),
-                    (None, Some(t)) => Position::Track {
-                        path: follow("ring.track", t)?,
-                        offset,
-                    },
-                    (None, None) => unreachable!("validated"),
-                },
+                pos: position(&r.keyframes, &r.track, "ring.track", offset, &follow)?,
                 color: YuvColor::from_rgb(r.color, h),
                 thickness: r.thickness,
                 scale: r.scale,
@@ -221,51 +314,12 @@ impl Scene {
         };
         let mut boxes = Vec::new();
         for (i, b) in spec.boxes.iter().enumerate() {
+            let field = format!("boxes[{i}].track");
             boxes.push(BoxElement {
-                pos: match (&b.keyframes, &b.track) {
-                    (Some(k), _) => Position::Keys(k.clone()),
-                    (None, Some(t)) => Position::Track {
-                        path: follow(&format!("boxes[{i}].track"), t)?,
-                        offset,
-                    },
-                    (None, None) => unreachable!("validated"),
-                },
+                pos: position(&b.keyframes, &b.track, &field, offset, &follow)?,
                 color: YuvColor::from_rgb(b.color, h),
                 thickness: b.thickness,
             });
-        }
-        let mut text = Vec::new();
-        if !spec.text.is_empty() {
-            let path = inputs.font.as_ref().ok_or_else(|| {
-                SceneError::Font("the spec has text but no font was found; run `make setup` or set REELAY_FONT to a .ttf file".into())
-            })?;
-            let bytes = std::fs::read(path).map_err(|e| {
-                SceneError::Font(format!("cannot read the font {}: {e}", path.display()))
-            })?;
-            let font = fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default()).map_err(
-                |e| SceneError::Font(format!("{} is not a usable font: {e}", path.display())),
-            )?;
-            for t in &spec.text {
-                let bitmap = TextBitmap::render(&font, &t.text, t.size as f32);
-                let d = (t.size / 24.0).round().max(1.0) as i64;
-                text.push(TextElement {
-                    bitmap,
-                    x: t.x.round() as i64,
-                    y: t.y.round() as i64,
-                    color: YuvColor::from_rgb(t.color, h),
-                    shadow: t.shadow.then(|| {
-                        (
-                            d,
-                            YuvColor {
-                                alpha: 0.6,
-                                ..YuvColor::from_rgb(spec::Color::rgb(0, 0, 0), h)
-                            },
-                        )
-                    }),
-                    start: t.start.unwrap_or(0.0),
-                    end: t.end.unwrap_or(f64::INFINITY),
-                });
-            }
         }
         Ok(Scene {
             width: w,
@@ -273,17 +327,20 @@ impl Scene {
             spotlight,
             ring,
             boxes,
-            text,
+            text: text_elements(spec, inputs)?,
         })
     }
 
-    /// Whether the scene draws nothing at all (an empty spec): the clip can
-    /// then be re-encoded by FFmpeg alone, with no raw frames through Rust.
+    /// Frame size, in pixels.
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// Whether the scene changes no pixel (an empty spec, or a spotlight
+    /// that dims by nothing): the clip can then be re-encoded by FFmpeg
+    /// alone.
     pub fn is_empty(&self) -> bool {
-        self.spotlight.is_none()
-            && self.ring.is_none()
-            && self.boxes.is_empty()
-            && self.text.is_empty()
+        self.layers_at(0.0).is_empty()
     }
 
     /// The spotlight ellipse at clip time `t`, if there is a spotlight.
@@ -312,47 +369,94 @@ impl Scene {
         Some((e, feather, s.dim))
     }
 
-    /// Draws every element for clip time `t` onto one yuv420p frame.
-    pub fn draw(&self, frame: &mut [u8], t: f64) {
-        let mut p = Planes::split(frame, self.width, self.height);
-        if let Some((e, feather, dim)) = self.spotlight_at(t) {
-            render::spotlight(&mut p, e, feather, dim);
+    fn ring_at(r: &RingElement, t: f64) -> Ellipse {
+        match r.pos.at(t) {
+            Ok([x, y, rx, ry]) => Ellipse {
+                cx: x,
+                cy: y,
+                rx,
+                ry,
+            },
+            Err(b) => {
+                let rx = (b.w / 2.0 * r.scale).max(2.0);
+                Ellipse {
+                    cx: b.center().0,
+                    cy: b.y2(),
+                    rx,
+                    ry: rx / 3.0,
+                }
+            }
+        }
+    }
+
+    /// Every layer at clip time `t`, in drawing order: the spotlight, the
+    /// ring, the boxes, then each text's shadow and text. The same layers
+    /// in the same order at every `t`; a spotlight that dims by nothing
+    /// is no layer.
+    pub fn layers_at(&self, t: f64) -> Vec<Layer<'_>> {
+        let always = |paint, shape| Layer {
+            paint,
+            shape,
+            start: f64::NEG_INFINITY,
+            end: f64::INFINITY,
+        };
+        let mut out = Vec::new();
+        if let Some((e, feather, dim)) = self.spotlight_at(t)
+            && dim < 1.0
+        {
+            out.push(always(Paint::Keep { dim }, Shape::Lit { e, feather }));
         }
         if let Some(r) = &self.ring {
-            let e = match r.pos.at(t) {
-                Ok([x, y, rx, ry]) => Ellipse {
-                    cx: x,
-                    cy: y,
-                    rx,
-                    ry,
-                },
-                Err(b) => {
-                    let rx = (b.w / 2.0 * r.scale).max(2.0);
-                    Ellipse {
-                        cx: b.center().0,
-                        cy: b.y2(),
-                        rx,
-                        ry: rx / 3.0,
-                    }
-                }
+            let shape = Shape::Ring {
+                e: Self::ring_at(r, t),
+                thickness: r.thickness,
             };
-            render::ring(&mut p, e, r.thickness, r.color);
+            out.push(always(Paint::Colour(r.color), shape));
         }
         for b in &self.boxes {
             let [x, y, w, h] = match b.pos.at(t) {
                 Ok(v) => v,
                 Err(bb) => [bb.x, bb.y, bb.w, bb.h],
             };
-            render::rectangle(&mut p, x, y, w, h, b.thickness, b.color);
+            // Four edges, as `render::rectangle` draws them: four small
+            // masks for FFmpeg rather than one the size of the box.
+            let d = b.thickness / 2.0;
+            let (x0, y0, x1, y1) = (x - d, y - d, x + w + d, y + h + d);
+            for r in [
+                [x0, y0, x1, y + d],
+                [x0, y + h - d, x1, y1],
+                [x0, y + d, x + d, y + h - d],
+                [x + w - d, y + d, x1, y + h - d],
+            ] {
+                out.push(always(Paint::Colour(b.color), Shape::Fill { r }));
+            }
         }
         for t_el in &self.text {
-            if t < t_el.start || t >= t_el.end {
-                continue;
-            }
+            let at = |dx: i64, color| Layer {
+                paint: Paint::Colour(color),
+                shape: Shape::Bitmap {
+                    bitmap: &t_el.bitmap,
+                    x: t_el.x + dx,
+                    y: t_el.y + dx,
+                },
+                start: t_el.start,
+                end: t_el.end,
+            };
             if let Some((d, shadow)) = t_el.shadow {
-                t_el.bitmap.draw(&mut p, t_el.x + d, t_el.y + d, shadow);
+                out.push(at(d, shadow));
             }
-            t_el.bitmap.draw(&mut p, t_el.x, t_el.y, t_el.color);
+            out.push(at(0, t_el.color));
+        }
+        out
+    }
+
+    /// Draws every element for clip time `t` onto one yuv420p frame.
+    pub fn draw(&self, frame: &mut [u8], t: f64) {
+        let mut p = Planes::split(frame, self.width, self.height);
+        for layer in self.layers_at(t) {
+            if t >= layer.start && t < layer.end {
+                render::draw(&mut p, layer.paint, layer.shape);
+            }
         }
     }
 }

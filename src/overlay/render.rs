@@ -15,6 +15,7 @@
 //! and BT.601 below (what players assume for untagged video).
 
 use super::spec::Color;
+use super::{Paint, Shape};
 
 /// The three planes of one yuv420p frame.
 pub struct Planes<'a> {
@@ -110,6 +111,16 @@ fn blend(dst: &mut u8, value: f32, alpha: f32) {
     *dst = (d + (value - d) * alpha + 0.5).clamp(0.0, 255.0) as u8;
 }
 
+/// `off + dim·(v − off)` as `(v·mul + add) >> 8`: the spotlight's dimming
+/// in 8.8 fixed point, shared with FFmpeg's lookup table (`graph`) so both
+/// renderers give the same samples.
+pub fn dim_fixed(dim: f64, off: f64) -> (u16, u16) {
+    (
+        (dim * 256.0).round() as u16,
+        (off * (1.0 - dim) * 256.0 + 128.0).round() as u16,
+    )
+}
+
 /// `off + dim·(v − off)` in 8.8 fixed point, for whole spans (vectorises).
 #[inline]
 fn dim_span(row: &mut [u8], mul: u16, add: u16) {
@@ -133,8 +144,7 @@ fn spotlight_plane(
     dim: f64,
     off: f64,
 ) {
-    let mul = (dim * 256.0).round() as u16;
-    let add = (off * (1.0 - dim) * 256.0 + 128.0).round() as u16;
+    let (mul, add) = dim_fixed(dim, off);
     let outer = Ellipse {
         rx: e.rx + feather,
         ry: e.ry + feather,
@@ -307,7 +317,7 @@ pub fn rectangle(
 }
 
 /// A text label rasterised once: an 8-bit coverage bitmap.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TextBitmap {
     pub width: usize,
     pub height: usize,
@@ -404,6 +414,234 @@ impl TextBitmap {
             }
         }
     }
+}
+
+/// Draws one layer on a frame: what [`super::Scene::draw`] does per layer.
+pub fn draw(p: &mut Planes<'_>, paint: Paint, shape: Shape<'_>) {
+    match (paint, shape) {
+        (Paint::Keep { dim }, Shape::Lit { e, feather }) => spotlight(p, e, feather, dim),
+        (Paint::Colour(c), Shape::Ring { e, thickness }) => ring(p, e, thickness, c),
+        (Paint::Colour(c), Shape::Fill { r }) => fill(p, (r[0], r[1], r[2], r[3]), c),
+        (Paint::Colour(c), Shape::Bitmap { bitmap, x, y }) => bitmap.draw(p, x, y, c),
+        (paint, shape) => unreachable!("no scene pairs {paint:?} with {shape:?}"),
+    }
+}
+
+/// A coverage mask: 8-bit alpha, `width`×`height` at `stride`, whose
+/// pixel (0, 0) is frame pixel `(ox, oy)`. What FFmpeg's graph blends a
+/// layer with ([`super::graph`]).
+pub struct Mask<'a> {
+    pub data: &'a mut [u8],
+    pub stride: usize,
+    pub width: usize,
+    pub height: usize,
+    pub ox: i64,
+    pub oy: i64,
+}
+
+impl Mask<'_> {
+    fn clear(&mut self) {
+        for row in self.data.chunks_mut(self.stride).take(self.height) {
+            row[..self.width].fill(0);
+        }
+    }
+
+    fn row(&mut self, j: usize) -> &mut [u8] {
+        &mut self.data[j * self.stride..j * self.stride + self.width]
+    }
+}
+
+#[inline]
+fn to_byte(a: f64) -> u8 {
+    (a * 255.0 + 0.5).clamp(0.0, 255.0) as u8
+}
+
+/// The spotlight's "keep" coverage: 255 inside `e`, 0 beyond its soft
+/// edge, `1 − smoothstep` across it, as [`spotlight`] weighs the dimming.
+fn lit_mask(m: &mut Mask<'_>, e: Ellipse, feather: f64) {
+    let outer = Ellipse {
+        rx: e.rx + feather,
+        ry: e.ry + feather,
+        ..e
+    };
+    let (w, ox) = (m.width, m.ox);
+    let clamp_x = |v: f64| (v - ox as f64).clamp(0.0, w as f64) as usize;
+    for j in 0..m.height {
+        let dy = (m.oy + j as i64) as f64 - e.cy;
+        let Some(ho) = outer.half_chord(dy) else {
+            continue;
+        };
+        let o0 = clamp_x((e.cx - ho).ceil());
+        let o1 = clamp_x((e.cx + ho).floor() + 1.0).max(o0);
+        let (i0, i1) = match e.half_chord(dy) {
+            Some(hi) => {
+                let i0 = clamp_x((e.cx - hi).ceil()).clamp(o0, o1);
+                (i0, clamp_x((e.cx + hi).floor() + 1.0).clamp(i0, o1))
+            }
+            None => (o1, o1),
+        };
+        let row = m.row(j);
+        row[i0..i1].fill(255);
+        let soft = SoftEdge::new(e, outer, dy);
+        let x0 = (ox + o0 as i64) as f32 - e.cx as f32;
+        soft.fill(&mut row[o0..i0], x0);
+        soft.fill(&mut row[i1..o1], x0 + (i1 - o0) as f32);
+    }
+}
+
+/// One row of the spotlight's soft edge, in `f32` and without branches so
+/// that the loop vectorises: this is most of the overlay's own CPU time.
+struct SoftEdge {
+    in_x: f32,
+    in_y: f32,
+    out_x: f32,
+    out_y: f32,
+}
+
+impl SoftEdge {
+    fn new(e: Ellipse, outer: Ellipse, dy: f64) -> SoftEdge {
+        SoftEdge {
+            in_x: (1.0 / (e.rx * e.rx)) as f32,
+            in_y: (dy * dy / (e.ry * e.ry)) as f32,
+            out_x: (1.0 / (outer.rx * outer.rx)) as f32,
+            out_y: (dy * dy / (outer.ry * outer.ry)) as f32,
+        }
+    }
+
+    /// Fills `row`, whose first pixel is `dx0` right of the centre.
+    fn fill(&self, row: &mut [u8], dx0: f32) {
+        for (i, px) in row.iter_mut().enumerate() {
+            let dx = dx0 + i as f32;
+            let d2 = dx * dx;
+            let r_in = (d2 * self.in_x + self.in_y).sqrt();
+            let r_out = (d2 * self.out_x + self.out_y).sqrt();
+            // Inside (r_in ≤ 1) gives s ≤ 0, past the edge (r_out ≥ 1) s ≥ 1.
+            let s = ((r_in - 1.0) / (r_in - r_out).max(1e-6)).clamp(0.0, 1.0);
+            let a = 1.0 - s * s * (3.0 - 2.0 * s);
+            *px = (a * 255.0 + 0.5) as u8;
+        }
+    }
+}
+
+fn ring_mask(m: &mut Mask<'_>, e: Ellipse, thickness: f64, alpha: f32) {
+    if e.rx <= 0.0 || e.ry <= 0.0 {
+        return;
+    }
+    // `ring_alpha` per pixel, in `f32` without branches (it vectorises).
+    let (irx2, iry2) = ((1.0 / (e.rx * e.rx)) as f32, (1.0 / (e.ry * e.ry)) as f32);
+    let (irx4, iry4) = (irx2 * irx2, iry2 * iry2);
+    let half = (thickness / 2.0 + 0.5) as f32;
+    let dx0 = (m.ox as f64 - e.cx) as f32;
+    for j in 0..m.height {
+        let dy = ((m.oy + j as i64) as f64 - e.cy) as f32;
+        let (ay, gy) = (dy * dy * iry2, dy * dy * iry4);
+        for (i, px) in m.row(j).iter_mut().enumerate() {
+            let dx = dx0 + i as f32;
+            let r2 = dx * dx * irx2 + ay;
+            let r = r2.sqrt().max(1e-9);
+            let grad = (dx * dx * irx4 + gy).sqrt() / r;
+            let dist = (r - 1.0) / grad.max(1e-9);
+            let a = (half - dist.abs()).clamp(0.0, 1.0) * alpha;
+            let a = if r2 > 1e-12 { a } else { 0.0 };
+            *px = (a * 255.0 + 0.5) as u8;
+        }
+    }
+}
+
+/// A filled rectangle, rounded as [`fill_plane`] rounds it.
+fn fill_mask(m: &mut Mask<'_>, r: [f64; 4], alpha: f32) {
+    let value = to_byte(f64::from(alpha));
+    let cx = |v: f64| (v.round() as i64 - m.ox).clamp(0, m.width as i64) as usize;
+    let cy = |v: f64| (v.round() as i64 - m.oy).clamp(0, m.height as i64) as usize;
+    let (x0, x1) = (cx(r[0]), cx(r[2]));
+    for j in cy(r[1])..cy(r[3]) {
+        m.row(j)[x0..x1.max(x0)].fill(value);
+    }
+}
+
+fn bitmap_mask(m: &mut Mask<'_>, b: &TextBitmap, x: i64, y: i64, alpha: f32) {
+    for row in 0..b.height as i64 {
+        let j = y + row - m.oy;
+        if j < 0 || j >= m.height as i64 {
+            continue;
+        }
+        let (stride, width) = (m.stride, m.width as i64);
+        let dst = &mut m.data[j as usize * stride..];
+        for col in 0..b.width as i64 {
+            let i = x + col - m.ox;
+            if i >= 0 && i < width {
+                let c = b.coverage[(row * b.width as i64 + col) as usize];
+                dst[i as usize] = to_byte(f64::from(alpha) * f64::from(c) / 255.0);
+            }
+        }
+    }
+}
+
+/// Renders one layer's coverage into `m` (cleared first).
+pub fn mask(m: &mut Mask<'_>, paint: Paint, shape: Shape<'_>) {
+    m.clear();
+    let alpha = match paint {
+        Paint::Keep { .. } => 1.0,
+        Paint::Colour(c) => c.alpha,
+    };
+    match shape {
+        Shape::Lit { e, feather } => lit_mask(m, e, feather),
+        Shape::Ring { e, thickness } => ring_mask(m, e, thickness, alpha),
+        Shape::Fill { r } => fill_mask(m, r, alpha),
+        Shape::Bitmap { bitmap, x, y } => bitmap_mask(m, bitmap, x, y, alpha),
+    }
+}
+
+/// `shape` moved by whole pixels.
+pub fn shifted(shape: Shape<'_>, dx: i64, dy: i64) -> Shape<'_> {
+    let (fx, fy) = (dx as f64, dy as f64);
+    let move_e = |e: Ellipse| Ellipse {
+        cx: e.cx + fx,
+        cy: e.cy + fy,
+        ..e
+    };
+    match shape {
+        Shape::Lit { e, feather } => Shape::Lit {
+            e: move_e(e),
+            feather,
+        },
+        Shape::Ring { e, thickness } => Shape::Ring {
+            e: move_e(e),
+            thickness,
+        },
+        Shape::Fill { r } => Shape::Fill {
+            r: [r[0] + fx, r[1] + fy, r[2] + fx, r[3] + fy],
+        },
+        Shape::Bitmap { bitmap, x, y } => Shape::Bitmap {
+            bitmap,
+            x: x + dx,
+            y: y + dy,
+        },
+    }
+}
+
+/// Frame pixels a shape may touch: `(x0, y0, x1, y1)`, ends exclusive,
+/// with a pixel of margin for rounding.
+pub fn bounds(shape: Shape<'_>) -> (i64, i64, i64, i64) {
+    let span = |lo: f64, hi: f64| (lo.floor() as i64 - 1, hi.ceil() as i64 + 2);
+    let ((x0, x1), (y0, y1)) = match shape {
+        Shape::Lit { e, feather } => (
+            span(e.cx - e.rx - feather, e.cx + e.rx + feather),
+            span(e.cy - e.ry - feather, e.cy + e.ry + feather),
+        ),
+        Shape::Ring { e, thickness } => {
+            let m = thickness / 2.0 + 1.0;
+            (
+                span(e.cx - e.rx - m, e.cx + e.rx + m),
+                span(e.cy - e.ry - m, e.cy + e.ry + m),
+            )
+        }
+        Shape::Fill { r } => (span(r[0], r[2]), span(r[1], r[3])),
+        Shape::Bitmap { bitmap, x, y } => {
+            ((x, x + bitmap.width as i64), (y, y + bitmap.height as i64))
+        }
+    };
+    (x0, y0, x1, y1)
 }
 
 #[cfg(test)]

@@ -1,91 +1,82 @@
-//! The overlay's CPU path: FFmpeg decodes the clip to raw yuv420p on a
-//! pipe, Rust draws the [`Scene`] on each frame in place, and a second FFmpeg
-//! encodes the frames read from its stdin with the output profile, copying
-//! the clip's audio. Three threads (read, draw, write) overlap the pipes
-//! with the drawing; frames are recycled, not reallocated.
+//! The overlay step's video: FFmpeg decodes, draws and encodes in one
+//! process, the drawing done by its own filters from small per-frame masks
+//! that Rust writes to its stdin ([`super::graph`]); no decoded frame
+//! leaves FFmpeg. The clip's audio is copied. A scene that changes no
+//! pixel is a plain re-encode ([`direct_args`]).
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::process::ChildStdin;
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Scene;
+use super::graph::{GraphPlan, planned_frames};
+use crate::media::Pipe;
 use crate::media::filter::{fps_exact, fps_string};
-use crate::media::pipe::{FrameReader, FrameWriter, PixelFormat};
+use crate::media::pipe::enlarge_pipe;
 use crate::media::{EncodeProfile, Ffmpeg, MediaError, MediaInfo, Progress, path_arg};
 
 /// Audio codecs MP4 takes as they are; anything else is re-encoded.
 const MP4_AUDIO: &[&str] = &["aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"];
-/// Frames in flight between the threads, each way.
-const DEPTH: usize = 3;
+/// Longest graph passed as an argument; a longer one (a long clip with a
+/// moving layer) goes through a file (`-/filter_complex`, FFmpeg 7 and
+/// later), as one argument may not exceed 128 KiB on Linux.
+const INLINE_GRAPH: usize = 96 * 1024;
 
 /// Timings of one render, for benchmarks.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RenderStats {
     pub frames: u64,
-    /// Seconds spent drawing (the Rust compositing alone).
+    /// Seconds spent drawing masks in Rust.
     pub draw_secs: f64,
     pub total_secs: f64,
 }
 
-/// The decoder's arguments: the clip's first video stream as raw yuv420p at
-/// its constant frame rate.
-pub fn decode_args(input: &Path, fps: f64) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec!["-i".into(), path_arg(input)];
-    a.extend(
-        [
-            "-map",
-            "0:v:0",
-            "-an",
-            "-sn",
-            "-dn",
-            "-fps_mode",
-            "cfr",
-            "-r",
-        ]
-        .iter()
-        .map(OsString::from),
-    );
-    a.push(fps_string(fps).into());
-    a.extend(
-        ["-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]
-            .iter()
-            .map(OsString::from),
-    );
-    a
-}
-
-/// The encoder's arguments: raw frames on stdin, the clip's audio copied
-/// (or re-encoded when MP4 cannot hold it), the profile's video settings.
-pub fn encode_args(
-    input: &Path,
-    output: &Path,
-    info: &MediaInfo,
-    width: u32,
-    height: u32,
-    fps: f64,
-    profile: &EncodeProfile,
-) -> Vec<OsString> {
-    let mut a: Vec<OsString> = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s"]
-        .iter()
-        .map(OsString::from)
-        .collect();
-    a.push(format!("{width}x{height}").into());
-    a.push("-framerate".into());
-    a.push(fps_string(fps).into());
-    a.extend(["-i".into(), "pipe:0".into(), "-i".into(), path_arg(input)]);
-    a.extend(["-map", "0:v:0"].iter().map(OsString::from));
+/// The clip's audio, mapped from input 0: copied when MP4 takes it as it
+/// is, else re-encoded with the profile.
+fn audio_args(info: &MediaInfo, profile: &EncodeProfile) -> Vec<OsString> {
+    let mut a = Vec::new();
     if let Some(audio) = &info.audio {
-        a.extend(["-map", "1:a:0"].iter().map(OsString::from));
+        a.extend(["-map", "0:a:0"].iter().map(OsString::from));
         if MP4_AUDIO.contains(&audio.codec.as_str()) {
             a.extend(["-c:a", "copy"].iter().map(OsString::from));
         } else {
             a.extend(profile.audio_args());
         }
     }
+    a
+}
+
+/// The drawing FFmpeg's arguments: the clip as input 0, the atlas of
+/// `plan` as raw gray frames on stdin as input 1, the graph (`graph_arg`:
+/// `-filter_complex GRAPH` or `-/filter_complex FILE`), the audio, the
+/// profile.
+pub fn graph_args(
+    input: &Path,
+    output: &Path,
+    info: &MediaInfo,
+    plan: &GraphPlan,
+    fps: f64,
+    graph_arg: [OsString; 2],
+    profile: &EncodeProfile,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["-i".into(), path_arg(input)];
+    a.extend(
+        ["-f", "rawvideo", "-pix_fmt", "gray", "-s"]
+            .iter()
+            .map(OsString::from),
+    );
+    a.push(format!("{}x{}", plan.atlas_width, plan.atlas_height).into());
+    a.push("-framerate".into());
+    a.push(fps_string(fps).into());
+    a.extend(["-i".into(), "pipe:0".into()]);
+    a.extend(graph_arg);
+    a.extend(["-map", "[v]"].iter().map(OsString::from));
+    a.extend(audio_args(info, profile));
     a.extend(profile.video_args());
     a.extend(profile.container_args());
     a.push(path_arg(output));
@@ -94,7 +85,7 @@ pub fn encode_args(
 
 /// The arguments of the direct path, for a scene that draws nothing: one
 /// FFmpeg decodes and encodes with the output profile at the clip's
-/// constant frame rate, the audio as [`encode_args`] treats it.
+/// constant frame rate, the audio as [`graph_args`] treats it.
 pub fn direct_args(
     input: &Path,
     output: &Path,
@@ -109,23 +100,14 @@ pub fn direct_args(
             .map(OsString::from),
     );
     a.push(fps_string(fps).into());
-    if let Some(audio) = &info.audio {
-        a.extend(["-map", "0:a:0"].iter().map(OsString::from));
-        if MP4_AUDIO.contains(&audio.codec.as_str()) {
-            a.extend(["-c:a", "copy"].iter().map(OsString::from));
-        } else {
-            a.extend(profile.audio_args());
-        }
-    }
+    a.extend(audio_args(info, profile));
     a.extend(profile.video_args());
     a.extend(profile.container_args());
     a.push(path_arg(output));
     a
 }
 
-/// Draws `scene` on every frame of `input` into `output`. Blocking. A scene
-/// that draws nothing takes the direct path ([`direct_args`]): raw frames
-/// through two pipes cost about 15 % of the codec's speed for nothing.
+/// Draws `scene` on every frame of `input` into `output`. Blocking.
 #[allow(clippy::too_many_arguments)]
 pub fn render(
     ff: &Ffmpeg,
@@ -139,100 +121,106 @@ pub fn render(
 ) -> Result<RenderStats, MediaError> {
     let started = Instant::now();
     let video = info.require_video(input)?;
-    let (w, h) = (video.width, video.height);
     let fps = fps_exact(video.fps.max(0.001));
-    if scene.is_empty() {
+    let frames = planned_frames(info.duration, fps);
+    let Some(plan) = GraphPlan::new(scene, video.fps, frames) else {
         let args = direct_args(input, output, info, video.fps, profile);
         ff.run(&args, Some(info.duration), on_progress, cancel)?;
-        let frames = (info.duration * fps).round() as u64;
         return Ok(RenderStats {
             frames,
             draw_secs: 0.0,
             total_secs: started.elapsed().as_secs_f64(),
         });
-    }
-    let mut reader = FrameReader::spawn(
-        ff,
-        &decode_args(input, video.fps),
-        PixelFormat::Yuv420p,
-        w,
-        h,
-        format!("decoding `{}` for the overlay", input.display()),
-    )?;
-    let mut writer = FrameWriter::spawn(
-        ff,
-        &encode_args(input, output, info, w, h, video.fps, profile),
-        format!("encoding the overlay onto `{}`", output.display()),
-    )?;
-    let frame_bytes = reader.frame_bytes();
-    let (to_draw, drawn_rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(DEPTH);
-    let (to_write, write_rx): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(DEPTH);
-    let (recycle, recycled): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = sync_channel(2 * DEPTH + 2);
+    };
+    let graph = plan.filter(scene);
+    // Kept until FFmpeg has read it.
+    let mut script = None;
+    let graph_arg: [OsString; 2] = if graph.len() <= INLINE_GRAPH {
+        ["-filter_complex".into(), graph.into()]
+    } else {
+        let file = write_script(&graph)?;
+        let arg = ["-/filter_complex".into(), path_arg(file.path())];
+        script = Some(file);
+        arg
+    };
+    let args = graph_args(input, output, info, &plan, video.fps, graph_arg, profile);
     let what = format!("drawing the overlay on `{}`", input.display());
-    let mut draw_secs = 0.0;
-    let mut frames = 0u64;
-    let (read_result, write_result) = std::thread::scope(|s| {
-        let read = s.spawn(move || -> Result<(), MediaError> {
-            loop {
-                let mut buf = recycled
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(frame_bytes));
-                if !reader.read_frame(&mut buf)? {
-                    return Ok(());
-                }
-                if to_draw.send(buf).is_err() {
-                    // The drawing side stopped (cancel or a write error).
-                    return Ok(());
-                }
-            }
-        });
-        let write = s.spawn(move || -> Result<(), MediaError> {
-            for buf in write_rx {
-                writer.write_frame(&buf)?;
-                let _ = recycle.try_send(buf);
-            }
-            writer.finish()
-        });
-        for mut buf in drawn_rx.iter() {
-            if cancel.is_cancelled() {
-                break;
-            }
-            let t = frames as f64 / fps;
-            let t0 = Instant::now();
-            scene.draw(&mut buf, t);
-            draw_secs += t0.elapsed().as_secs_f64();
-            frames += 1;
-            if to_write.send(buf).is_err() {
-                break;
-            }
-            on_progress(Progress {
-                out_time: t,
-                frame: frames,
-                fraction: (info.duration > 0.0).then(|| (t / info.duration).clamp(0.0, 1.0)),
-            });
-        }
-        drop(drawn_rx);
-        drop(to_write);
-        (
-            read.join().expect("the reader thread does not panic"),
-            write.join().expect("the writer thread does not panic"),
-        )
-    });
-    if cancel.is_cancelled() {
-        return Err(MediaError::Cancelled { what });
+    let mut child = ff.spawn_piped(&args, Pipe::Stdin, &what)?;
+    let stdin = child.stdin.take().expect("stdin is piped");
+    enlarge_pipe(&stdin, plan.atlas_bytes());
+    let fed = feed_atlas(stdin, &plan, scene, info.duration, on_progress, cancel);
+    if let Err(e @ MediaError::Cancelled { .. }) = fed {
+        child.kill();
+        return Err(e);
     }
-    // The encoder's error explains a reader's broken pipe, so it goes first.
-    write_result?;
-    read_result?;
-    if frames == 0 {
-        return Err(MediaError::Unsuitable {
-            path: input.to_path_buf(),
-            reason: "decoded to no video frames; give a clip with video".into(),
-        });
-    }
+    // FFmpeg's own failure explains a broken pipe, so it goes first.
+    let last = child.finish()?;
+    let draw_secs = fed?;
+    drop(script);
     Ok(RenderStats {
-        frames,
+        frames: last.map_or(frames, |p| p.frame),
         draw_secs,
         total_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+fn write_script(graph: &str) -> Result<tempfile::NamedTempFile, MediaError> {
+    let mut file = tempfile::Builder::new()
+        .prefix("reelay-overlay-")
+        .suffix(".graph")
+        .tempfile()
+        .map_err(|source| MediaError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    file.write_all(graph.as_bytes())
+        .map_err(|source| MediaError::Io {
+            path: file.path().to_path_buf(),
+            source,
+        })?;
+    Ok(file)
+}
+
+/// Writes atlas frames until FFmpeg has the whole clip and stops reading
+/// (the graph ends with the clip, `shortest=1`). Returns the seconds spent
+/// drawing.
+fn feed_atlas(
+    mut stdin: ChildStdin,
+    plan: &GraphPlan,
+    scene: &Scene,
+    duration: f64,
+    on_progress: &mut dyn FnMut(Progress),
+    cancel: &CancellationToken,
+) -> Result<f64, MediaError> {
+    let mut buf = vec![0u8; plan.atlas_bytes()];
+    let mut cache = Vec::new();
+    let (mut draw_secs, mut k) = (0.0, 0u64);
+    loop {
+        if cancel.is_cancelled() {
+            return Err(MediaError::Cancelled {
+                what: "drawing the overlay".into(),
+            });
+        }
+        let t0 = Instant::now();
+        plan.render_atlas(scene, k, &mut buf, &mut cache);
+        draw_secs += t0.elapsed().as_secs_f64();
+        match stdin.write_all(&buf) {
+            Ok(()) => {}
+            // FFmpeg has ended; `finish` says whether it went well.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(draw_secs),
+            Err(source) => {
+                return Err(MediaError::Io {
+                    path: "(ffmpeg stdin)".into(),
+                    source,
+                });
+            }
+        }
+        k += 1;
+        let t = plan.time(k);
+        on_progress(Progress {
+            out_time: t.min(duration),
+            frame: k,
+            fraction: (duration > 0.0).then(|| (t / duration).clamp(0.0, 1.0)),
+        });
+    }
 }

@@ -1,0 +1,491 @@
+//! The overlay drawn inside FFmpeg's filter graph, so that no decoded frame
+//! leaves FFmpeg: the decode → draw → encode pipes cost about a fifth of
+//! the codec's speed on two cores (issue 17).
+//!
+//! Every layer of a [`Scene`] is a coverage mask that moves. Rust renders
+//! each layer's mask at its own size (its largest extent over the clip),
+//! stacks them into one small 8-bit "atlas" frame per video frame, and
+//! writes the atlas to FFmpeg's stdin. The graph cuts each layer's slot
+//! out of the atlas and blends it where the layer is at that frame:
+//!
+//! - the spotlight: the frame dimmed by a lookup table (`lutyuv`), with
+//!   the undimmed frame put back through the mask (`crop`, `alphamerge`,
+//!   `overlay`);
+//! - a ring, a box, a text or its shadow: a solid colour, exact in Y, Cb,
+//!   Cr (`lutyuv` on the slot), blended through the mask (`alphamerge`,
+//!   `overlay`); a text's time window is the overlay's `enable`.
+//!
+//! A layer's place at each frame is spelled as an expression of the frame
+//! time `t`: a balanced tree of `if(lt(t, …))` over the runs of frames at
+//! the same place, with boundaries half a frame from any frame time, so
+//! no rounding can move a mask one frame off its picture. The video is
+//! made constant-rate from 0 first (`setpts`, `fps`), as the atlas is.
+//! The graph carries no caller text: a text's pixels come through the
+//! atlas, and numbers are the only values spelled into it, each escaped
+//! for both levels of FFmpeg's parsing all the same.
+
+use std::fmt::Write as _;
+
+use super::render::{self, Mask};
+use super::{Layer, Paint, Scene};
+use crate::media::filter::{escape_value, fps_exact, fps_string};
+
+/// One layer's place in the atlas and in the frame.
+#[derive(Debug, Clone)]
+struct Slot {
+    width: usize,
+    height: usize,
+    /// First atlas row of the slot.
+    top: usize,
+    /// The slot's top-left in the frame at each planned frame (even, so
+    /// chroma lines up); held after the last.
+    origins: Vec<(i64, i64)>,
+    /// Frames `[from, to)` the layer is shown in, when not all.
+    window: Option<(u64, u64)>,
+}
+
+/// The filter graph for one scene on one clip, and how to fill its atlas.
+#[derive(Debug, Clone)]
+pub struct GraphPlan {
+    slots: Vec<Slot>,
+    /// Atlas size: the widest slot by the slots stacked.
+    pub atlas_width: usize,
+    pub atlas_height: usize,
+    fps: f64,
+    fps_spelled: String,
+}
+
+/// Frames a clip of `duration` seconds has at `fps`, at least one.
+pub fn planned_frames(duration: f64, fps: f64) -> u64 {
+    ((duration * fps - 1e-6).ceil().max(0.0) as u64).max(1)
+}
+
+fn even_floor(v: i64) -> i64 {
+    v.div_euclid(2) * 2
+}
+
+/// The frames `[from, to)` of `0..frames` at which `start <= k/fps < end`.
+fn window(layer: &Layer<'_>, frames: u64, fps: f64) -> Option<(u64, u64)> {
+    if layer.start <= 0.0 && layer.end == f64::INFINITY {
+        return None;
+    }
+    let shown = |k: u64| {
+        let t = k as f64 / fps;
+        t >= layer.start && t < layer.end
+    };
+    let from = (0..frames).find(|&k| shown(k)).unwrap_or(frames);
+    let to = (from..frames).find(|&k| !shown(k)).unwrap_or(u64::MAX);
+    Some((from, to))
+}
+
+impl GraphPlan {
+    /// Plans `scene` for `frames` frames at `fps`. `None` when the scene
+    /// draws nothing.
+    pub fn new(scene: &Scene, fps: f64, frames: u64) -> Option<GraphPlan> {
+        let fps_value = fps_exact(fps);
+        let (fw, fh) = scene.size();
+        let (fw, fh) = (fw as i64, fh as i64);
+        let per_frame: Vec<Vec<Layer<'_>>> = (0..frames.max(1))
+            .map(|k| scene.layers_at(k as f64 / fps_value))
+            .collect();
+        let first = per_frame.first()?;
+        if first.is_empty() {
+            return None;
+        }
+        let mut slots = Vec::with_capacity(first.len());
+        let mut top = 0;
+        for (i, layer) in first.iter().enumerate() {
+            let bounds: Vec<_> = per_frame
+                .iter()
+                .map(|l| render::bounds(l[i].shape))
+                .collect();
+            let size = |lo: i64, hi: i64, frame: i64| ((hi - lo + 3) & !1).clamp(2, frame.max(2));
+            let width = bounds.iter().map(|b| size(b.0, b.2, fw)).max().unwrap_or(2);
+            let height = bounds.iter().map(|b| size(b.1, b.3, fh)).max().unwrap_or(2);
+            let place = |lo: i64, hi: i64, slot: i64, frame: i64| {
+                even_floor(lo - (slot - (hi - lo)) / 2).clamp(0, even_floor((frame - slot).max(0)))
+            };
+            let origins = bounds
+                .iter()
+                .map(|b| (place(b.0, b.2, width, fw), place(b.1, b.3, height, fh)))
+                .collect();
+            slots.push(Slot {
+                width: width as usize,
+                height: height as usize,
+                top,
+                origins,
+                window: window(layer, frames, fps_value),
+            });
+            top += height as usize;
+        }
+        Some(GraphPlan {
+            atlas_width: slots.iter().map(|s| s.width).max().unwrap_or(2),
+            atlas_height: top,
+            slots,
+            fps: fps_value,
+            fps_spelled: fps_string(fps),
+        })
+    }
+
+    /// Clip time of frame `k`.
+    pub fn time(&self, k: u64) -> f64 {
+        k as f64 / self.fps
+    }
+
+    /// Bytes of one atlas frame (8-bit gray).
+    pub fn atlas_bytes(&self) -> usize {
+        self.atlas_width * self.atlas_height
+    }
+
+    /// Renders frame `k`'s atlas into `buf` (one [`GraphPlan::atlas_bytes`]
+    /// frame). After the planned frames the last is held. `last` caches
+    /// what each slot holds, so an unchanged layer is not drawn again.
+    pub fn render_atlas<'s>(
+        &self,
+        scene: &'s Scene,
+        k: u64,
+        buf: &mut [u8],
+        last: &mut Vec<Option<(Layer<'s>, (i64, i64))>>,
+    ) {
+        let planned = self.slots[0].origins.len() as u64;
+        let k = k.min(planned - 1);
+        let layers = scene.layers_at(k as f64 / self.fps);
+        last.resize(self.slots.len(), None);
+        for ((slot, layer), cached) in self.slots.iter().zip(layers).zip(last.iter_mut()) {
+            let (ox, oy) = slot.origins[k as usize];
+            // The same picture at the same place in the slot needs no new mask.
+            let unchanged = cached.as_ref().is_some_and(|(c, (px, py))| {
+                c.paint == layer.paint
+                    && render::shifted(c.shape, -px, -py) == render::shifted(layer.shape, -ox, -oy)
+            });
+            if unchanged {
+                continue;
+            }
+            let mut m = Mask {
+                data: &mut buf[slot.top * self.atlas_width..],
+                stride: self.atlas_width,
+                width: slot.width,
+                height: slot.height,
+                ox,
+                oy,
+            };
+            render::mask(&mut m, layer.paint, layer.shape);
+            *cached = Some((layer, (ox, oy)));
+        }
+    }
+
+    /// The whole `-filter_complex` graph: the clip is input 0, the atlas
+    /// input 1; the picture comes out at `[v]`.
+    pub fn filter(&self, scene: &Scene) -> String {
+        let layers = scene.layers_at(0.0);
+        let n = self.slots.len();
+        let mut g = format!(
+            "[0:v]setpts=PTS-STARTPTS,fps={},format=yuv420p[b0];",
+            self.fps_spelled
+        );
+        if n == 1 {
+            g.push_str("[1:v]null[a0];");
+        } else {
+            g.push_str(&format!("[1:v]split={n}"));
+            for i in 0..n {
+                let _ = write!(g, "[a{i}]");
+            }
+            g.push(';');
+        }
+        for (i, (slot, layer)) in self.slots.iter().zip(&layers).enumerate() {
+            let out = if i + 1 == n {
+                "v".to_string()
+            } else {
+                format!("b{}", i + 1)
+            };
+            g.push_str(&self.layer_filter(i, slot, layer.paint, &out));
+        }
+        g
+    }
+
+    fn layer_filter(&self, i: usize, slot: &Slot, paint: Paint, out: &str) -> String {
+        let (w, h) = (slot.width, slot.height);
+        let x = escape_value(&self.tree(slot, |o| o.0));
+        let y = escape_value(&self.tree(slot, |o| o.1));
+        let enable = slot.window.map_or(String::new(), |(from, to)| {
+            let at = |k: u64| (k as f64 - 0.5) / self.fps;
+            let cond = if to == u64::MAX {
+                format!("gte(t,{:.6})", at(from))
+            } else {
+                format!("between(t,{:.6},{:.6})", at(from), at(to))
+            };
+            format!(":enable={}", escape_value(&cond))
+        });
+        let mask = format!("[a{i}]crop={w}:{h}:0:{}", slot.top);
+        // `repeatlast=0`: no input holds a frame for later, so the main frame
+        // stays writable and is blended in place, not copied.
+        let place =
+            format!("overlay=x={x}:y={y}:format=yuv420:shortest=1:repeatlast=0{enable}[{out}];");
+        match paint {
+            Paint::Keep { dim } => {
+                let lut = |off: f64| {
+                    let (mul, add) = render::dim_fixed(dim, off);
+                    escape_value(&format!("floor((val*{mul}+{add})/256)"))
+                };
+                format!(
+                    "[b{i}]split[d{i}][k{i}];[d{i}]lutyuv=y={}:u={}:v={}[dd{i}];\
+                     [k{i}]crop=w={w}:h={h}:x={x}:y={y}[kc{i}];{mask}[m{i}];\
+                     [kc{i}][m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];[dd{i}][s{i}]{place}",
+                    lut(16.0),
+                    lut(128.0),
+                    lut(128.0),
+                )
+            }
+            Paint::Colour(c) => {
+                let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+                format!(
+                    "{mask},split[m{i}][p{i}];[p{i}]format=yuva420p,lutyuv=y={}:u={}:v={}[c{i}];\
+                     [c{i}][m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];[b{i}][s{i}]{place}",
+                    v(c.y),
+                    v(c.u),
+                    v(c.v),
+                )
+            }
+        }
+    }
+
+    /// The slot's coordinate `pick` as an expression of `t`: a balanced
+    /// `if` tree over the runs of frames where it holds one value.
+    fn tree(&self, slot: &Slot, pick: impl Fn((i64, i64)) -> i64) -> String {
+        let mut runs: Vec<(u64, i64)> = Vec::new();
+        for (k, o) in slot.origins.iter().enumerate() {
+            let v = pick(*o);
+            if runs.last().is_none_or(|r| r.1 != v) {
+                runs.push((k as u64, v));
+            }
+        }
+        let mut out = String::new();
+        self.subtree(&runs, &mut out);
+        out
+    }
+
+    fn subtree(&self, runs: &[(u64, i64)], out: &mut String) {
+        if runs.len() == 1 {
+            let _ = write!(out, "{}", runs[0].1);
+            return;
+        }
+        let mid = runs.len() / 2;
+        let at = (runs[mid].0 as f64 - 0.5) / self.fps;
+        let _ = write!(out, "if(lt(t,{at:.6}),");
+        self.subtree(&runs[..mid], out);
+        out.push(',');
+        self.subtree(&runs[mid..], out);
+        out.push(')');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::render::Planes;
+    use crate::overlay::spec::OverlaySpec;
+    use crate::overlay::{SceneInputs, Shape};
+
+    fn scene(spec: serde_json::Value, w: u32, h: u32) -> Scene {
+        Scene::new(
+            &OverlaySpec::from_value(spec).unwrap(),
+            &SceneInputs {
+                width: w,
+                height: h,
+                duration: 2.0,
+                detections: &[],
+                offset: None,
+                font: None,
+            },
+        )
+        .unwrap()
+    }
+
+    fn moving() -> Scene {
+        scene(
+            serde_json::json!({
+                "spotlight": {"keyframes": [{"t": 0, "x": 10, "y": 60, "rx": 30, "ry": 40},
+                                            {"t": 2, "x": 300, "y": 100, "rx": 50, "ry": 30}], "dim": 0.4},
+                "ring": {"keyframes": [{"t": 0, "x": 160, "y": 200, "rx": 40, "ry": 12}], "color": "#ff0000"},
+                "boxes": [{"keyframes": [{"t": 0, "x": 100, "y": 20, "w": 60, "h": 30},
+                                         {"t": 1, "x": 250, "y": 190, "w": 80, "h": 60}], "thickness": 3}]
+            }),
+            320,
+            240,
+        )
+    }
+
+    #[test]
+    fn positions_are_a_balanced_tree_with_boundaries_between_frames() {
+        let plan = GraphPlan {
+            slots: vec![],
+            atlas_width: 2,
+            atlas_height: 2,
+            fps: 10.0,
+            fps_spelled: "10".into(),
+        };
+        let slot = Slot {
+            width: 2,
+            height: 2,
+            top: 0,
+            origins: vec![(0, 6), (0, 6), (2, 6), (4, 6)],
+            window: None,
+        };
+        assert_eq!(
+            plan.tree(&slot, |o| o.0),
+            "if(lt(t,0.150000),0,if(lt(t,0.250000),2,4))"
+        );
+        assert_eq!(plan.tree(&slot, |o| o.1), "6");
+    }
+
+    #[test]
+    fn every_layer_fits_its_slot_at_every_frame_even_at_the_edges() {
+        let s = moving();
+        let plan = GraphPlan::new(&s, 25.0, 50).unwrap();
+        // The spotlight, the ring, and the box's four edges.
+        assert_eq!(plan.slots.len(), 6);
+        for (i, slot) in plan.slots.iter().enumerate() {
+            assert!(slot.width % 2 == 0 && slot.height % 2 == 0);
+            for (k, &(ox, oy)) in slot.origins.iter().enumerate() {
+                assert!(ox % 2 == 0 && oy % 2 == 0 && ox >= 0 && oy >= 0);
+                assert!(ox + slot.width as i64 <= 320 && oy + slot.height as i64 <= 240);
+                let (x0, y0, x1, y1) = render::bounds(s.layers_at(k as f64 / 25.0)[i].shape);
+                // What of the shape is in the frame is in the slot.
+                assert!(
+                    x0.max(0) >= ox && x1.min(320) <= ox + slot.width as i64,
+                    "{i} {k}"
+                );
+                assert!(
+                    y0.max(0) >= oy && y1.min(240) <= oy + slot.height as i64,
+                    "{i} {k}"
+                );
+            }
+        }
+        let g = plan.filter(&s);
+        assert!(
+            g.starts_with(
+                "[0:v]setpts=PTS-STARTPTS,fps=25,format=yuv420p[b0];[1:v]split=6[a0][a1][a2][a3][a4][a5];"
+            ),
+            "{g}"
+        );
+        assert!(g.ends_with("[v];"), "{g}");
+        assert_eq!(g.matches("overlay=").count(), 6);
+    }
+
+    /// FFmpeg's blend, done here: the graph's semantics on one frame.
+    fn blend_like_the_graph(s: &Scene, plan: &GraphPlan, k: u64, frame: &mut [u8]) {
+        let (w, h) = s.size();
+        let mut atlas = vec![0u8; plan.atlas_bytes()];
+        plan.render_atlas(s, k, &mut atlas, &mut Vec::new());
+        let layers = s.layers_at(k as f64 / plan.fps);
+        let original = frame.to_vec();
+        for (slot, layer) in plan.slots.iter().zip(&layers) {
+            let (ox, oy) = slot.origins[k as usize];
+            let p = Planes::split(frame, w, h);
+            let a = |x: usize, y: usize| -> f64 {
+                let (i, j) = (x as i64 - ox, y as i64 - oy);
+                if i < 0 || j < 0 || i >= slot.width as i64 || j >= slot.height as i64 {
+                    0.0
+                } else {
+                    f64::from(atlas[(slot.top + j as usize) * plan.atlas_width + i as usize])
+                        / 255.0
+                }
+            };
+            let (target, dim): ([f64; 3], f64) = match layer.paint {
+                Paint::Keep { dim } => ([16.0, 128.0, 128.0], dim),
+                Paint::Colour(c) => ([f64::from(c.y), f64::from(c.u), f64::from(c.v)], 0.0),
+            };
+            for y in 0..h {
+                for x in 0..w {
+                    let v = f64::from(p.y[y * w + x]);
+                    let al = a(x, y);
+                    p.y[y * w + x] = match layer.paint {
+                        Paint::Keep { .. } => {
+                            let o = f64::from(original[y * w + x]);
+                            let d = target[0] + (o - target[0]) * dim;
+                            (d * (1.0 - al) + o * al).round() as u8
+                        }
+                        Paint::Colour(_) => (v * (1.0 - al) + target[0] * al).round() as u8,
+                    };
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_masks_blended_as_ffmpeg_does_match_the_rust_compositor() {
+        let s = moving();
+        let plan = GraphPlan::new(&s, 25.0, 50).unwrap();
+        let (w, h) = s.size();
+        for k in [0u64, 13, 49] {
+            let grey: Vec<u8> = (0..w * h).map(|i| (40 + (i * 7) % 180) as u8).collect();
+            let mut frame = grey.clone();
+            frame.extend(vec![128u8; 2 * (w / 2) * (h / 2)]);
+            let mut ours = frame.clone();
+            s.draw(&mut ours, k as f64 / 25.0);
+            blend_like_the_graph(&s, &plan, k, &mut frame);
+            let diffs: Vec<i32> = (0..w * h)
+                .map(|i| (i32::from(frame[i]) - i32::from(ours[i])).abs())
+                .collect();
+            let max = diffs.iter().max().unwrap();
+            let mean = diffs.iter().sum::<i32>() as f64 / diffs.len() as f64;
+            assert!(
+                *max <= 2 && mean < 0.5,
+                "frame {k}: luma off by up to {max}, mean {mean:.3}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_text_window_becomes_an_enable_over_frame_boundaries() {
+        let layer = Layer {
+            paint: Paint::Keep { dim: 0.5 },
+            shape: Shape::Lit {
+                e: render::Ellipse {
+                    cx: 0.0,
+                    cy: 0.0,
+                    rx: 1.0,
+                    ry: 1.0,
+                },
+                feather: 1.0,
+            },
+            start: 0.5,
+            end: 1.0,
+        };
+        assert_eq!(window(&layer, 50, 10.0), Some((5, 10)));
+        assert_eq!(
+            window(
+                &Layer {
+                    end: f64::INFINITY,
+                    ..layer
+                },
+                50,
+                10.0
+            ),
+            Some((5, u64::MAX))
+        );
+        assert_eq!(
+            window(
+                &Layer {
+                    start: 0.0,
+                    end: f64::INFINITY,
+                    ..layer
+                },
+                50,
+                10.0
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_scene_that_changes_nothing_has_no_plan() {
+        let s = scene(
+            serde_json::json!({"spotlight": {"keyframes": [{"t": 0, "x": 10, "y": 60, "rx": 30, "ry": 40}], "dim": 1.0}}),
+            320,
+            240,
+        );
+        assert!(s.is_empty());
+        assert!(GraphPlan::new(&s, 25.0, 50).is_none());
+    }
+}
