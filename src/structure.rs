@@ -37,8 +37,9 @@ const ROOMS: &[&[&str]] = &[
 /// definitions moved to their rooms, 11 by the issue's).
 const MAX_BACK_ARROWS: usize = 2;
 
-/// Longest function allowed, in lines: a ratchet towards the guide's 120.
-const MAX_FUNCTION_LINES: usize = 264;
+/// Longest function allowed, in lines: under the guide's 120. A longer one
+/// holds more than one idea; split it where the idea changes.
+const MAX_FUNCTION_LINES: usize = 119;
 
 struct Source {
     /// Path under `src/`, like `runtime/executor.rs`.

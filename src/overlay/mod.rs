@@ -267,14 +267,16 @@ impl Scene {
         let (w, h) = (inputs.width as usize, inputs.height as usize);
         let sources = spec.detections_sources();
         if sources.len() != inputs.detections.len() {
-            return Err(SpecError {
-                field: "track.detections".into(),
-                problem: format!(
+            return Err(SpecError::new(
+                spec::SPEC_OBJECT,
+                "track.detections",
+                format!(
                     "the spec tracks through {} detections file(s), but {} were given",
                     sources.len(),
                     inputs.detections.len()
                 ),
-            }
+                "give one detections input per `track.detections` the spec names",
+            )
             .into());
         }
         for (name, d) in inputs.detections {
@@ -288,10 +290,12 @@ impl Scene {
                 .expect("every track's source is listed");
             let (name, d) = &inputs.detections[i];
             TrackPath::follow(d, t, t.pick.t + offset).map_err(|e| {
-                SceneError::Spec(SpecError {
-                    field: format!("{field}.pick"),
-                    problem: format!("tracking through {name}: {e}"),
-                })
+                SceneError::Spec(SpecError::new(
+                    spec::SPEC_OBJECT,
+                    format!("{field}.pick"),
+                    format!("tracking through {name}: {e}"),
+                    "pick a time and point where the detections have the player",
+                ))
             })
         };
         let spotlight = match &spec.spotlight {

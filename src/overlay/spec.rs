@@ -22,20 +22,16 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// An overlay spec problem: the field (a path such as
-/// `spotlight.keyframes[1].t`) and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("overlay spec: `{field}`: {problem}")]
-pub struct SpecError {
-    pub field: String,
-    pub problem: String,
-}
+/// An overlay spec problem, in the project's one field/problem/fix shape;
+/// the field is a path such as `spotlight.keyframes[1].t`.
+pub type SpecError = crate::invalid::Invalid;
 
-fn err(field: impl Into<String>, problem: impl Into<String>) -> SpecError {
-    SpecError {
-        field: field.into(),
-        problem: problem.into(),
-    }
+/// The object a spec problem is reported against until a caller that
+/// knows the spec's object (a manifest, a task) names it instead.
+pub const SPEC_OBJECT: &str = "overlay spec";
+
+fn err(field: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> SpecError {
+    SpecError::new(SPEC_OBJECT, field, problem, fix)
 }
 
 /// Everything drawn on one clip. Drawn in this order: spotlight, ring,
@@ -295,7 +291,11 @@ fn finite(field: &str, v: f64) -> Result<(), SpecError> {
     if v.is_finite() && v.abs() <= MAX_PX * 4.0 {
         Ok(())
     } else {
-        Err(err(field, format!("{v} is not a usable number")))
+        Err(err(
+            field,
+            format!("{v} is not a usable number"),
+            "give a finite number of pixels",
+        ))
     }
 }
 
@@ -303,7 +303,11 @@ fn positive(field: &str, v: f64) -> Result<(), SpecError> {
     if v.is_finite() && v > 0.0 && v <= MAX_PX {
         Ok(())
     } else {
-        Err(err(field, format!("{v} must be above 0 (pixels)")))
+        Err(err(
+            field,
+            format!("{v} is not a usable size"),
+            format!("give a size above 0 and at most {MAX_PX} pixels"),
+        ))
     }
 }
 
@@ -315,15 +319,15 @@ fn check_times<'a>(field: &str, times: impl Iterator<Item = f64> + 'a) -> Result
         if !t.is_finite() || t < 0.0 {
             return Err(err(
                 f,
-                format!("{t} is not a time: use seconds from the clip's start, 0 or more"),
+                format!("{t} is not a time"),
+                "use seconds from the clip's start, 0 or more",
             ));
         }
         if t <= last {
             return Err(err(
                 f,
-                format!(
-                    "{t} is not after the previous keyframe's {last}: keyframes go in time order"
-                ),
+                format!("{t} is not after the previous keyframe's {last}"),
+                "put keyframes in time order, each at a later t",
             ));
         }
         last = t;
@@ -332,7 +336,8 @@ fn check_times<'a>(field: &str, times: impl Iterator<Item = f64> + 'a) -> Result
     if n == 0 {
         return Err(err(
             field,
-            "there are no keyframes: give at least one {\"t\": 0, ...}",
+            "there are no keyframes",
+            "give at least one {\"t\": 0, ...}",
         ));
     }
     Ok(())
@@ -340,10 +345,15 @@ fn check_times<'a>(field: &str, times: impl Iterator<Item = f64> + 'a) -> Result
 
 fn check_source(field: &str, keyframes: bool, track: Option<&Track>) -> Result<(), SpecError> {
     match (keyframes, track) {
-        (true, Some(_)) => Err(err(field, "give either `keyframes` or `track`, not both")),
+        (true, Some(_)) => Err(err(
+            field,
+            "it has both `keyframes` and `track`",
+            "give either `keyframes` or `track`, not both",
+        )),
         (false, None) => Err(err(
             field,
-            "give its position: `keyframes` (a list of {\"t\", ...}) or `track` (following a player through detections)",
+            "it has no position",
+            "give `keyframes` (a list of {\"t\", ...}) or `track` (following a player through detections)",
         )),
         (false, Some(t)) => t.validate(&format!("{field}.track")),
         (true, None) => Ok(()),
@@ -369,12 +379,14 @@ impl Track {
             return Err(err(
                 format!("{field}.detections"),
                 "the detections key is empty",
+                "give the detections object's key, e.g. `detections/match.mp4.json`, or leave it out to detect on the source",
             ));
         }
         if !self.pick.t.is_finite() || self.pick.t < 0.0 {
             return Err(err(
                 format!("{field}.pick.t"),
                 format!("{} is not a time in the clip", self.pick.t),
+                "give seconds from the clip's start, 0 or more",
             ));
         }
         finite(&format!("{field}.pick.x"), self.pick.x)?;
@@ -382,13 +394,15 @@ impl Track {
         if !(self.smoothing.is_finite() && (0.0..=10.0).contains(&self.smoothing)) {
             return Err(err(
                 format!("{field}.smoothing"),
-                format!("{} must be 0 to 10 seconds", self.smoothing),
+                format!("{} is out of range", self.smoothing),
+                "give 0 to 10 seconds",
             ));
         }
         if !(self.max_gap.is_finite() && (0.0..=60.0).contains(&self.max_gap)) {
             return Err(err(
                 format!("{field}.max_gap"),
-                format!("{} must be 0 to 60 seconds", self.max_gap),
+                format!("{} is out of range", self.max_gap),
+                "give 0 to 60 seconds",
             ));
         }
         Ok(())
@@ -407,6 +421,7 @@ impl OverlaySpec {
                     path
                 },
                 e.into_inner().to_string(),
+                "correct the field as the message says (overlay fields: spotlight, ring, boxes, text)",
             )
         })?;
         spec.validate()?;
@@ -423,7 +438,8 @@ impl OverlaySpec {
         {
             return Err(err(
                 "(top level)",
-                "the spec draws nothing: give at least one of spotlight, ring, boxes, text",
+                "the spec draws nothing",
+                "give at least one of spotlight, ring, boxes, text",
             ));
         }
         if let Some(s) = &self.spotlight {
@@ -434,7 +450,8 @@ impl OverlaySpec {
             if !(s.dim.is_finite() && (0.0..=1.0).contains(&s.dim)) {
                 return Err(err(
                     "spotlight.dim",
-                    format!("{} is not in 0..1 (0 black outside, 1 unchanged)", s.dim),
+                    format!("{} is not in 0..1", s.dim),
+                    "give 0 (black outside the spotlight) to 1 (unchanged)",
                 ));
             }
             if let Some(f) = s.feather
@@ -442,13 +459,15 @@ impl OverlaySpec {
             {
                 return Err(err(
                     "spotlight.feather",
-                    format!("{f} must be 0 or more pixels"),
+                    format!("{f} is out of range"),
+                    format!("give 0 to {MAX_PX} pixels"),
                 ));
             }
             if !(s.scale.is_finite() && s.scale > 0.0 && s.scale <= 20.0) {
                 return Err(err(
                     "spotlight.scale",
-                    format!("{} must be above 0 and at most 20", s.scale),
+                    format!("{} is out of range", s.scale),
+                    "give a scale above 0 and at most 20",
                 ));
             }
         }
@@ -461,7 +480,8 @@ impl OverlaySpec {
             if !(r.scale.is_finite() && r.scale > 0.0 && r.scale <= 20.0) {
                 return Err(err(
                     "ring.scale",
-                    format!("{} must be above 0 and at most 20", r.scale),
+                    format!("{} is out of range", r.scale),
+                    "give a scale above 0 and at most 20",
                 ));
             }
         }
@@ -482,12 +502,17 @@ impl OverlaySpec {
         for (i, t) in self.text.iter().enumerate() {
             let field = format!("text[{i}]");
             if t.text.trim().is_empty() {
-                return Err(err(format!("{field}.text"), "the text is empty"));
+                return Err(err(
+                    format!("{field}.text"),
+                    "the text is empty",
+                    "give the text to draw, or remove the item",
+                ));
             }
             if t.text.chars().count() > MAX_TEXT_CHARS {
                 return Err(err(
                     format!("{field}.text"),
                     format!("longer than {MAX_TEXT_CHARS} characters"),
+                    format!("shorten it to {MAX_TEXT_CHARS} characters or split it into items"),
                 ));
             }
             finite(&format!("{field}.x"), t.x)?;
@@ -495,7 +520,8 @@ impl OverlaySpec {
             if !(t.size.is_finite() && (4.0..=1000.0).contains(&t.size)) {
                 return Err(err(
                     format!("{field}.size"),
-                    format!("{} must be 4 to 1000 pixels", t.size),
+                    format!("{} is out of range", t.size),
+                    "give 4 to 1000 pixels",
                 ));
             }
             for (name, v) in [("start", t.start), ("end", t.end)] {
@@ -505,6 +531,7 @@ impl OverlaySpec {
                     return Err(err(
                         format!("{field}.{name}"),
                         format!("{v} is not a time in the clip"),
+                        "give seconds from the clip's start, 0 or more",
                     ));
                 }
             }
@@ -514,6 +541,7 @@ impl OverlaySpec {
                 return Err(err(
                     format!("{field}.end"),
                     format!("end {e} is not after start {s}"),
+                    "make end greater than start",
                 ));
             }
         }

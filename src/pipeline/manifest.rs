@@ -282,7 +282,7 @@ impl Clip {
                 err(
                     format!("clips[{i}].overlay.{}", e.field),
                     e.problem.clone(),
-                    "fix the overlay spec as the message says",
+                    &e.fix,
                 )
             })?;
             crate::policy::bounds::check_overlay(spec).map_err(|(field, problem, fix)| {
