@@ -285,9 +285,8 @@ impl Clip {
                     &e.fix,
                 )
             })?;
-            crate::policy::bounds::check_overlay(spec).map_err(|(field, problem, fix)| {
-                err(format!("clips[{i}].overlay.{field}"), problem, &fix)
-            })?;
+            crate::policy::bounds::check_overlay(spec)
+                .map_err(|e| err(format!("clips[{i}].overlay.{}", e.field), e.problem, &e.fix))?;
             if clip.framing.is_some()
                 && let Some((field, _)) = spec.tracks().first()
             {
@@ -311,7 +310,7 @@ impl Clip {
         }
         if let Some(caption) = &clip.caption {
             crate::policy::bounds::check_caption(caption)
-                .map_err(|(problem, fix)| err(format!("clips[{i}].caption"), problem, &fix))?;
+                .map_err(|e| err(format!("clips[{i}].caption"), e.problem, &e.fix))?;
         }
         if let Some(framing) = &clip.framing {
             let field = format!("clips[{i}].framing.crop");

@@ -2,16 +2,14 @@
 //! when the manifest is read, so one oversized job fails alone with a record
 //! instead of aborting the process (and every other job with it).
 
-use crate::overlay::spec::OverlaySpec;
+use crate::invalid::Invalid;
+use crate::overlay::spec::{OverlaySpec, SPEC_OBJECT};
 
 /// Most text items one overlay may draw.
 pub const MAX_OVERLAY_TEXT_ITEMS: usize = 16;
 /// Most pixels all text labels of one overlay may rasterise to together
 /// (each label is an 8-bit bitmap held for the whole clip): 64 MiB.
 pub const MAX_OVERLAY_TEXT_PIXELS: f64 = 64.0 * 1024.0 * 1024.0;
-
-/// A refusal for a field below the overlay: `(field, problem, fix)`.
-pub type OverlayRefusal = (String, String, String);
 
 /// Upper bound of a label's bitmap: a glyph is at most about `size` wide and
 /// the line with its shadow about 1.5 × `size` high.
@@ -21,36 +19,38 @@ fn label_pixels(chars: usize, size: f64) -> f64 {
 
 /// Bounds the text items of an overlay: their count and the memory their
 /// rasterised labels need.
-pub fn check_overlay(spec: &OverlaySpec) -> Result<(), OverlayRefusal> {
+pub fn check_overlay(spec: &OverlaySpec) -> Result<(), Invalid> {
+    let refuse =
+        |field: String, problem: String, fix: &str| Invalid::new(SPEC_OBJECT, field, problem, fix);
     if spec.text.len() > MAX_OVERLAY_TEXT_ITEMS {
-        return Err((
+        return Err(refuse(
             "text".into(),
             format!(
                 "{} text items is over the limit of {MAX_OVERLAY_TEXT_ITEMS}",
                 spec.text.len()
             ),
-            "draw fewer labels, or split the clip".into(),
+            "draw fewer labels, or split the clip",
         ));
     }
     let mut total = 0.0;
     for (i, t) in spec.text.iter().enumerate() {
         if let Some(c) = t.text.chars().find(|c| c.is_control()) {
-            return Err((
+            return Err(refuse(
                 format!("text[{i}].text"),
                 format!("it contains the control character {:?}", c),
-                "remove it; a label is one line of printable text".into(),
+                "remove it; a label is one line of printable text",
             ));
         }
         total += label_pixels(t.text.chars().count(), t.size);
         if total > MAX_OVERLAY_TEXT_PIXELS {
-            return Err((
+            return Err(refuse(
                 format!("text[{i}]"),
                 format!(
                     "the labels up to this one would rasterise to about {:.0} million pixels, over the limit of {:.0} million",
                     total / 1e6,
                     MAX_OVERLAY_TEXT_PIXELS / 1e6
                 ),
-                "use a smaller `size` or shorter texts".into(),
+                "use a smaller `size` or shorter texts",
             ));
         }
     }
@@ -61,20 +61,23 @@ pub fn check_overlay(spec: &OverlaySpec) -> Result<(), OverlayRefusal> {
 pub const MAX_CAPTION_CHARS: usize = 200;
 
 /// A caption: at most [`MAX_CAPTION_CHARS`] printable characters on one line.
-pub fn check_caption(caption: &str) -> Result<(), (String, String)> {
+/// The refusal names the field `caption`; a manifest puts its clip's path
+/// in front.
+pub fn check_caption(caption: &str) -> Result<(), Invalid> {
+    let refuse = |problem: String, fix: &str| Invalid::new("caption", "caption", problem, fix);
     if caption.chars().count() > MAX_CAPTION_CHARS {
-        return Err((
+        return Err(refuse(
             format!("the caption is longer than {MAX_CAPTION_CHARS} characters"),
-            "shorten it".into(),
+            "shorten it",
         ));
     }
     if let Some(c) = caption.chars().find(|c| c.is_control()) {
-        return Err((
+        return Err(refuse(
             format!(
                 "the caption contains the control character {:?}, which would cut or garble the drawn text",
                 c
             ),
-            "remove it; a caption is one line of printable text".into(),
+            "remove it; a caption is one line of printable text",
         ));
     }
     Ok(())
@@ -124,8 +127,8 @@ mod tests {
         assert!(check_overlay(&spec).is_err());
         let one = serde_json::json!({"text": "W".repeat(200), "x": 0, "y": 0, "size": 1000});
         let spec: OverlaySpec = serde_json::from_value(serde_json::json!({"text": [one]})).unwrap();
-        let (field, problem, _) = check_overlay(&spec).unwrap_err();
-        assert_eq!(field, "text[0]", "{problem}");
+        let refused = check_overlay(&spec).unwrap_err();
+        assert_eq!(refused.field, "text[0]", "{refused}");
         let fine = serde_json::json!({"text": "Goal!", "x": 10, "y": 10, "size": 48});
         let spec: OverlaySpec =
             serde_json::from_value(serde_json::json!({"text": vec![fine; 16]})).unwrap();
