@@ -39,7 +39,7 @@ pub struct AwsSettings {
     /// The bucket's own keys, read at start from the secret named by
     /// `REELAY_S3_CREDENTIALS_SECRET`; never in a file, never logged.
     #[serde(skip)]
-    pub bucket_keys: Option<crate::adapters::s3::S3Keys>,
+    pub bucket_keys: Option<super::bucket_keys::S3Keys>,
 }
 
 impl Default for AwsSettings {
@@ -117,7 +117,7 @@ pub fn validate(
         ));
     }
     if let Some(bucket) = bucket
-        && let Some(Err(problem)) = crate::adapters::s3::parse_bucket_url(bucket)
+        && let Some(Err(problem)) = super::bucket_url::parse_bucket_url(bucket)
     {
         return Err(err(
             "bucket",

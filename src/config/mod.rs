@@ -2,6 +2,8 @@
 //! validated at load. Every error names the file, the field and the fix.
 
 pub mod aws;
+pub mod bucket_keys;
+pub mod bucket_url;
 pub mod env;
 pub mod placement;
 pub mod prices;

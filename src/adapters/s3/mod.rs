@@ -11,19 +11,18 @@
 //!   `PutOutcome::AlreadyExists`.
 //!
 //! One idea per file: `options` (addressing, endpoint, R2 settings, part
-//! sizes), `keys` (the bucket's own keys), `bucket_url`, `store` (the
-//! object operations), `multipart`, `rules` (what S3 accepts as keys and
-//! metadata) and `errors` (reading S3's answers).
+//! sizes), `store` (the object operations), `multipart`, `rules` (what S3
+//! accepts as keys and metadata) and `errors` (reading S3's answers).
+//! Bucket URLs and the bucket's own keys are configuration:
+//! `config::bucket_url`, `config::bucket_keys`.
 
-mod bucket_url;
 mod errors;
-mod keys;
 mod multipart;
 mod options;
 mod rules;
 mod store;
 
-pub use bucket_url::{BucketUrl, parse_bucket_url};
-pub use keys::S3Keys;
+pub use crate::config::bucket_keys::S3Keys;
+pub use crate::config::bucket_url::{BucketUrl, parse_bucket_url};
 pub use options::S3Options;
 pub use store::S3Store;

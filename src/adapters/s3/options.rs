@@ -5,7 +5,7 @@
 use crate::config::env;
 use crate::ports::StoreError;
 
-use super::keys::S3Keys;
+use crate::config::bucket_keys::S3Keys;
 
 pub(super) const MIB: u64 = 1024 * 1024;
 /// S3's smallest part (except the last).

@@ -13,10 +13,10 @@ use tokio::io::AsyncWriteExt;
 use crate::ports::store::StoreResult;
 use crate::ports::{Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, StoreError};
 
-use super::bucket_url::check_bucket_name;
 use super::errors::{io_err, is_404, is_already_exists, is_precondition_failed};
 use super::options::S3Options;
 use super::rules::{check_key, check_metadata};
+use crate::config::bucket_url::check_bucket_name;
 
 /// A bucket on S3 or an S3-compatible store.
 #[derive(Debug, Clone)]

@@ -1,11 +1,13 @@
-//! `s3://NAME[/PREFIX]` bucket URLs and S3's rules for bucket names.
+//! `s3://NAME[/PREFIX]` bucket URLs and S3's rules for bucket names: read
+//! by the configuration check and by the S3 adapter alike, so they live
+//! below both.
 
 /// A parsed `s3://NAME[/PREFIX]` bucket URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketUrl {
     pub bucket: String,
     /// Key prefix after the bucket, without a leading `/`; empty when none.
-    /// It is returned for the caller to scope by; [`S3Store`] itself works on
+    /// It is returned for the caller to scope by; the S3 store itself works on
     /// whole keys, the same keys notifications carry.
     pub prefix: String,
 }
@@ -25,7 +27,7 @@ pub fn parse_bucket_url(url: &str) -> Option<Result<BucketUrl, String>> {
     }))
 }
 
-pub(super) fn check_bucket_name(name: &str) -> Result<(), String> {
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
     let fix = "bucket names are 3-63 characters of a-z, 0-9, `.` and `-`, \
                starting and ending with a letter or digit";
     let ok_chars = name
