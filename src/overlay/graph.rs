@@ -39,6 +39,8 @@ struct Slot {
     height: usize,
     /// First atlas row of the slot.
     top: usize,
+    /// First atlas column of the slot (even).
+    left: usize,
     /// The slot's top-left in the frame at each planned frame (even, so
     /// chroma lines up); held after the last.
     origins: Vec<(i64, i64)>,
@@ -80,6 +82,29 @@ fn window(layer: &Layer<'_>, frames: u64, fps: f64) -> Option<(u64, u64)> {
     Some((from, to))
 }
 
+/// Packs the slots into shelves, tallest first, as wide as the widest
+/// slot: a box's tall thin edges then share rows instead of each taking
+/// whole atlas rows, and the atlas, written every frame, stays small.
+/// Returns the atlas size.
+fn pack(slots: &mut [Slot]) -> (usize, usize) {
+    let width = slots.iter().map(|s| s.width).max().unwrap_or(2);
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(slots[i].height));
+    let (mut top, mut x, mut shelf) = (0, 0, 0);
+    for i in order {
+        let s = &mut slots[i];
+        if x + s.width > width {
+            top += shelf;
+            (x, shelf) = (0, 0);
+        }
+        s.left = x;
+        s.top = top;
+        x += s.width;
+        shelf = shelf.max(s.height);
+    }
+    (width, top + shelf)
+}
+
 impl GraphPlan {
     /// Plans `scene` for `frames` frames at `fps`. `None` when the scene
     /// draws nothing.
@@ -95,7 +120,6 @@ impl GraphPlan {
             return None;
         }
         let mut slots = Vec::with_capacity(first.len());
-        let mut top = 0;
         for (i, layer) in first.iter().enumerate() {
             let bounds: Vec<_> = per_frame
                 .iter()
@@ -114,15 +138,16 @@ impl GraphPlan {
             slots.push(Slot {
                 width: width as usize,
                 height: height as usize,
-                top,
+                top: 0,
+                left: 0,
                 origins,
                 window: window(layer, frames, fps_value),
             });
-            top += height as usize;
         }
+        let (atlas_width, atlas_height) = pack(&mut slots);
         Some(GraphPlan {
-            atlas_width: slots.iter().map(|s| s.width).max().unwrap_or(2),
-            atlas_height: top,
+            atlas_width,
+            atlas_height,
             slots,
             fps: fps_value,
             fps_spelled: fps_string(fps),
@@ -159,10 +184,12 @@ impl GraphPlan {
             };
             let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
             for row in slot.top..slot.top + slot.height {
-                y_plane[row * aw..row * aw + slot.width].fill(v(c.y));
+                let at = row * aw + slot.left;
+                y_plane[at..at + slot.width].fill(v(c.y));
             }
             for row in slot.top / 2..(slot.top + slot.height) / 2 {
-                let cols = row * (aw / 2)..row * (aw / 2) + slot.width / 2;
+                let at = row * (aw / 2) + slot.left / 2;
+                let cols = at..at + slot.width / 2;
                 u_plane[cols.clone()].fill(v(c.u));
                 v_plane[cols].fill(v(c.v));
             }
@@ -198,7 +225,7 @@ impl GraphPlan {
                 continue;
             }
             let mut m = Mask {
-                data: &mut buf[alpha + slot.top * self.atlas_width..],
+                data: &mut buf[alpha + slot.top * self.atlas_width + slot.left..],
                 stride: self.atlas_width,
                 width: slot.width,
                 height: slot.height,
@@ -252,7 +279,7 @@ impl GraphPlan {
             };
             format!(":enable={}", escape_value(&cond))
         });
-        let mask = format!("[a{i}]crop={w}:{h}:0:{}", slot.top);
+        let mask = format!("[a{i}]crop={w}:{h}:{}:{}", slot.left, slot.top);
         // `repeatlast=0`: no input holds a frame for later, so the main frame
         // stays writable and is blended in place, not copied.
         let place =
@@ -355,6 +382,7 @@ mod tests {
             width: 2,
             height: 2,
             top: 0,
+            left: 0,
             origins: vec![(0, 6), (0, 6), (2, 6), (4, 6)],
             window: None,
         };
@@ -414,7 +442,9 @@ mod tests {
                 if i < 0 || j < 0 || i >= slot.width as i64 || j >= slot.height as i64 {
                     0.0
                 } else {
-                    let at = plan.alpha_offset() + (slot.top + j as usize) * plan.atlas_width;
+                    let at = plan.alpha_offset()
+                        + (slot.top + j as usize) * plan.atlas_width
+                        + slot.left;
                     f64::from(atlas[at + i as usize]) / 255.0
                 }
             };
