@@ -3,17 +3,19 @@
 //! the codec's speed on two cores (issue 17).
 //!
 //! Every layer of a [`Scene`] is a coverage mask that moves. Rust renders
-//! each layer's mask at its own size (its largest extent over the clip),
-//! stacks them into one small 8-bit "atlas" frame per video frame, and
-//! writes the atlas to FFmpeg's stdin. The graph cuts each layer's slot
-//! out of the atlas and blends it where the layer is at that frame:
+//! each layer's mask at its own size (its largest extent over the clip)
+//! into the alpha plane of one small yuva420p "atlas" frame per video
+//! frame, its slots stacked, and writes the atlas to FFmpeg's stdin. The
+//! graph cuts each layer's slot out of the atlas and blends it where the
+//! layer is at that frame:
 //!
 //! - the spotlight: the frame dimmed by a lookup table (`lutyuv`), with
-//!   the undimmed frame put back through the mask (`crop`, `alphamerge`,
-//!   `overlay`);
-//! - a ring, a box, a text or its shadow: a solid colour, exact in Y, Cb,
-//!   Cr (`lutyuv` on the slot), blended through the mask (`alphamerge`,
-//!   `overlay`); a text's time window is the overlay's `enable`.
+//!   the undimmed frame put back through the mask (`crop`, `extractplanes`,
+//!   `alphamerge`, `overlay`);
+//! - a ring, a box, a text or its shadow: its slot already holds the solid
+//!   colour, exact in Y, Cb, Cr (Rust fills it once), so the slot is only
+//!   cut and overlaid: no per-frame filter but the blend, which is what a
+//!   layer costs; a text's time window is the overlay's `enable`.
 //!
 //! A layer's place at each frame is spelled as an expression of the frame
 //! time `t`: a balanced tree of `if(lt(t, …))` over the runs of frames at
@@ -37,6 +39,8 @@ struct Slot {
     height: usize,
     /// First atlas row of the slot.
     top: usize,
+    /// First atlas column of the slot (even).
+    left: usize,
     /// The slot's top-left in the frame at each planned frame (even, so
     /// chroma lines up); held after the last.
     origins: Vec<(i64, i64)>,
@@ -78,6 +82,29 @@ fn window(layer: &Layer<'_>, frames: u64, fps: f64) -> Option<(u64, u64)> {
     Some((from, to))
 }
 
+/// Packs the slots into shelves, tallest first, as wide as the widest
+/// slot: a box's tall thin edges then share rows instead of each taking
+/// whole atlas rows, and the atlas, written every frame, stays small.
+/// Returns the atlas size.
+fn pack(slots: &mut [Slot]) -> (usize, usize) {
+    let width = slots.iter().map(|s| s.width).max().unwrap_or(2);
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(slots[i].height));
+    let (mut top, mut x, mut shelf) = (0, 0, 0);
+    for i in order {
+        let s = &mut slots[i];
+        if x + s.width > width {
+            top += shelf;
+            (x, shelf) = (0, 0);
+        }
+        s.left = x;
+        s.top = top;
+        x += s.width;
+        shelf = shelf.max(s.height);
+    }
+    (width, top + shelf)
+}
+
 impl GraphPlan {
     /// Plans `scene` for `frames` frames at `fps`. `None` when the scene
     /// draws nothing.
@@ -93,7 +120,6 @@ impl GraphPlan {
             return None;
         }
         let mut slots = Vec::with_capacity(first.len());
-        let mut top = 0;
         for (i, layer) in first.iter().enumerate() {
             let bounds: Vec<_> = per_frame
                 .iter()
@@ -112,15 +138,16 @@ impl GraphPlan {
             slots.push(Slot {
                 width: width as usize,
                 height: height as usize,
-                top,
+                top: 0,
+                left: 0,
                 origins,
                 window: window(layer, frames, fps_value),
             });
-            top += height as usize;
         }
+        let (atlas_width, atlas_height) = pack(&mut slots);
         Some(GraphPlan {
-            atlas_width: slots.iter().map(|s| s.width).max().unwrap_or(2),
-            atlas_height: top,
+            atlas_width,
+            atlas_height,
             slots,
             fps: fps_value,
             fps_spelled: fps_string(fps),
@@ -132,9 +159,41 @@ impl GraphPlan {
         k as f64 / self.fps
     }
 
-    /// Bytes of one atlas frame (8-bit gray).
+    /// Bytes of one atlas frame (yuva420p: Y, Cb, Cr, then alpha).
     pub fn atlas_bytes(&self) -> usize {
-        self.atlas_width * self.atlas_height
+        let luma = self.atlas_width * self.atlas_height;
+        2 * luma + luma / 2
+    }
+
+    /// Where the alpha plane, which holds the masks, starts.
+    fn alpha_offset(&self) -> usize {
+        let luma = self.atlas_width * self.atlas_height;
+        luma + luma / 2
+    }
+
+    /// Fills each colour slot's Y, Cb and Cr with its colour, once: the
+    /// graph overlays the slot as it is, its mask being its alpha.
+    fn fill_colours(&self, layers: &[Layer<'_>], buf: &mut [u8]) {
+        let (aw, ah) = (self.atlas_width, self.atlas_height);
+        let (y_plane, chroma) = buf.split_at_mut(aw * ah);
+        let (u_plane, rest) = chroma.split_at_mut(aw / 2 * (ah / 2));
+        let v_plane = &mut rest[..aw / 2 * (ah / 2)];
+        for (slot, layer) in self.slots.iter().zip(layers) {
+            let Paint::Colour(c) = layer.paint else {
+                continue;
+            };
+            let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+            for row in slot.top..slot.top + slot.height {
+                let at = row * aw + slot.left;
+                y_plane[at..at + slot.width].fill(v(c.y));
+            }
+            for row in slot.top / 2..(slot.top + slot.height) / 2 {
+                let at = row * (aw / 2) + slot.left / 2;
+                let cols = at..at + slot.width / 2;
+                u_plane[cols.clone()].fill(v(c.u));
+                v_plane[cols].fill(v(c.v));
+            }
+        }
     }
 
     /// Renders frame `k`'s atlas into `buf` (one [`GraphPlan::atlas_bytes`]
@@ -150,7 +209,11 @@ impl GraphPlan {
         let planned = self.slots[0].origins.len() as u64;
         let k = k.min(planned - 1);
         let layers = scene.layers_at(k as f64 / self.fps);
+        if last.is_empty() {
+            self.fill_colours(&layers, buf);
+        }
         last.resize(self.slots.len(), None);
+        let alpha = self.alpha_offset();
         for ((slot, layer), cached) in self.slots.iter().zip(layers).zip(last.iter_mut()) {
             let (ox, oy) = slot.origins[k as usize];
             // The same picture at the same place in the slot needs no new mask.
@@ -162,7 +225,7 @@ impl GraphPlan {
                 continue;
             }
             let mut m = Mask {
-                data: &mut buf[slot.top * self.atlas_width..],
+                data: &mut buf[alpha + slot.top * self.atlas_width + slot.left..],
                 stride: self.atlas_width,
                 width: slot.width,
                 height: slot.height,
@@ -216,7 +279,7 @@ impl GraphPlan {
             };
             format!(":enable={}", escape_value(&cond))
         });
-        let mask = format!("[a{i}]crop={w}:{h}:0:{}", slot.top);
+        let mask = format!("[a{i}]crop={w}:{h}:{}:{}", slot.left, slot.top);
         // `repeatlast=0`: no input holds a frame for later, so the main frame
         // stays writable and is blended in place, not copied.
         let place =
@@ -229,23 +292,14 @@ impl GraphPlan {
                 };
                 format!(
                     "[b{i}]split[d{i}][k{i}];[d{i}]lutyuv=y={}:u={}:v={}[dd{i}];\
-                     [k{i}]crop=w={w}:h={h}:x={x}:y={y}[kc{i}];{mask}[m{i}];\
+                     [k{i}]crop=w={w}:h={h}:x={x}:y={y}[kc{i}];{mask},extractplanes=a[m{i}];\
                      [kc{i}][m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];[dd{i}][s{i}]{place}",
                     lut(16.0),
                     lut(128.0),
                     lut(128.0),
                 )
             }
-            Paint::Colour(c) => {
-                let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
-                format!(
-                    "{mask},split[m{i}][p{i}];[p{i}]format=yuva420p,lutyuv=y={}:u={}:v={}[c{i}];\
-                     [c{i}][m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];[b{i}][s{i}]{place}",
-                    v(c.y),
-                    v(c.u),
-                    v(c.v),
-                )
-            }
+            Paint::Colour(_) => format!("{mask}[s{i}];[b{i}][s{i}]{place}"),
         }
     }
 
@@ -328,6 +382,7 @@ mod tests {
             width: 2,
             height: 2,
             top: 0,
+            left: 0,
             origins: vec![(0, 6), (0, 6), (2, 6), (4, 6)],
             window: None,
         };
@@ -387,8 +442,10 @@ mod tests {
                 if i < 0 || j < 0 || i >= slot.width as i64 || j >= slot.height as i64 {
                     0.0
                 } else {
-                    f64::from(atlas[(slot.top + j as usize) * plan.atlas_width + i as usize])
-                        / 255.0
+                    let at = plan.alpha_offset()
+                        + (slot.top + j as usize) * plan.atlas_width
+                        + slot.left;
+                    f64::from(atlas[at + i as usize]) / 255.0
                 }
             };
             let (target, dim): ([f64; 3], f64) = match layer.paint {

@@ -52,7 +52,7 @@ fn audio_args(info: &MediaInfo, profile: &EncodeProfile) -> Vec<OsString> {
 }
 
 /// The drawing FFmpeg's arguments: the clip as input 0, the atlas of
-/// `plan` as raw gray frames on stdin as input 1, the graph (`graph_arg`:
+/// `plan` as raw yuva420p frames on stdin as input 1, the graph (`graph_arg`:
 /// `-filter_complex GRAPH` or `-/filter_complex FILE`), the audio, the
 /// profile.
 pub fn graph_args(
@@ -66,7 +66,7 @@ pub fn graph_args(
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec!["-i".into(), path_arg(input)];
     a.extend(
-        ["-f", "rawvideo", "-pix_fmt", "gray", "-s"]
+        ["-f", "rawvideo", "-pix_fmt", "yuva420p", "-s"]
             .iter()
             .map(OsString::from),
     );
