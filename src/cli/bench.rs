@@ -59,9 +59,9 @@ pub struct CpuArgs {
     pub json: bool,
 }
 
-// `reelay bench upscale`; the variant documents it.
+/// The model run both `bench upscale` and `bench frame` measure.
 #[derive(Args, Debug)]
-pub struct UpscaleArgs {
+pub struct ModelRunArgs {
     #[arg(long, default_value = "realesr-general-x4v3")]
     pub model: String,
     /// Crop (model input) size, WxH.
@@ -75,6 +75,13 @@ pub struct UpscaleArgs {
     /// fp32 or fp16 (fp16 runs on CUDA only).
     #[arg(long, default_value = "fp32")]
     pub precision: String,
+}
+
+// `reelay bench upscale`; the variant documents it.
+#[derive(Args, Debug)]
+pub struct UpscaleArgs {
+    #[command(flatten)]
+    pub run: ModelRunArgs,
     /// Minimum timed seconds per configuration.
     #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
@@ -85,19 +92,8 @@ pub struct UpscaleArgs {
 // `reelay bench frame`; the variant documents it.
 #[derive(Args, Debug)]
 pub struct FrameArgs {
-    #[arg(long, default_value = "realesr-general-x4v3")]
-    pub model: String,
-    /// Crop (model input) size, WxH.
-    #[arg(long, default_value = "160x90")]
-    pub crop: String,
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// cpu, cuda or auto.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// fp32 or fp16 (fp16 runs on CUDA only).
-    #[arg(long, default_value = "fp32")]
-    pub precision: String,
+    #[command(flatten)]
+    pub run: ModelRunArgs,
     /// Frames in the generated clip.
     #[arg(long, default_value_t = 48)]
     pub frames: u32,
@@ -291,19 +287,15 @@ pub async fn run(which: BenchCommand, config: Option<PathBuf>) -> anyhow::Result
 
 /// `reelay bench upscale`.
 async fn upscale(args: UpscaleArgs) -> anyhow::Result<()> {
-    let UpscaleArgs {
+    let UpscaleArgs { run, seconds, json } = args;
+    let ModelRunArgs {
         model,
         crop,
         batch,
         device,
         precision,
-        seconds,
-        json,
-    } = args;
-    let (w, h) = crop
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .ok_or_else(|| anyhow::anyhow!("--crop {crop:?}: expected WxH, e.g. 160x90"))?;
+    } = run;
+    let (w, h) = parse_wxh("--crop", &crop)?;
     let mut cfg = InferenceBenchConfig::new(model, w, h);
     cfg.device = device.parse().map_err(anyhow::Error::msg)?;
     cfg.precision = precision.parse().map_err(anyhow::Error::msg)?;
@@ -359,11 +351,7 @@ async fn router(args: RouterArgs) -> anyhow::Result<()> {
 /// `reelay bench frame`.
 async fn frame(args: FrameArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
     let FrameArgs {
-        model,
-        crop,
-        batch,
-        device,
-        precision,
+        run,
         frames,
         source,
         size,
@@ -372,6 +360,13 @@ async fn frame(args: FrameArgs, config: Option<PathBuf>) -> anyhow::Result<()> {
         scratch,
         json,
     } = args;
+    let ModelRunArgs {
+        model,
+        crop,
+        batch,
+        device,
+        precision,
+    } = run;
     let (w, h) = parse_wxh("--crop", &crop)?;
     let (sw, sh) = parse_wxh("--source", &source)?;
     let mut cfg = FrameBenchConfig::new(model, w, h);
