@@ -592,6 +592,64 @@ fn the_graph_draws_every_layer_as_the_rust_compositor_does() {
     assert_eq!(text_pixels(5), 0, "no text before its start");
 }
 
+/// The spotlight's dimming is defined as FFmpeg's `eq` computes it
+/// (`reelay::overlay::dim`): on every 8-bit value, in every plane and for
+/// several factors, FFmpeg's output and the Rust map agree exactly, so the
+/// graph and the compositor dim alike.
+#[test]
+fn ffmpeg_eq_and_the_rust_dim_map_agree_on_every_sample() {
+    use reelay::overlay::dim::DimMap;
+    let (w, h) = (512usize, 4usize);
+    // Every value twice per luma row (wide enough for eq's SIMD and its tail),
+    // every value once per chroma row.
+    let mut frame: Vec<u8> = (0..w * h).map(|i| ((i % w) / 2) as u8).collect();
+    let chroma: Vec<u8> = (0..(w / 2) * (h / 2))
+        .map(|i| (i % (w / 2)) as u8)
+        .collect();
+    frame.extend(&chroma);
+    frame.extend(&chroma);
+    for dim in [0.0, 0.2, 0.35, 0.45, 0.8, 1.0] {
+        let map = DimMap::new(dim);
+        let mut child = Command::new(ffmpeg().path())
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "yuv420p",
+                "-s",
+            ])
+            .arg(format!("{w}x{h}"))
+            .args(["-i", "-", "-vf"])
+            .arg(map.eq_filter())
+            .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = frame.clone();
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(out.status.success(), "eq failed for dim {dim}");
+        assert_eq!(out.stdout.len(), frame.len());
+        for (i, (&v, &got)) in frame.iter().zip(&out.stdout).enumerate() {
+            let want = if i < w * h {
+                map.luma(v)
+            } else {
+                map.chroma(v)
+            };
+            assert_eq!(
+                got, want,
+                "dim {dim}: sample {i} (value {v}): FFmpeg {got}, Rust {want}"
+            );
+        }
+    }
+}
+
 /// A long clip with moving layers: each position is a tree of `if`s over
 /// 1000 frames, a graph too long for one argument, so it goes to FFmpeg in
 /// a file (`-/filter_complex`); the spotlight is still where it should be

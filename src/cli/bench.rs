@@ -140,7 +140,8 @@ pub struct PlacementArgs {
 // `reelay bench overlay`; the variant documents it.
 #[derive(Args, Debug)]
 pub struct OverlayArgs {
-    #[arg(long, default_value_t = 3)]
+    /// Pairs of runs (bare, then overlay) per case; the ratio is their median.
+    #[arg(long, default_value_t = 5)]
     pub repetitions: u32,
     /// Source length in seconds.
     #[arg(long, default_value_t = 10.0)]

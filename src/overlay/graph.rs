@@ -4,18 +4,19 @@
 //!
 //! Every layer of a [`Scene`] is a coverage mask that moves. Rust renders
 //! each layer's mask at its own size (its largest extent over the clip)
-//! into the alpha plane of one small yuva420p "atlas" frame per video
-//! frame, its slots stacked, and writes the atlas to FFmpeg's stdin. The
-//! graph cuts each layer's slot out of the atlas and blends it where the
-//! layer is at that frame:
+//! into one small 8-bit "atlas" frame per video frame, its slots packed,
+//! and writes the atlas to FFmpeg's stdin: one byte a mask pixel, as the
+//! pipe's copies and wake-ups are most of what the overlay costs beyond
+//! its blends. The graph cuts each layer's slot out of the atlas and
+//! blends it where the layer is at that frame:
 //!
-//! - the spotlight: the frame dimmed by a lookup table (`lutyuv`), with
-//!   the undimmed frame put back through the mask (`crop`, `extractplanes`,
-//!   `alphamerge`, `overlay`);
-//! - a ring, a box, a text or its shadow: its slot already holds the solid
-//!   colour, exact in Y, Cb, Cr (Rust fills it once), so the slot is only
-//!   cut and overlaid: no per-frame filter but the blend, which is what a
-//!   layer costs; a text's time window is the overlay's `enable`.
+//! - the spotlight: the frame dimmed by `eq` (its SIMD map, defined for
+//!   both renderers in [`super::dim`]), with the undimmed frame put back
+//!   through the mask (`crop`, `alphamerge`, `overlay`);
+//! - a ring, a box edge, a text or its shadow: a `color` source of the
+//!   slot's size set to the colour's exact Y, Cb, Cr by `lutyuv` (the
+//!   source draws its frame once), the mask merged in as alpha, then
+//!   overlaid; a text's time window is the overlay's `enable`.
 //!
 //! A layer's place at each frame is spelled as an expression of the frame
 //! time `t`: a balanced tree of `if(lt(t, …))` over the runs of frames at
@@ -28,6 +29,7 @@
 
 use std::fmt::Write as _;
 
+use super::dim::DimMap;
 use super::render::{self, Mask};
 use super::{Layer, Paint, Scene};
 use crate::media::filter::{escape_value, fps_exact, fps_string};
@@ -82,27 +84,53 @@ fn window(layer: &Layer<'_>, frames: u64, fps: f64) -> Option<(u64, u64)> {
     Some((from, to))
 }
 
-/// Packs the slots into shelves, tallest first, as wide as the widest
-/// slot: a box's tall thin edges then share rows instead of each taking
-/// whole atlas rows, and the atlas, written every frame, stays small.
-/// Returns the atlas size.
+/// Packs the slots into shelves, tallest first, at the atlas width (among
+/// those a shelf can end at) that gives the smallest atlas: the atlas is
+/// written every frame, so its area is the pipe's cost. Returns the size.
 fn pack(slots: &mut [Slot]) -> (usize, usize) {
-    let width = slots.iter().map(|s| s.width).max().unwrap_or(2);
+    let widest = slots.iter().map(|s| s.width).max().unwrap_or(2);
+    let total: usize = slots.iter().map(|s| s.width).sum();
     let mut order: Vec<usize> = (0..slots.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(slots[i].height));
+    order.sort_by_key(|&i| (std::cmp::Reverse(slots[i].height), i));
+    // Candidate widths: the widest slot, then every sum of a run of slots
+    // in packing order that is wider (where a shelf could end).
+    let mut widths = vec![widest];
+    for start in 0..order.len() {
+        let mut w = 0;
+        for &i in &order[start..] {
+            w += slots[i].width;
+            if w > widest && w <= total {
+                widths.push(w);
+            }
+        }
+    }
+    widths.sort_unstable();
+    widths.dedup();
+    let best = widths
+        .into_iter()
+        .min_by_key(|&w| (w * shelve(slots, &order, w, false), w))
+        .unwrap_or(widest);
+    (best, shelve(slots, &order, best, true))
+}
+
+/// Shelf-packs `slots` in `order` at `width`; returns the height, and
+/// places the slots when `place`.
+fn shelve(slots: &mut [Slot], order: &[usize], width: usize, place: bool) -> usize {
     let (mut top, mut x, mut shelf) = (0, 0, 0);
-    for i in order {
+    for &i in order {
         let s = &mut slots[i];
         if x + s.width > width {
             top += shelf;
             (x, shelf) = (0, 0);
         }
-        s.left = x;
-        s.top = top;
+        if place {
+            s.left = x;
+            s.top = top;
+        }
         x += s.width;
         shelf = shelf.max(s.height);
     }
-    (width, top + shelf)
+    top + shelf
 }
 
 impl GraphPlan {
@@ -159,41 +187,9 @@ impl GraphPlan {
         k as f64 / self.fps
     }
 
-    /// Bytes of one atlas frame (yuva420p: Y, Cb, Cr, then alpha).
+    /// Bytes of one atlas frame (8-bit gray: the masks).
     pub fn atlas_bytes(&self) -> usize {
-        let luma = self.atlas_width * self.atlas_height;
-        2 * luma + luma / 2
-    }
-
-    /// Where the alpha plane, which holds the masks, starts.
-    fn alpha_offset(&self) -> usize {
-        let luma = self.atlas_width * self.atlas_height;
-        luma + luma / 2
-    }
-
-    /// Fills each colour slot's Y, Cb and Cr with its colour, once: the
-    /// graph overlays the slot as it is, its mask being its alpha.
-    fn fill_colours(&self, layers: &[Layer<'_>], buf: &mut [u8]) {
-        let (aw, ah) = (self.atlas_width, self.atlas_height);
-        let (y_plane, chroma) = buf.split_at_mut(aw * ah);
-        let (u_plane, rest) = chroma.split_at_mut(aw / 2 * (ah / 2));
-        let v_plane = &mut rest[..aw / 2 * (ah / 2)];
-        for (slot, layer) in self.slots.iter().zip(layers) {
-            let Paint::Colour(c) = layer.paint else {
-                continue;
-            };
-            let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
-            for row in slot.top..slot.top + slot.height {
-                let at = row * aw + slot.left;
-                y_plane[at..at + slot.width].fill(v(c.y));
-            }
-            for row in slot.top / 2..(slot.top + slot.height) / 2 {
-                let at = row * (aw / 2) + slot.left / 2;
-                let cols = at..at + slot.width / 2;
-                u_plane[cols.clone()].fill(v(c.u));
-                v_plane[cols].fill(v(c.v));
-            }
-        }
+        self.atlas_width * self.atlas_height
     }
 
     /// Renders frame `k`'s atlas into `buf` (one [`GraphPlan::atlas_bytes`]
@@ -209,11 +205,7 @@ impl GraphPlan {
         let planned = self.slots[0].origins.len() as u64;
         let k = k.min(planned - 1);
         let layers = scene.layers_at(k as f64 / self.fps);
-        if last.is_empty() {
-            self.fill_colours(&layers, buf);
-        }
         last.resize(self.slots.len(), None);
-        let alpha = self.alpha_offset();
         for ((slot, layer), cached) in self.slots.iter().zip(layers).zip(last.iter_mut()) {
             let (ox, oy) = slot.origins[k as usize];
             // The same picture at the same place in the slot needs no new mask.
@@ -225,7 +217,7 @@ impl GraphPlan {
                 continue;
             }
             let mut m = Mask {
-                data: &mut buf[alpha + slot.top * self.atlas_width + slot.left..],
+                data: &mut buf[slot.top * self.atlas_width + slot.left..],
                 stride: self.atlas_width,
                 width: slot.width,
                 height: slot.height,
@@ -279,27 +271,29 @@ impl GraphPlan {
             };
             format!(":enable={}", escape_value(&cond))
         });
-        let mask = format!("[a{i}]crop={w}:{h}:{}:{}", slot.left, slot.top);
+        let mask = format!("[a{i}]crop={w}:{h}:{}:{}[m{i}];", slot.left, slot.top);
         // `repeatlast=0`: no input holds a frame for later, so the main frame
         // stays writable and is blended in place, not copied.
         let place =
             format!("overlay=x={x}:y={y}:format=yuv420:shortest=1:repeatlast=0{enable}[{out}];");
+        let merge = format!("[m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];");
         match paint {
-            Paint::Keep { dim } => {
-                let lut = |off: f64| {
-                    let (mul, add) = render::dim_fixed(dim, off);
-                    escape_value(&format!("floor((val*{mul}+{add})/256)"))
-                };
+            Paint::Keep { dim } => format!(
+                "[b{i}]split[d{i}][k{i}];[d{i}]{}[dd{i}];[k{i}]crop=w={w}:h={h}:x={x}:y={y}[kc{i}];\
+                 {mask}[kc{i}]{merge}[dd{i}][s{i}]{place}",
+                DimMap::new(dim).eq_filter()
+            ),
+            Paint::Colour(c) => {
+                let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
                 format!(
-                    "[b{i}]split[d{i}][k{i}];[d{i}]lutyuv=y={}:u={}:v={}[dd{i}];\
-                     [k{i}]crop=w={w}:h={h}:x={x}:y={y}[kc{i}];{mask},extractplanes=a[m{i}];\
-                     [kc{i}][m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];[dd{i}][s{i}]{place}",
-                    lut(16.0),
-                    lut(128.0),
-                    lut(128.0),
+                    "color=c=black:s={w}x{h}:r={},format=yuva420p,lutyuv=y={}:u={}:v={}[c{i}];\
+                     {mask}[c{i}]{merge}[b{i}][s{i}]{place}",
+                    self.fps_spelled,
+                    v(c.y),
+                    v(c.u),
+                    v(c.v),
                 )
             }
-            Paint::Colour(_) => format!("{mask}[s{i}];[b{i}][s{i}]{place}"),
         }
     }
 
@@ -427,6 +421,35 @@ mod tests {
         assert_eq!(g.matches("overlay=").count(), 6);
     }
 
+    #[test]
+    fn slots_are_packed_apart_in_an_atlas_near_their_total_area() {
+        let s = moving();
+        let plan = GraphPlan::new(&s, 25.0, 50).unwrap();
+        let slots = &plan.slots;
+        for (i, a) in slots.iter().enumerate() {
+            assert!(a.left + a.width <= plan.atlas_width);
+            assert!(a.top + a.height <= plan.atlas_height);
+            assert!(a.left % 2 == 0 && a.top % 2 == 0);
+            for b in &slots[i + 1..] {
+                let apart = a.left + a.width <= b.left
+                    || b.left + b.width <= a.left
+                    || a.top + a.height <= b.top
+                    || b.top + b.height <= a.top;
+                assert!(apart, "{a:?} overlaps {b:?}");
+            }
+        }
+        let area: usize = slots.iter().map(|s| s.width * s.height).sum();
+        let widest = slots.iter().map(|s| s.width).max().unwrap();
+        let stacked = widest * slots.iter().map(|s| s.height).sum::<usize>();
+        eprintln!(
+            "atlas {}x{} = {} bytes; slots {area}; stacked {stacked}",
+            plan.atlas_width,
+            plan.atlas_height,
+            plan.atlas_bytes()
+        );
+        assert!(plan.atlas_bytes() * 10 <= area * 13, "at most 30 % spare");
+    }
+
     /// FFmpeg's blend, done here: the graph's semantics on one frame.
     fn blend_like_the_graph(s: &Scene, plan: &GraphPlan, k: u64, frame: &mut [u8]) {
         let (w, h) = s.size();
@@ -442,27 +465,23 @@ mod tests {
                 if i < 0 || j < 0 || i >= slot.width as i64 || j >= slot.height as i64 {
                     0.0
                 } else {
-                    let at = plan.alpha_offset()
-                        + (slot.top + j as usize) * plan.atlas_width
-                        + slot.left;
+                    let at = (slot.top + j as usize) * plan.atlas_width + slot.left;
                     f64::from(atlas[at + i as usize]) / 255.0
                 }
-            };
-            let (target, dim): ([f64; 3], f64) = match layer.paint {
-                Paint::Keep { dim } => ([16.0, 128.0, 128.0], dim),
-                Paint::Colour(c) => ([f64::from(c.y), f64::from(c.u), f64::from(c.v)], 0.0),
             };
             for y in 0..h {
                 for x in 0..w {
                     let v = f64::from(p.y[y * w + x]);
                     let al = a(x, y);
                     p.y[y * w + x] = match layer.paint {
-                        Paint::Keep { .. } => {
-                            let o = f64::from(original[y * w + x]);
-                            let d = target[0] + (o - target[0]) * dim;
-                            (d * (1.0 - al) + o * al).round() as u8
+                        Paint::Keep { dim } => {
+                            let o = original[y * w + x];
+                            let d = f64::from(DimMap::new(dim).luma(o));
+                            (d * (1.0 - al) + f64::from(o) * al).round() as u8
                         }
-                        Paint::Colour(_) => (v * (1.0 - al) + target[0] * al).round() as u8,
+                        Paint::Colour(c) => {
+                            (v * (1.0 - al) + c.y.round() as f64 * al).round() as u8
+                        }
                     };
                 }
             }

@@ -11,6 +11,7 @@
 //! yuv420p ([`Scene::draw`], [`render`]). `reelay bench overlay` measures
 //! the step against the same FFmpeg decode and encode with no overlay.
 
+pub mod dim;
 pub mod graph;
 pub mod render;
 pub mod spec;

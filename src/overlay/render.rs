@@ -3,10 +3,12 @@
 //! element touches changed.
 //!
 //! - **Spotlight:** outside the ellipse every sample moves towards black by
-//!   the factor `dim`: `Y' = 16 + dim·(Y − 16)`, `C' = 128 + dim·(C − 128)`,
-//!   which is exactly `RGB' = dim·RGB` for limited-range video. Inside it
-//!   nothing changes; a soft edge `feather` pixels wide blends the two
-//!   (smoothstep). Chroma samples use the ellipse at their own position.
+//!   the factor `dim`: `Y' ≈ 16 + dim·(Y − 16)`, `C' ≈ 128 + dim·(C − 128)`
+//!   (`RGB' = dim·RGB` for limited-range video), in the integer form of
+//!   FFmpeg's `eq` filter ([`super::dim`]) so both renderers agree. Inside
+//!   it nothing changes; a soft edge `feather` pixels wide blends the
+//!   dimmed and the kept sample (smoothstep). Chroma samples use the
+//!   ellipse at their own position.
 //! - **Ring:** an anti-aliased ellipse outline.
 //! - **Box:** a rectangle outline.
 //! - **Text:** glyphs rasterised once (fontdue) and blended by coverage.
@@ -14,6 +16,7 @@
 //! Colours are sRGB, converted with BT.709 for frames 720 lines or taller
 //! and BT.601 below (what players assume for untagged video).
 
+use super::dim::DimMap;
 use super::spec::Color;
 use super::{Paint, Shape};
 
@@ -111,21 +114,11 @@ fn blend(dst: &mut u8, value: f32, alpha: f32) {
     *dst = (d + (value - d) * alpha + 0.5).clamp(0.0, 255.0) as u8;
 }
 
-/// `off + dim·(v − off)` as `(v·mul + add) >> 8`: the spotlight's dimming
-/// in 8.8 fixed point, shared with FFmpeg's lookup table (`graph`) so both
-/// renderers give the same samples.
-pub fn dim_fixed(dim: f64, off: f64) -> (u16, u16) {
-    (
-        (dim * 256.0).round() as u16,
-        (off * (1.0 - dim) * 256.0 + 128.0).round() as u16,
-    )
-}
-
-/// `off + dim·(v − off)` in 8.8 fixed point, for whole spans (vectorises).
+/// Dims whole spans by `dim_sample` (vectorises).
 #[inline]
-fn dim_span(row: &mut [u8], mul: u16, add: u16) {
+fn dim_span(row: &mut [u8], dim_sample: impl Fn(u8) -> u8) {
     for px in row {
-        *px = ((u16::from(*px) * mul + add) >> 8) as u8;
+        *px = dim_sample(*px);
     }
 }
 
@@ -141,10 +134,8 @@ fn spotlight_plane(
     ph: usize,
     e: Ellipse,
     feather: f64,
-    dim: f64,
-    off: f64,
+    dim_sample: impl Fn(u8) -> u8 + Copy,
 ) {
-    let (mul, add) = dim_fixed(dim, off);
     let outer = Ellipse {
         rx: e.rx + feather,
         ry: e.ry + feather,
@@ -162,22 +153,22 @@ fn spotlight_plane(
             } else {
                 (r_in - 1.0) / (r_in - r_out)
             };
-            let f = 1.0 - (1.0 - dim) * smoothstep(s);
             let v = f64::from(*px);
-            *px = (off + (v - off) * f + 0.5).clamp(0.0, 255.0) as u8;
+            let dimmed = f64::from(dim_sample(*px));
+            *px = (dimmed + (v - dimmed) * (1.0 - smoothstep(s)) + 0.5).clamp(0.0, 255.0) as u8;
         }
     };
     let clamp_x = |v: f64| v.clamp(0.0, pw as f64) as usize;
     for (j, row) in plane.chunks_exact_mut(pw).take(ph).enumerate() {
         let dy = j as f64 - e.cy;
         let Some(ho) = outer.half_chord(dy) else {
-            dim_span(row, mul, add);
+            dim_span(row, dim_sample);
             continue;
         };
         let o0 = clamp_x((e.cx - ho).ceil());
         let o1 = clamp_x((e.cx + ho).floor() + 1.0).max(o0);
-        dim_span(&mut row[..o0], mul, add);
-        dim_span(&mut row[o1..], mul, add);
+        dim_span(&mut row[..o0], dim_sample);
+        dim_span(&mut row[o1..], dim_sample);
         match e.half_chord(dy) {
             Some(hi) => {
                 let i0 = clamp_x((e.cx - hi).ceil()).clamp(o0, o1);
@@ -197,11 +188,12 @@ pub fn spotlight(p: &mut Planes<'_>, e: Ellipse, feather: f64, dim: f64) {
         return;
     }
     let (w, h) = (p.width, p.height);
-    spotlight_plane(p.y, w, h, e, feather, dim, 16.0);
+    let map = DimMap::new(dim);
+    spotlight_plane(p.y, w, h, e, feather, |v| map.luma(v));
     let (cw, ch) = p.chroma_size();
     let ce = e.in_chroma();
-    spotlight_plane(p.u, cw, ch, ce, feather / 2.0, dim, 128.0);
-    spotlight_plane(p.v, cw, ch, ce, feather / 2.0, dim, 128.0);
+    spotlight_plane(p.u, cw, ch, ce, feather / 2.0, |v| map.chroma(v));
+    spotlight_plane(p.v, cw, ch, ce, feather / 2.0, |v| map.chroma(v));
 }
 
 /// Coverage of a `thickness`-wide outline of `e` at `(x, y)`, anti-aliased.
@@ -666,15 +658,19 @@ mod tests {
             ry: 8.0,
         };
         spotlight(&mut p, e, 4.0, 0.5);
-        // Inside: untouched. Far outside: 16 + 0.5·200 = 116, 128 + 0.5·50 = 153.
+        // Inside: untouched. Far outside: eq's map, within a level of
+        // 16 + 0.5·200 = 116 and 128 + 0.5·50 = 153.
+        let map = DimMap::new(0.5);
         assert_eq!(p.y[24 * w + 32], 216);
-        assert_eq!(p.y[0], 116);
-        assert_eq!(p.y[24 * w + 2], 116);
-        assert_eq!(p.u[0], 153);
+        assert_eq!(p.y[0], map.luma(216));
+        assert_eq!(p.y[24 * w + 2], map.luma(216));
+        assert!(p.y[0].abs_diff(116) <= 1, "{}", p.y[0]);
+        assert_eq!(p.u[0], map.chroma(178));
+        assert!(p.u[0].abs_diff(153) <= 1, "{}", p.u[0]);
         assert_eq!(p.v[12 * 32 + 16], 178);
         // The soft edge is in between.
         let edge = p.y[24 * w + 32 + 12];
-        assert!(edge > 116 && edge < 216, "{edge}");
+        assert!(edge > p.y[0] && edge < 216, "{edge}");
     }
 
     #[test]

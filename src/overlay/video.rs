@@ -52,7 +52,7 @@ fn audio_args(info: &MediaInfo, profile: &EncodeProfile) -> Vec<OsString> {
 }
 
 /// The drawing FFmpeg's arguments: the clip as input 0, the atlas of
-/// `plan` as raw yuva420p frames on stdin as input 1, the graph (`graph_arg`:
+/// `plan` as raw 8-bit gray frames on stdin as input 1, the graph (`graph_arg`:
 /// `-filter_complex GRAPH` or `-/filter_complex FILE`), the audio, the
 /// profile.
 pub fn graph_args(
@@ -64,9 +64,15 @@ pub fn graph_args(
     graph_arg: [OsString; 2],
     profile: &EncodeProfile,
 ) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec!["-i".into(), path_arg(input)];
+    // The layers are small: waking a thread pool for each blend costs more
+    // than the blend, and the encoder keeps every core busy anyway.
+    let mut a: Vec<OsString> = ["-filter_complex_threads", "1", "-i"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    a.push(path_arg(input));
     a.extend(
-        ["-f", "rawvideo", "-pix_fmt", "yuva420p", "-s"]
+        ["-f", "rawvideo", "-pix_fmt", "gray", "-s"]
             .iter()
             .map(OsString::from),
     );
