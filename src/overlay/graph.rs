@@ -14,9 +14,14 @@
 //!   both renderers in [`super::dim`]), with the undimmed frame put back
 //!   through the mask (`crop`, `alphamerge`, `overlay`);
 //! - a ring, a box edge, a text or its shadow: a `color` source of the
-//!   slot's size set to the colour's exact Y, Cb, Cr by `lutyuv` (the
-//!   source draws its frame once), the mask merged in as alpha, then
+//!   slot's size set to the colour's exact Y, Cb, Cr by `lutyuv` once and
+//!   repeated (`trim`, `loop`), the mask merged in as alpha, then
 //!   overlaid; a text's time window is the overlay's `enable`.
+//!
+//! A layer that is the same mask at the same place in every frame (a
+//! caption) is "fixed": its mask is read from the first atlas only and
+//! the finished layer is repeated, so the graph blends it but builds it
+//! once.
 //!
 //! A layer's place at each frame is spelled as an expression of the frame
 //! time `t`: a balanced tree of `if(lt(t, …))` over the runs of frames at
@@ -48,6 +53,9 @@ struct Slot {
     origins: Vec<(i64, i64)>,
     /// Frames `[from, to)` the layer is shown in, when not all.
     window: Option<(u64, u64)>,
+    /// The same mask at the same place in every frame (a caption): the
+    /// graph takes its mask once and repeats the finished layer.
+    fixed: bool,
 }
 
 /// The filter graph for one scene on one clip, and how to fill its atlas.
@@ -159,10 +167,16 @@ impl GraphPlan {
             let place = |lo: i64, hi: i64, slot: i64, frame: i64| {
                 even_floor(lo - (slot - (hi - lo)) / 2).clamp(0, even_floor((frame - slot).max(0)))
             };
-            let origins = bounds
+            let origins: Vec<(i64, i64)> = bounds
                 .iter()
                 .map(|b| (place(b.0, b.2, width, fw), place(b.1, b.3, height, fh)))
                 .collect();
+            let at_origin = |k: usize| {
+                let (l, (ox, oy)) = (&per_frame[k][i], origins[k]);
+                (l.paint, render::shifted(l.shape, -ox, -oy))
+            };
+            let fixed = origins.iter().all(|&o| o == origins[0])
+                && (1..origins.len()).all(|k| at_origin(k) == at_origin(0));
             slots.push(Slot {
                 width: width as usize,
                 height: height as usize,
@@ -170,6 +184,7 @@ impl GraphPlan {
                 left: 0,
                 origins,
                 window: window(layer, frames, fps_value),
+                fixed,
             });
         }
         let (atlas_width, atlas_height) = pack(&mut slots);
@@ -271,28 +286,51 @@ impl GraphPlan {
             };
             format!(":enable={}", escape_value(&cond))
         });
-        let mask = format!("[a{i}]crop={w}:{h}:{}:{}[m{i}];", slot.left, slot.top);
+        // Repeats one finished frame: clones, no drawing.
+        let repeat = "loop=loop=-1:size=1";
+        // A fixed layer's mask is read from the first atlas only; the
+        // spotlight repeats it, a colour layer its merged picture.
+        let first = match (slot.fixed, paint) {
+            (false, _) => String::new(),
+            (true, Paint::Keep { .. }) => format!(",trim=end_frame=1,{repeat}"),
+            (true, Paint::Colour(_)) => ",trim=end_frame=1".to_string(),
+        };
+        let mask = format!(
+            "[a{i}]crop={w}:{h}:{}:{}{first}[m{i}];",
+            slot.left, slot.top
+        );
         // `repeatlast=0`: no input holds a frame for later, so the main frame
         // stays writable and is blended in place, not copied.
         let place =
             format!("overlay=x={x}:y={y}:format=yuv420:shortest=1:repeatlast=0{enable}[{out}];");
-        let merge = format!("[m{i}]alphamerge=shortest=1:repeatlast=0[s{i}];");
+        let merge = "alphamerge=shortest=1:repeatlast=0";
         match paint {
             Paint::Keep { dim } => format!(
                 "[b{i}]split[d{i}][k{i}];[d{i}]{}[dd{i}];[k{i}]crop=w={w}:h={h}:x={x}:y={y}[kc{i}];\
-                 {mask}[kc{i}]{merge}[dd{i}][s{i}]{place}",
+                 {mask}[kc{i}][m{i}]{merge}[s{i}];[dd{i}][s{i}]{place}",
                 DimMap::new(dim).eq_filter()
             ),
             Paint::Colour(c) => {
                 let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
-                format!(
-                    "color=c=black:s={w}x{h}:r={},format=yuva420p,lutyuv=y={}:u={}:v={}[c{i}];\
-                     {mask}[c{i}]{merge}[b{i}][s{i}]{place}",
+                // The colour is set once (`lutyuv` on every frame cost more
+                // than the blend); a fixed layer is merged with its mask once.
+                let colour = format!(
+                    "color=c=black:s={w}x{h}:r={},format=yuva420p,lutyuv=y={}:u={}:v={}",
                     self.fps_spelled,
                     v(c.y),
                     v(c.u),
                     v(c.v),
-                )
+                );
+                if slot.fixed {
+                    format!(
+                        "{colour}[c{i}];{mask}[c{i}][m{i}]{merge},{repeat}[s{i}];[b{i}][s{i}]{place}"
+                    )
+                } else {
+                    format!(
+                        "{colour},trim=end_frame=1,{repeat}[c{i}];{mask}[c{i}][m{i}]{merge}[s{i}];\
+                         [b{i}][s{i}]{place}"
+                    )
+                }
             }
         }
     }
@@ -379,6 +417,7 @@ mod tests {
             left: 0,
             origins: vec![(0, 6), (0, 6), (2, 6), (4, 6)],
             window: None,
+            fixed: false,
         };
         assert_eq!(
             plan.tree(&slot, |o| o.0),
@@ -419,6 +458,40 @@ mod tests {
         );
         assert!(g.ends_with("[v];"), "{g}");
         assert_eq!(g.matches("overlay=").count(), 6);
+    }
+
+    #[test]
+    fn a_layer_that_never_changes_is_built_once_and_repeated() {
+        let s = moving();
+        let plan = GraphPlan::new(&s, 25.0, 50).unwrap();
+        // Only the ring (one keyframe) stays put.
+        let fixed: Vec<bool> = plan.slots.iter().map(|s| s.fixed).collect();
+        assert_eq!(fixed, [false, true, false, false, false, false]);
+        let g = plan.filter(&s);
+        let ring = &plan.slots[1];
+        assert!(
+            g.contains(&format!(
+                "[a1]crop={}:{}:{}:{},trim=end_frame=1[m1];",
+                ring.width, ring.height, ring.left, ring.top
+            )),
+            "{g}"
+        );
+        assert!(g.contains("[m1]alphamerge=shortest=1:repeatlast=0,loop=loop=-1:size=1[s1];"));
+        // The ring's mask, and the colour of each moving box edge.
+        assert_eq!(g.matches("trim=end_frame=1").count(), 5, "{g}");
+
+        let still = scene(
+            serde_json::json!({"spotlight": {"keyframes": [{"t": 0, "x": 90, "y": 60, "rx": 30, "ry": 40}]}}),
+            320,
+            240,
+        );
+        let plan = GraphPlan::new(&still, 25.0, 50).unwrap();
+        assert!(plan.slots[0].fixed);
+        let g = plan.filter(&still);
+        assert!(
+            g.contains(",trim=end_frame=1,loop=loop=-1:size=1[m0];"),
+            "{g}"
+        );
     }
 
     #[test]
