@@ -2,14 +2,15 @@
 //! the CPU, against the same FFmpeg decode and encode with no overlay.
 //!
 //! The source is `testsrc2` at 1920×1080, 30 frames/s, with a tone (made
-//! once, not timed). Each case runs `repetitions` pairs: the bare command
+//! once, not timed). Each case runs `repetitions` pairs of the bare command
 //! `ffmpeg -i SRC -map 0:v:0 -map 0:a:0 <profile video args> -c:a copy
-//! OUT`, then reelay's overlay step. The figure is the median over the
-//! pairs of bare seconds / overlay seconds (target ≥ 0.90): the two runs
-//! of a pair share the machine's state, which on a shared VM moves both by
-//! ±10 % from one minute to the next, so a paired ratio is steadier than a
-//! ratio of medians. Each side's CPU time (user + system, reelay and its
-//! FFmpeg children) per frame is reported too, with its paired ratio.
+//! OUT` and reelay's overlay step, each going first in every other pair.
+//! The figure is the median over the pairs of bare seconds / overlay
+//! seconds (target ≥ 0.90): the two runs of a pair share the machine's
+//! state, which on a shared VM moves both by ±10 % from one minute to the
+//! next, so a paired ratio is steadier than a ratio of medians. Each
+//! side's CPU time (user + system, reelay and its FFmpeg children) per
+//! frame is reported too, with its paired ratio.
 //!
 //! One case per shape a user can ask for, each moving: a spotlight, a
 //! ring, a box, a text label, then all four together. (Until issue 17 the
@@ -48,7 +49,7 @@ pub struct OverlayBenchOptions {
 impl Default for OverlayBenchOptions {
     fn default() -> Self {
         OverlayBenchOptions {
-            repetitions: 5,
+            repetitions: 7,
             seconds: 10.0,
             width: 1920,
             height: 1080,
@@ -219,24 +220,35 @@ pub fn run_overlay_bench(
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
         for rep in 0..opts.repetitions {
-            let (wall, cpu) =
-                timed(|| Ok(ff.run(&bare, Some(opts.seconds), &mut |_| {}, &cancel)?))?;
-            theirs.push(wall);
-            theirs_cpu.push(cpu);
-            let (wall, cpu) = timed(|| {
-                overlay::run(
-                    ff,
-                    std::slice::from_ref(&source),
-                    &ours_out,
-                    &params,
-                    profile,
-                    font.clone(),
-                    &mut |_| {},
-                    &cancel,
-                )
-                .map(|_| ())
-                .map_err(|e| BenchError::Other(e.to_string()))
-            })?;
+            let run_bare =
+                || timed(|| Ok(ff.run(&bare, Some(opts.seconds), &mut |_| {}, &cancel)?));
+            let run_ours = || {
+                timed(|| {
+                    overlay::run(
+                        ff,
+                        std::slice::from_ref(&source),
+                        &ours_out,
+                        &params,
+                        profile,
+                        font.clone(),
+                        &mut |_| {},
+                        &cancel,
+                    )
+                    .map(|_| ())
+                    .map_err(|e| BenchError::Other(e.to_string()))
+                })
+            };
+            // Alternate which runs first, so that going first or second in
+            // a pair (a warm cache, a neighbour's burst) favours neither.
+            let ((wall_b, cpu_b), (wall, cpu)) = if rep % 2 == 0 {
+                let b = run_bare()?;
+                (b, run_ours()?)
+            } else {
+                let o = run_ours()?;
+                (run_bare()?, o)
+            };
+            theirs.push(wall_b);
+            theirs_cpu.push(cpu_b);
             ours.push(wall);
             ours_cpu.push(cpu);
             log(&format!(
