@@ -175,8 +175,9 @@ impl GraphPlan {
                 let (l, (ox, oy)) = (&per_frame[k][i], origins[k]);
                 (l.paint, render::shifted(l.shape, -ox, -oy))
             };
+            let first_at_origin = at_origin(0);
             let fixed = origins.iter().all(|&o| o == origins[0])
-                && (1..origins.len()).all(|k| at_origin(k) == at_origin(0));
+                && (1..origins.len()).all(|k| at_origin(k) == first_at_origin);
             slots.push(Slot {
                 width: width as usize,
                 height: height as usize,
