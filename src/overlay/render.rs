@@ -672,18 +672,22 @@ fn bitmap_mask(m: &mut Mask<'_>, b: &TextBitmap, x: i64, y: i64, alpha: f32) {
 
 /// Renders one layer's coverage into `m`, every pixel of it.
 pub fn mask(m: &mut Mask<'_>, paint: Paint, shape: Shape<'_>) {
-    if matches!(shape, Shape::Fill { .. } | Shape::Bitmap { .. }) {
-        m.clear();
-    }
     let alpha = match paint {
         Paint::Keep { .. } => 1.0,
         Paint::Colour(c) => c.alpha,
     };
+    // The ellipses write every pixel; the others draw on a cleared mask.
     match shape {
         Shape::Lit { e, feather } => lit_mask(m, e, feather),
         Shape::Ring { e, thickness } => ring_mask(m, e, thickness, alpha),
-        Shape::Fill { r } => fill_mask(m, r, alpha),
-        Shape::Bitmap { bitmap, x, y } => bitmap_mask(m, bitmap, x, y, alpha),
+        Shape::Fill { r } => {
+            m.clear();
+            fill_mask(m, r, alpha)
+        }
+        Shape::Bitmap { bitmap, x, y } => {
+            m.clear();
+            bitmap_mask(m, bitmap, x, y, alpha)
+        }
     }
 }
 
