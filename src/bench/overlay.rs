@@ -44,6 +44,8 @@ pub struct OverlayBenchOptions {
     pub fps: u32,
     /// overlay fps / bare fps to reach.
     pub target_ratio: f64,
+    /// Names of the cases to run (see [`bench_specs`]); empty: all.
+    pub cases: Vec<String>,
 }
 
 impl Default for OverlayBenchOptions {
@@ -55,6 +57,7 @@ impl Default for OverlayBenchOptions {
             height: 1080,
             fps: 30,
             target_ratio: 0.90,
+            cases: Vec::new(),
         }
     }
 }
@@ -208,6 +211,21 @@ pub fn run_overlay_bench(
     if opts.repetitions == 0 {
         return Err(BenchError::Other("repetitions must be at least 1".into()));
     }
+    let mut specs = bench_specs(f64::from(opts.width), f64::from(opts.height), opts.seconds);
+    if let Some(unknown) = opts
+        .cases
+        .iter()
+        .find(|c| !specs.iter().any(|(name, _)| name == c))
+    {
+        let names: Vec<&str> = specs.iter().map(|(name, _)| *name).collect();
+        return Err(BenchError::Other(format!(
+            "--case {unknown}: no such case; the cases are {}",
+            names.join(", ")
+        )));
+    }
+    if !opts.cases.is_empty() {
+        specs.retain(|(name, _)| opts.cases.iter().any(|c| c == name));
+    }
     let cancel = CancellationToken::new();
     let source = bench_source(ff, scratch, opts, profile, log)?;
     let frames = ff.count_frames(&source)?;
@@ -215,7 +233,7 @@ pub fn run_overlay_bench(
     let ours_out = scratch.join("overlay-reelay.mp4");
     let bare = bare_args(&source, &bare_out, profile);
     let mut cases = Vec::new();
-    for (name, spec) in bench_specs(f64::from(opts.width), f64::from(opts.height), opts.seconds) {
+    for (name, spec) in specs {
         let params = OverlayParams { spec, offset: None };
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());

@@ -150,6 +150,10 @@ pub struct OverlayArgs {
     /// Scratch folder for the generated source and outputs.
     #[arg(long, default_value = ".cache/bench")]
     pub scratch: PathBuf,
+    /// Run only this case (repeatable): spotlight, ring, box, text or
+    /// spotlight+ring+box+text. Default: all five.
+    #[arg(long = "case")]
+    pub cases: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -434,6 +438,7 @@ async fn overlay(args: OverlayArgs, config: Option<PathBuf>) -> anyhow::Result<(
         repetitions,
         seconds,
         scratch,
+        cases,
         json,
     } = args;
     let ff = Ffmpeg::locate()?;
@@ -442,6 +447,7 @@ async fn overlay(args: OverlayArgs, config: Option<PathBuf>) -> anyhow::Result<(
     let opts = crate::bench::overlay::OverlayBenchOptions {
         repetitions,
         seconds,
+        cases,
         ..Default::default()
     };
     let report = tokio::task::spawn_blocking(move || {

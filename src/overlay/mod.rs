@@ -239,7 +239,7 @@ fn text_elements(
     })?;
     let bytes = std::fs::read(path)
         .map_err(|e| SceneError::Font(format!("cannot read the font {}: {e}", path.display())))?;
-    let font = fontdue::Font::from_bytes(bytes, fontdue::FontSettings::default())
+    let font = ab_glyph::FontVec::try_from_vec(bytes)
         .map_err(|e| SceneError::Font(format!("{} is not a usable font: {e}", path.display())))?;
     let black = YuvColor {
         alpha: 0.6,

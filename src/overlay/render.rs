@@ -11,10 +11,12 @@
 //!   ellipse at their own position.
 //! - **Ring:** an anti-aliased ellipse outline.
 //! - **Box:** a rectangle outline.
-//! - **Text:** glyphs rasterised once (fontdue) and blended by coverage.
+//! - **Text:** glyphs rasterised once (ab_glyph) and blended by coverage.
 //!
 //! Colours are sRGB, converted with BT.709 for frames 720 lines or taller
 //! and BT.601 below (what players assume for untagged video).
+
+use ab_glyph::{Font, PxScale, ScaleFont, point};
 
 use super::dim::DimMap;
 use super::spec::Color;
@@ -317,39 +319,37 @@ pub struct TextBitmap {
 }
 
 impl TextBitmap {
-    /// Lays out `text` on one line at `size` pixels.
-    pub fn render(font: &fontdue::Font, text: &str, size: f32) -> TextBitmap {
-        let lm = font.horizontal_line_metrics(size);
-        let ascent = lm.map_or(size * 0.8, |m| m.ascent);
-        let descent = lm.map_or(-size * 0.2, |m| m.descent);
-        let height = (ascent - descent).ceil().max(1.0) as usize;
+    /// Lays out `text` on one line, `size` pixels to the em.
+    pub fn render(font: &impl Font, text: &str, size: f32) -> TextBitmap {
+        let em = font.units_per_em().unwrap_or(1000.0);
+        let scale = PxScale::from(size * font.height_unscaled() / em);
+        let scaled = font.as_scaled(scale);
+        let ascent = scaled.ascent();
+        let height = (ascent - scaled.descent()).ceil().max(1.0) as usize;
         let mut glyphs = Vec::new();
         let mut pen = 0.0f32;
-        let mut prev: Option<char> = None;
+        let mut prev = None;
         for c in text.chars() {
+            let id = scaled.glyph_id(c);
             if let Some(p) = prev {
-                pen += font.horizontal_kern(p, c, size).unwrap_or(0.0);
+                pen += scaled.kern(p, id);
             }
-            let (m, bitmap) = font.rasterize(c, size);
-            glyphs.push((pen, m, bitmap));
-            pen += m.advance_width;
-            prev = Some(c);
+            glyphs.push(id.with_scale_and_position(scale, point(pen, ascent)));
+            pen += scaled.h_advance(id);
+            prev = Some(id);
         }
         let width = pen.ceil().max(1.0) as usize + 2;
         let mut coverage = vec![0u8; width * height];
-        for (pen, m, bitmap) in glyphs {
-            let gx = (pen + m.xmin as f32).round() as i64;
-            let gy = (ascent - (m.ymin as f32 + m.height as f32)).round() as i64;
-            for row in 0..m.height {
-                for col in 0..m.width {
-                    let (x, y) = (gx + col as i64, gy + row as i64);
-                    if x < 0 || y < 0 || x as usize >= width || y as usize >= height {
-                        continue;
-                    }
-                    let dst = &mut coverage[y as usize * width + x as usize];
-                    *dst = (*dst).max(bitmap[row * m.width + col]);
+        for outline in glyphs.into_iter().filter_map(|g| font.outline_glyph(g)) {
+            let min = outline.px_bounds().min;
+            outline.draw(|col, row, c| {
+                let (x, y) = (min.x as i64 + i64::from(col), min.y as i64 + i64::from(row));
+                if x < 0 || y < 0 || x as usize >= width || y as usize >= height {
+                    return;
                 }
-            }
+                let dst = &mut coverage[y as usize * width + x as usize];
+                *dst = (*dst).max((c.clamp(0.0, 1.0) * 255.0).round() as u8);
+            });
         }
         TextBitmap {
             width,

@@ -100,13 +100,13 @@ pub fn missing_glyphs<'a>(
     }
     let Some(font) = std::fs::read(font)
         .ok()
-        .and_then(|b| fontdue::Font::from_bytes(b, fontdue::FontSettings::default()).ok())
+        .and_then(|b| ab_glyph::FontVec::try_from_vec(b).ok())
     else {
         return Vec::new();
     };
     let mut missing: Vec<char> = Vec::new();
     for c in chars {
-        if font.lookup_glyph_index(c) == 0 && !missing.contains(&c) {
+        if ab_glyph::Font::glyph_id(&font, c).0 == 0 && !missing.contains(&c) {
             missing.push(c);
         }
     }
