@@ -13,15 +13,16 @@
 //! - the spotlight: the frame dimmed by `eq` (its SIMD map, defined for
 //!   both renderers in [`super::dim`]), with the undimmed frame put back
 //!   through the mask (`crop`, `alphamerge`, `overlay`);
-//! - a ring, a box edge, a text or its shadow: a `color` source of the
-//!   slot's size set to the colour's exact Y, Cb, Cr by `lutyuv` once and
-//!   repeated (`trim`, `loop`), the mask merged in as alpha, then
-//!   overlaid; a text's time window is the overlay's `enable`.
+//! - a ring, a box edge, a text or its shadow: a picture of its colour's
+//!   exact Y, Cb, Cr, made once per colour and repeated (`trim`, `loop`),
+//!   the mask merged in as alpha, then overlaid; a text's time window is
+//!   the overlay's `enable`.
 //!
 //! A layer that is the same mask at the same place in every frame (a
-//! caption) is "fixed": its mask is read from the first atlas only and
-//! the finished layer is repeated, so the graph blends it but builds it
-//! once.
+//! caption) is "fixed": its mask is read once and the finished layer is
+//! repeated, so the graph blends it but builds it once. When the scene
+//! also has moving layers, the fixed masks travel in a prologue frame
+//! ahead of the others, so they are piped once, not with every frame.
 //!
 //! A layer's place at each frame is spelled as an expression of the frame
 //! time `t`: a balanced tree of `if(lt(t, …))` over the runs of frames at
@@ -65,6 +66,11 @@ pub struct GraphPlan {
     /// Atlas size: the widest slot by the slots stacked.
     pub atlas_width: usize,
     pub atlas_height: usize,
+    /// The atlas starts with a prologue frame of the fixed layers' masks,
+    /// and the moving layers' masks for frame `k` are atlas frame `k + 1`:
+    /// a caption's rows are not piped again with every frame. Only when
+    /// the scene has both kinds.
+    prologue: bool,
     fps: f64,
     fps_spelled: String,
 }
@@ -92,14 +98,38 @@ fn window(layer: &Layer<'_>, frames: u64, fps: f64) -> Option<(u64, u64)> {
     Some((from, to))
 }
 
+/// Appends `INPUT` `chain` to `g`, split to `[{prefix}I]` for each of
+/// `outputs` (`null` where there is nothing to do).
+fn fan_out(g: &mut String, input: &str, chain: &[&str], prefix: &str, outputs: &[usize]) {
+    let mut filters: Vec<String> = chain.iter().map(|f| f.to_string()).collect();
+    if outputs.len() > 1 {
+        filters.push(format!("split={}", outputs.len()));
+    }
+    if filters.is_empty() {
+        filters.push("null".into());
+    }
+    g.push_str(input);
+    g.push_str(&filters.join(","));
+    for i in outputs {
+        let _ = write!(g, "[{prefix}{i}]");
+    }
+    g.push(';');
+}
+
+/// The slots' packing order: tallest first.
+fn shelf_order(slots: &[Slot]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(slots[i].height), i));
+    order
+}
+
 /// Packs the slots into shelves, tallest first, at the atlas width (among
 /// those a shelf can end at) that gives the smallest atlas: the atlas is
 /// written every frame, so its area is the pipe's cost. Returns the size.
 fn pack(slots: &mut [Slot]) -> (usize, usize) {
     let widest = slots.iter().map(|s| s.width).max().unwrap_or(2);
     let total: usize = slots.iter().map(|s| s.width).sum();
-    let mut order: Vec<usize> = (0..slots.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(slots[i].height), i));
+    let order = shelf_order(slots);
     // Candidate widths: the widest slot, then every sum of a run of slots
     // in packing order that is wider (where a shelf could end).
     let mut widths = vec![widest];
@@ -119,6 +149,24 @@ fn pack(slots: &mut [Slot]) -> (usize, usize) {
         .min_by_key(|&w| (w * shelve(slots, &order, w, false), w))
         .unwrap_or(widest);
     (best, shelve(slots, &order, best, true))
+}
+
+/// Packs the moving layers' slots as [`pack`] does and the fixed layers'
+/// apart, in the same frame size: only the prologue frame carries the
+/// fixed masks, so the two sets may overlap.
+fn pack_apart(slots: &mut [Slot]) -> (usize, usize) {
+    let (mut fixed, mut moving): (Vec<Slot>, Vec<Slot>) =
+        slots.iter().cloned().partition(|s| s.fixed);
+    let (moving_width, moving_height) = pack(&mut moving);
+    let width = fixed.iter().map(|s| s.width).fold(moving_width, usize::max);
+    let order = shelf_order(&fixed);
+    let fixed_height = shelve(&mut fixed, &order, width, true);
+    let (mut fixed, mut moving) = (fixed.into_iter(), moving.into_iter());
+    for s in slots.iter_mut() {
+        let placed = if s.fixed { fixed.next() } else { moving.next() };
+        *s = placed.expect("one placed slot per slot");
+    }
+    (width, moving_height.max(fixed_height))
 }
 
 /// Shelf-packs `slots` in `order` at `width`; returns the height, and
@@ -188,10 +236,16 @@ impl GraphPlan {
                 fixed,
             });
         }
-        let (atlas_width, atlas_height) = pack(&mut slots);
+        let prologue = slots.iter().any(|s| s.fixed) && slots.iter().any(|s| !s.fixed);
+        let (atlas_width, atlas_height) = if prologue {
+            pack_apart(&mut slots)
+        } else {
+            pack(&mut slots)
+        };
         Some(GraphPlan {
             atlas_width,
             atlas_height,
+            prologue,
             slots,
             fps: fps_value,
             fps_spelled: fps_string(fps),
@@ -203,26 +257,42 @@ impl GraphPlan {
         k as f64 / self.fps
     }
 
+    /// How many video frames `atlas_frames` atlas frames cover.
+    pub fn frames_covered(&self, atlas_frames: u64) -> u64 {
+        atlas_frames.saturating_sub(u64::from(self.prologue))
+    }
+
     /// Bytes of one atlas frame (8-bit gray: the masks).
     pub fn atlas_bytes(&self) -> usize {
         self.atlas_width * self.atlas_height
     }
 
-    /// Renders frame `k`'s atlas into `buf` (one [`GraphPlan::atlas_bytes`]
-    /// frame). After the planned frames the last is held. `last` caches
-    /// what each slot holds, so an unchanged layer is not drawn again.
+    /// Renders atlas frame `n` into `buf` (one [`GraphPlan::atlas_bytes`]
+    /// frame): video frame `n`'s masks, or with a prologue the fixed masks
+    /// (`n` = 0) then video frame `n - 1`'s moving ones. After the planned
+    /// frames the last is held. `last` caches what each slot holds, so an
+    /// unchanged layer is not drawn again.
     pub fn render_atlas<'s>(
         &self,
         scene: &'s Scene,
-        k: u64,
+        n: u64,
         buf: &mut [u8],
         last: &mut Vec<Option<(Layer<'s>, (i64, i64))>>,
     ) {
         let planned = self.slots[0].origins.len() as u64;
+        // Which slots this atlas frame carries: `None` for all.
+        let (k, fixed_only) = match (self.prologue, n) {
+            (false, _) => (n, None),
+            (true, 0) => (0, Some(true)),
+            (true, _) => (n - 1, Some(false)),
+        };
         let k = k.min(planned - 1);
         let layers = scene.layers_at(k as f64 / self.fps);
         last.resize(self.slots.len(), None);
         for ((slot, layer), cached) in self.slots.iter().zip(layers).zip(last.iter_mut()) {
+            if fixed_only.is_some_and(|f| f != slot.fixed) {
+                continue;
+            }
             let (ox, oy) = slot.origins[k as usize];
             // The same picture at the same place in the slot needs no new mask.
             let unchanged = cached.as_ref().is_some_and(|(c, (px, py))| {
@@ -254,15 +324,17 @@ impl GraphPlan {
             "[0:v]setpts=PTS-STARTPTS,fps={},format=yuv420p[b0];",
             self.fps_spelled
         );
-        if n == 1 {
-            g.push_str("[1:v]null[a0];");
+        if self.prologue {
+            let (fixed, moving): (Vec<usize>, Vec<usize>) =
+                (0..n).partition(|&i| self.slots[i].fixed);
+            g.push_str("[1:v]split=2[ap][am];");
+            fan_out(&mut g, "[ap]", &["trim=end_frame=1"], "a", &fixed);
+            let skip = ["trim=start_frame=1", "setpts=PTS-STARTPTS"];
+            fan_out(&mut g, "[am]", &skip, "a", &moving);
         } else {
-            g.push_str(&format!("[1:v]split={n}"));
-            for i in 0..n {
-                let _ = write!(g, "[a{i}]");
-            }
-            g.push(';');
+            fan_out(&mut g, "[1:v]", &[], "a", &(0..n).collect::<Vec<_>>());
         }
+        self.colours(&mut g, &layers);
         for (i, (slot, layer)) in self.slots.iter().zip(&layers).enumerate() {
             let out = if i + 1 == n {
                 "v".to_string()
@@ -272,6 +344,44 @@ impl GraphPlan {
             g.push_str(&self.layer_filter(i, slot, layer.paint, &out));
         }
         g
+    }
+
+    /// One source per distinct colour, made once at the largest of its
+    /// layers' sizes and repeated, each layer's `[cI]` cut from it. The
+    /// exact Y, Cb, Cr are set on a 2×2 picture (`geq`) and scaled up by
+    /// nearest neighbour without a range change: `lutyuv` would evaluate
+    /// its expression for all 65 536 values of each plane while the graph
+    /// starts, 18 ms for the seven colours of the bench's busiest case.
+    fn colours(&self, g: &mut String, layers: &[Layer<'_>]) {
+        let mut groups: Vec<([u8; 3], Vec<usize>)> = Vec::new();
+        for (i, layer) in layers.iter().enumerate() {
+            let Paint::Colour(c) = layer.paint else {
+                continue;
+            };
+            let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+            let key = [v(c.y), v(c.u), v(c.v)];
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        for ([y, u, v], members) in groups {
+            let w = members.iter().map(|&i| self.slots[i].width).max();
+            let h = members.iter().map(|&i| self.slots[i].height).max();
+            let (w, h) = (w.unwrap_or(2), h.unwrap_or(2));
+            let source = format!(
+                "color=c=black:s=2x2:r={},format=yuva420p,geq=lum={y}:cb={u}:cr={v}:a=255,",
+                self.fps_spelled
+            );
+            g.push_str(&source);
+            let scale =
+                format!("scale={w}:{h}:flags=neighbor:in_range=tv:out_range=tv,trim=end_frame=1");
+            fan_out(g, "", &[&scale, "loop=loop=-1:size=1"], "cs", &members);
+            for i in members {
+                let slot = &self.slots[i];
+                let _ = write!(g, "[cs{i}]crop={}:{}:0:0[c{i}];", slot.width, slot.height);
+            }
+        }
     }
 
     fn layer_filter(&self, i: usize, slot: &Slot, paint: Paint, out: &str) -> String {
@@ -311,27 +421,15 @@ impl GraphPlan {
                  {mask}[kc{i}][m{i}]{merge}[s{i}];[dd{i}][s{i}]{place}",
                 DimMap::new(dim).eq_filter()
             ),
-            Paint::Colour(c) => {
-                let v = |x: f32| x.round().clamp(0.0, 255.0) as u8;
-                // The colour is set once (`lutyuv` on every frame cost more
-                // than the blend); a fixed layer is merged with its mask once.
-                let colour = format!(
-                    "color=c=black:s={w}x{h}:r={},format=yuva420p,lutyuv=y={}:u={}:v={}",
-                    self.fps_spelled,
-                    v(c.y),
-                    v(c.u),
-                    v(c.v),
-                );
-                if slot.fixed {
-                    format!(
-                        "{colour}[c{i}];{mask}[c{i}][m{i}]{merge},{repeat}[s{i}];[b{i}][s{i}]{place}"
-                    )
+            // The colour comes from [`GraphPlan::colours`]; a fixed layer is
+            // merged with its mask once.
+            Paint::Colour(_) => {
+                let then = if slot.fixed {
+                    format!(",{repeat}")
                 } else {
-                    format!(
-                        "{colour},trim=end_frame=1,{repeat}[c{i}];{mask}[c{i}][m{i}]{merge}[s{i}];\
-                         [b{i}][s{i}]{place}"
-                    )
-                }
+                    String::new()
+                };
+                format!("{mask}[c{i}][m{i}]{merge}{then}[s{i}];[b{i}][s{i}]{place}")
             }
         }
     }
@@ -408,6 +506,7 @@ mod tests {
             slots: vec![],
             atlas_width: 2,
             atlas_height: 2,
+            prologue: false,
             fps: 10.0,
             fps_spelled: "10".into(),
         };
@@ -451,9 +550,13 @@ mod tests {
             }
         }
         let g = plan.filter(&s);
+        // The ring stands still: its mask comes from the prologue frame, the
+        // others' from the frames after it.
         assert!(
             g.starts_with(
-                "[0:v]setpts=PTS-STARTPTS,fps=25,format=yuv420p[b0];[1:v]split=6[a0][a1][a2][a3][a4][a5];"
+                "[0:v]setpts=PTS-STARTPTS,fps=25,format=yuv420p[b0];[1:v]split=2[ap][am];\
+                 [ap]trim=end_frame=1[a1];\
+                 [am]trim=start_frame=1,setpts=PTS-STARTPTS,split=5[a0][a2][a3][a4][a5];"
             ),
             "{g}"
         );
@@ -478,8 +581,11 @@ mod tests {
             "{g}"
         );
         assert!(g.contains("[m1]alphamerge=shortest=1:repeatlast=0,loop=loop=-1:size=1[s1];"));
-        // The ring's mask, and the colour of each moving box edge.
-        assert_eq!(g.matches("trim=end_frame=1").count(), 5, "{g}");
+        // The prologue, the ring's mask, and one picture of each colour:
+        // the ring's and the one all four box edges share.
+        assert_eq!(g.matches("trim=end_frame=1").count(), 4, "{g}");
+        assert_eq!(g.matches("color=").count(), 2, "{g}");
+        assert!(g.contains("split=4[cs2][cs3][cs4][cs5];"), "{g}");
 
         let still = scene(
             serde_json::json!({"spotlight": {"keyframes": [{"t": 0, "x": 90, "y": 60, "rx": 30, "ry": 40}]}}),
@@ -500,11 +606,14 @@ mod tests {
         let s = moving();
         let plan = GraphPlan::new(&s, 25.0, 50).unwrap();
         let slots = &plan.slots;
+        assert!(plan.prologue);
         for (i, a) in slots.iter().enumerate() {
             assert!(a.left + a.width <= plan.atlas_width);
             assert!(a.top + a.height <= plan.atlas_height);
             assert!(a.left % 2 == 0 && a.top % 2 == 0);
-            for b in &slots[i + 1..] {
+            // A fixed mask is only in the prologue frame, a moving one only
+            // after it: only slots of one kind must not overlap.
+            for b in slots[i + 1..].iter().filter(|b| b.fixed == a.fixed) {
                 let apart = a.left + a.width <= b.left
                     || b.left + b.width <= a.left
                     || a.top + a.height <= b.top
@@ -512,7 +621,11 @@ mod tests {
                 assert!(apart, "{a:?} overlaps {b:?}");
             }
         }
-        let area: usize = slots.iter().map(|s| s.width * s.height).sum();
+        let area: usize = slots
+            .iter()
+            .filter(|s| !s.fixed)
+            .map(|s| s.width * s.height)
+            .sum();
         let widest = slots.iter().map(|s| s.width).max().unwrap();
         let stacked = widest * slots.iter().map(|s| s.height).sum::<usize>();
         eprintln!(
@@ -528,10 +641,21 @@ mod tests {
     fn blend_like_the_graph(s: &Scene, plan: &GraphPlan, k: u64, frame: &mut [u8]) {
         let (w, h) = s.size();
         let mut atlas = vec![0u8; plan.atlas_bytes()];
-        plan.render_atlas(s, k, &mut atlas, &mut Vec::new());
+        let mut prologue = vec![0u8; plan.atlas_bytes()];
+        if plan.prologue {
+            plan.render_atlas(s, 0, &mut prologue, &mut Vec::new());
+            plan.render_atlas(s, k + 1, &mut atlas, &mut Vec::new());
+        } else {
+            plan.render_atlas(s, k, &mut atlas, &mut Vec::new());
+        }
         let layers = s.layers_at(k as f64 / plan.fps);
         let original = frame.to_vec();
         for (slot, layer) in plan.slots.iter().zip(&layers) {
+            let atlas = if slot.fixed && plan.prologue {
+                &prologue
+            } else {
+                &atlas
+            };
             let (ox, oy) = slot.origins[k as usize];
             let p = Planes::split(frame, w, h);
             let a = |x: usize, y: usize| -> f64 {

@@ -222,10 +222,11 @@ fn feed_atlas(
             }
         }
         k += 1;
-        let t = plan.time(k);
+        let frame = plan.frames_covered(k);
+        let t = plan.time(frame);
         on_progress(Progress {
             out_time: t.min(duration),
-            frame: k,
+            frame,
             fraction: (duration > 0.0).then(|| (t / duration).clamp(0.0, 1.0)),
         });
     }
