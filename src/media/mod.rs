@@ -12,6 +12,7 @@ mod locate;
 pub mod pipe;
 mod probe;
 mod profile;
+pub mod splice;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,7 @@ use super::graph::{GraphPlan, planned_frames};
 use crate::media::Pipe;
 use crate::media::filter::{fps_exact, fps_string};
 use crate::media::pipe::enlarge_pipe;
+use crate::media::splice::SplicedFrames;
 use crate::media::{EncodeProfile, Ffmpeg, MediaError, MediaInfo, Progress, path_arg};
 
 /// Audio codecs MP4 takes as they are; anything else is re-encoded.
@@ -191,15 +192,16 @@ fn write_script(graph: &str) -> Result<tempfile::NamedTempFile, MediaError> {
 /// (the graph ends with the clip, `shortest=1`). Returns the seconds spent
 /// drawing.
 fn feed_atlas(
-    mut stdin: ChildStdin,
+    stdin: ChildStdin,
     plan: &GraphPlan,
     scene: &Scene,
     duration: f64,
     on_progress: &mut dyn FnMut(Progress),
     cancel: &CancellationToken,
 ) -> Result<f64, MediaError> {
-    let mut buf = vec![0u8; plan.atlas_bytes()];
-    let mut cache = Vec::new();
+    let mut frames = SplicedFrames::new(stdin, plan.atlas_bytes());
+    // What each buffer of the ring holds, so an unchanged mask is kept.
+    let mut caches = vec![Vec::new(); frames.ring()];
     let (mut draw_secs, mut k) = (0.0, 0u64);
     loop {
         if cancel.is_cancelled() {
@@ -208,9 +210,10 @@ fn feed_atlas(
             });
         }
         let t0 = Instant::now();
-        plan.render_atlas(scene, k, &mut buf, &mut cache);
+        let (i, buf) = frames.next_buffer();
+        plan.render_atlas(scene, k, buf, &mut caches[i]);
         draw_secs += t0.elapsed().as_secs_f64();
-        match stdin.write_all(&buf) {
+        match frames.send() {
             Ok(()) => {}
             // FFmpeg has ended; `finish` says whether it went well.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(draw_secs),
