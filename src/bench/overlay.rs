@@ -2,7 +2,8 @@
 //! the CPU, against the same FFmpeg decode and encode with no overlay.
 //!
 //! The source is `testsrc2` at 1920×1080, 30 frames/s, with a tone (made
-//! once, not timed). Each case runs `repetitions` pairs of the bare command
+//! once, not timed). Each repetition runs, for every case in turn, a pair
+//! of the bare command
 //! `ffmpeg -i SRC -map 0:v:0 -map 0:a:0 <profile video args> -c:a copy
 //! OUT` and reelay's overlay step, each going first in every other pair.
 //! The figure is the median over the pairs of bare seconds / overlay
@@ -20,7 +21,7 @@
 //! measure.) A darkened frame is cheaper for x264 to encode, so the
 //! spotlight can beat the bare command.
 //!
-//! Blocking and long (a minute or more on two cores): run it off the async
+//! Blocking and long (about six minutes on two cores): run it off the async
 //! runtime.
 
 use std::ffi::OsString;
@@ -51,7 +52,7 @@ pub struct OverlayBenchOptions {
 impl Default for OverlayBenchOptions {
     fn default() -> Self {
         OverlayBenchOptions {
-            repetitions: 7,
+            repetitions: 9,
             seconds: 10.0,
             width: 1920,
             height: 1080,
@@ -232,12 +233,23 @@ pub fn run_overlay_bench(
     let bare_out = scratch.join("overlay-bare.mp4");
     let ours_out = scratch.join("overlay-reelay.mp4");
     let bare = bare_args(&source, &bare_out, profile);
-    let mut cases = Vec::new();
-    for (name, spec) in specs {
-        let params = OverlayParams { spec, offset: None };
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        let (mut ours_cpu, mut theirs_cpu) = (Vec::new(), Vec::new());
-        for rep in 0..opts.repetitions {
+    // Runs of one case: wall and CPU seconds of each side, pair by pair.
+    #[derive(Default)]
+    struct Runs {
+        ours: Vec<f64>,
+        theirs: Vec<f64>,
+        ours_cpu: Vec<f64>,
+        theirs_cpu: Vec<f64>,
+    }
+    let mut runs: Vec<Runs> = specs.iter().map(|_| Runs::default()).collect();
+    // Each repetition runs every case once, so a slow minute of this shared
+    // machine weighs on all the cases alike instead of on one.
+    for rep in 0..opts.repetitions {
+        for ((name, spec), r) in specs.iter().zip(&mut runs) {
+            let params = OverlayParams {
+                spec: spec.clone(),
+                offset: None,
+            };
             let run_bare =
                 || timed(|| Ok(ff.run(&bare, Some(opts.seconds), &mut |_| {}, &cancel)?));
             let run_ours = || {
@@ -265,17 +277,24 @@ pub fn run_overlay_bench(
                 let o = run_ours()?;
                 (run_bare()?, o)
             };
-            theirs.push(wall_b);
-            theirs_cpu.push(cpu_b);
-            ours.push(wall);
-            ours_cpu.push(cpu);
+            r.theirs.push(wall_b);
+            r.theirs_cpu.push(cpu_b);
+            r.ours.push(wall);
+            r.ours_cpu.push(cpu);
             log(&format!(
-                "{name} #{}: bare {:.2} s ({:.2} s CPU), overlay {wall:.2} s ({cpu:.2} s CPU)",
+                "{name} #{}: bare {wall_b:.2} s ({cpu_b:.2} s CPU), overlay {wall:.2} s ({cpu:.2} s CPU)",
                 rep + 1,
-                theirs[theirs.len() - 1],
-                theirs_cpu[theirs_cpu.len() - 1],
             ));
         }
+    }
+    let mut cases = Vec::new();
+    for ((name, _), r) in specs.iter().zip(runs) {
+        let Runs {
+            ours,
+            theirs,
+            ours_cpu,
+            theirs_cpu,
+        } = r;
         let (om, bm) = (median(&ours), median(&theirs));
         let (oc, bc) = (median(&ours_cpu), median(&theirs_cpu));
         let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);

@@ -140,9 +140,9 @@ pub struct PlacementArgs {
 // `reelay bench overlay`; the variant documents it.
 #[derive(Args, Debug)]
 pub struct OverlayArgs {
-    /// Pairs of runs (bare and overlay, taking turns to go first) per case;
-    /// the ratio is their median.
-    #[arg(long, default_value_t = 7)]
+    /// Pairs of runs (bare and overlay, taking turns to go first) per case,
+    /// each repetition running every case once; the ratio is their median.
+    #[arg(long, default_value_t = 9)]
     pub repetitions: u32,
     /// Source length in seconds.
     #[arg(long, default_value_t = 10.0)]
