@@ -201,6 +201,53 @@ fn bench_source(
     Ok(source)
 }
 
+/// One case's runs: wall and CPU seconds of each side, pair by pair.
+#[derive(Default)]
+struct Runs {
+    ours: Vec<f64>,
+    theirs: Vec<f64>,
+    ours_cpu: Vec<f64>,
+    theirs_cpu: Vec<f64>,
+}
+
+/// The case's figures from its runs.
+fn summarise(name: &str, frames: u64, r: Runs, target: f64) -> OverlayCase {
+    let Runs {
+        ours,
+        theirs,
+        ours_cpu,
+        theirs_cpu,
+    } = r;
+    let (om, bm) = (median(&ours), median(&theirs));
+    let (oc, bc) = (median(&ours_cpu), median(&theirs_cpu));
+    let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let paired = |bare: &[f64], ours: &[f64]| {
+        median(
+            &bare
+                .iter()
+                .zip(ours)
+                .map(|(b, o)| b / o)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let ratio = paired(&theirs, &ours);
+    OverlayCase {
+        name: name.to_string(),
+        frames,
+        overlay_fps: frames as f64 / om,
+        bare_fps: frames as f64 / bm,
+        ratio,
+        ratio_best: best(&theirs) / best(&ours),
+        overlay_cpu_ms: oc * 1000.0 / frames.max(1) as f64,
+        bare_cpu_ms: bc * 1000.0 / frames.max(1) as f64,
+        cpu_ratio: paired(&theirs_cpu, &ours_cpu),
+        overlay_secs: ours,
+        bare_secs: theirs,
+        target,
+        within_target: ratio >= target,
+    }
+}
+
 pub fn run_overlay_bench(
     ff: &Ffmpeg,
     scratch: &Path,
@@ -233,14 +280,6 @@ pub fn run_overlay_bench(
     let bare_out = scratch.join("overlay-bare.mp4");
     let ours_out = scratch.join("overlay-reelay.mp4");
     let bare = bare_args(&source, &bare_out, profile);
-    // Runs of one case: wall and CPU seconds of each side, pair by pair.
-    #[derive(Default)]
-    struct Runs {
-        ours: Vec<f64>,
-        theirs: Vec<f64>,
-        ours_cpu: Vec<f64>,
-        theirs_cpu: Vec<f64>,
-    }
     let mut runs: Vec<Runs> = specs.iter().map(|_| Runs::default()).collect();
     // Each repetition runs every case once, so a slow minute of this shared
     // machine weighs on all the cases alike instead of on one.
@@ -287,43 +326,11 @@ pub fn run_overlay_bench(
             ));
         }
     }
-    let mut cases = Vec::new();
-    for ((name, _), r) in specs.iter().zip(runs) {
-        let Runs {
-            ours,
-            theirs,
-            ours_cpu,
-            theirs_cpu,
-        } = r;
-        let (om, bm) = (median(&ours), median(&theirs));
-        let (oc, bc) = (median(&ours_cpu), median(&theirs_cpu));
-        let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        let paired = |bare: &[f64], ours: &[f64]| {
-            median(
-                &bare
-                    .iter()
-                    .zip(ours)
-                    .map(|(b, o)| b / o)
-                    .collect::<Vec<_>>(),
-            )
-        };
-        let ratio = paired(&theirs, &ours);
-        cases.push(OverlayCase {
-            name: name.to_string(),
-            frames,
-            overlay_fps: frames as f64 / om,
-            bare_fps: frames as f64 / bm,
-            ratio,
-            ratio_best: best(&theirs) / best(&ours),
-            overlay_cpu_ms: oc * 1000.0 / frames.max(1) as f64,
-            bare_cpu_ms: bc * 1000.0 / frames.max(1) as f64,
-            cpu_ratio: paired(&theirs_cpu, &ours_cpu),
-            overlay_secs: ours,
-            bare_secs: theirs,
-            target: opts.target_ratio,
-            within_target: ratio >= opts.target_ratio,
-        });
-    }
+    let cases = specs
+        .iter()
+        .zip(runs)
+        .map(|((name, _), r)| summarise(name, frames, r, opts.target_ratio))
+        .collect();
     Ok(OverlayBenchReport {
         ffmpeg: ff.path().display().to_string(),
         options: opts.clone(),
