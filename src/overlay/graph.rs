@@ -351,7 +351,8 @@ impl GraphPlan {
     /// exact Y, Cb, Cr are set on a 2×2 picture (`geq`) and scaled up by
     /// nearest neighbour without a range change: `lutyuv` would evaluate
     /// its expression for all 65 536 values of each plane while the graph
-    /// starts, 18 ms for the seven colours of the bench's busiest case.
+    /// starts, about 17 ms for the seven colours of the bench's busiest
+    /// case.
     fn colours(&self, g: &mut String, layers: &[Layer<'_>]) {
         let mut groups: Vec<([u8; 3], Vec<usize>)> = Vec::new();
         for (i, layer) in layers.iter().enumerate() {
@@ -370,13 +371,17 @@ impl GraphPlan {
             let h = members.iter().map(|&i| self.slots[i].height).max();
             let (w, h) = (w.unwrap_or(2), h.unwrap_or(2));
             let source = format!(
-                "color=c=black:s=2x2:r={},format=yuva420p,geq=lum={y}:cb={u}:cr={v}:a=255,",
+                "color=c=black:s=2x2:r={},format=yuva420p,geq=lum={y}:cb={u}:cr={v}:a=255",
                 self.fps_spelled
             );
-            g.push_str(&source);
-            let scale =
-                format!("scale={w}:{h}:flags=neighbor:in_range=tv:out_range=tv,trim=end_frame=1");
-            fan_out(g, "", &[&scale, "loop=loop=-1:size=1"], "cs", &members);
+            let scale = format!("scale={w}:{h}:flags=neighbor:in_range=tv:out_range=tv");
+            let once = [
+                source.as_str(),
+                &scale,
+                "trim=end_frame=1",
+                "loop=loop=-1:size=1",
+            ];
+            fan_out(g, "", &once, "cs", &members);
             for i in members {
                 let slot = &self.slots[i];
                 let _ = write!(g, "[cs{i}]crop={}:{}:0:0[c{i}];", slot.width, slot.height);
