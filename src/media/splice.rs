@@ -55,8 +55,9 @@ impl SplicedFrames {
     pub fn send(&mut self) -> std::io::Result<()> {
         let i = self.next;
         self.next = (i + 1) % self.buffers.len();
+        let mut rest: &[u8] = &self.buffers[i];
         if !self.copy {
-            match splice_all(&self.pipe, &self.buffers[i]) {
+            match splice_all(&self.pipe, &mut rest) {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
                     tracing::debug!("vmsplice unavailable ({e}); writing frames instead");
                     self.copy = true;
@@ -64,19 +65,27 @@ impl SplicedFrames {
                 done => return done,
             }
         }
-        self.pipe.write_all(&self.buffers[i])
+        // What was not spliced, so the stream stays whole either way.
+        self.pipe.write_all(rest)
     }
 }
 
+#[cfg(not(target_os = "linux"))]
+fn pipe_capacity(_pipe: &ChildStdin) -> Option<usize> {
+    None
+}
+
+#[cfg(target_os = "linux")]
 fn pipe_capacity(pipe: &ChildStdin) -> Option<usize> {
     // SAFETY: F_GETPIPE_SZ on a pipe fd this process owns; no memory is passed.
     let size = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETPIPE_SZ) };
     usize::try_from(size).ok().filter(|&s| s > 0)
 }
 
-/// Splices all of `data` into `pipe`, blocking while it is full.
+/// Splices all of `data` into `pipe`, blocking while it is full; `data`
+/// is left at what was not spliced.
 #[cfg(target_os = "linux")]
-fn splice_all(pipe: &ChildStdin, mut data: &[u8]) -> std::io::Result<()> {
+fn splice_all(pipe: &ChildStdin, data: &mut &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         let iov = libc::iovec {
             iov_base: data.as_ptr() as *mut libc::c_void,
@@ -93,13 +102,13 @@ fn splice_all(pipe: &ChildStdin, mut data: &[u8]) -> std::io::Result<()> {
             }
             return Err(e);
         }
-        data = &data[n as usize..];
+        *data = &data[n as usize..];
     }
     Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn splice_all(_pipe: &ChildStdin, _data: &[u8]) -> std::io::Result<()> {
+fn splice_all(_pipe: &ChildStdin, _data: &mut &[u8]) -> std::io::Result<()> {
     Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
