@@ -98,9 +98,9 @@ fn window(layer: &Layer<'_>, frames: u64, fps: f64) -> Option<(u64, u64)> {
     Some((from, to))
 }
 
-/// Appends `INPUT` `chain` to `g`, split to `[{prefix}I]` for each of
+/// Appends `INPUT` `chain` to `g`, split to `[{label}]` for each of
 /// `outputs` (`null` where there is nothing to do).
-fn fan_out(g: &mut String, input: &str, chain: &[&str], prefix: &str, outputs: &[usize]) {
+fn fan_out(g: &mut String, input: &str, chain: &[&str], outputs: &[String]) {
     let mut filters: Vec<String> = chain.iter().map(|f| f.to_string()).collect();
     if outputs.len() > 1 {
         filters.push(format!("split={}", outputs.len()));
@@ -110,10 +110,15 @@ fn fan_out(g: &mut String, input: &str, chain: &[&str], prefix: &str, outputs: &
     }
     g.push_str(input);
     g.push_str(&filters.join(","));
-    for i in outputs {
-        let _ = write!(g, "[{prefix}{i}]");
+    for label in outputs {
+        let _ = write!(g, "[{label}]");
     }
     g.push(';');
+}
+
+/// `[{prefix}I]` for each slot index.
+fn labels(prefix: &str, slots: &[usize]) -> Vec<String> {
+    slots.iter().map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// The slots' packing order: tallest first.
@@ -328,11 +333,12 @@ impl GraphPlan {
             let (fixed, moving): (Vec<usize>, Vec<usize>) =
                 (0..n).partition(|&i| self.slots[i].fixed);
             g.push_str("[1:v]split=2[ap][am];");
-            fan_out(&mut g, "[ap]", &["trim=end_frame=1"], "a", &fixed);
+            fan_out(&mut g, "[ap]", &["trim=end_frame=1"], &labels("a", &fixed));
             let skip = ["trim=start_frame=1", "setpts=PTS-STARTPTS"];
-            fan_out(&mut g, "[am]", &skip, "a", &moving);
+            fan_out(&mut g, "[am]", &skip, &labels("a", &moving));
         } else {
-            fan_out(&mut g, "[1:v]", &[], "a", &(0..n).collect::<Vec<_>>());
+            let all: Vec<usize> = (0..n).collect();
+            fan_out(&mut g, "[1:v]", &[], &labels("a", &all));
         }
         self.colours(&mut g, &layers);
         for (i, (slot, layer)) in self.slots.iter().zip(&layers).enumerate() {
@@ -347,7 +353,7 @@ impl GraphPlan {
     }
 
     /// One source per distinct colour, made once at the largest of its
-    /// layers' sizes and repeated, each layer's `[cI]` cut from it. The
+    /// layers' sizes and repeated, each smaller layer's `[cI]` cut from it. The
     /// exact Y, Cb, Cr are set on a 2×2 picture (`geq`) and scaled up by
     /// nearest neighbour without a range change: `lutyuv` would evaluate
     /// its expression for all 65 536 values of each plane while the graph
@@ -381,8 +387,14 @@ impl GraphPlan {
                 "trim=end_frame=1",
                 "loop=loop=-1:size=1",
             ];
-            fan_out(g, "", &once, "cs", &members);
-            for i in members {
+            // A layer of the picture's own size takes it as it is.
+            let whole = |i: usize| (self.slots[i].width, self.slots[i].height) == (w, h);
+            let outputs: Vec<String> = members
+                .iter()
+                .map(|&i| format!("{}{i}", if whole(i) { "c" } else { "cs" }))
+                .collect();
+            fan_out(g, "", &once, &outputs);
+            for i in members.into_iter().filter(|&i| !whole(i)) {
                 let slot = &self.slots[i];
                 let _ = write!(g, "[cs{i}]crop={}:{}:0:0[c{i}];", slot.width, slot.height);
             }
