@@ -10,6 +10,11 @@
 //! buffer comes back after more than a pipe's worth of later frames has
 //! been spliced behind it, and a pipe never holds more than its size.
 //! Where `vmsplice` is unavailable the frames are written as usual.
+//!
+//! The buffers are mappings of their own, not heap memory: dropping the
+//! writer unmaps them, and the pages the pipe still holds stay as they
+//! were until the reader takes them. Freed heap memory would be handed
+//! out again and drawn over while still in the pipe.
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -18,7 +23,7 @@ use std::process::ChildStdin;
 /// A ring of frame buffers spliced into one pipe in turn.
 pub struct SplicedFrames {
     pipe: ChildStdin,
-    buffers: Vec<Vec<u8>>,
+    buffers: Vec<PageBuffer>,
     next: usize,
     /// `vmsplice` failed as unsupported once: write from now on.
     copy: bool,
@@ -33,7 +38,7 @@ impl SplicedFrames {
         let ring = 2 + capacity.div_ceil(frame);
         SplicedFrames {
             pipe,
-            buffers: vec![vec![0u8; frame_bytes]; ring],
+            buffers: (0..ring).map(|_| PageBuffer::new(frame_bytes)).collect(),
             next: 0,
             copy: false,
         }
@@ -47,7 +52,7 @@ impl SplicedFrames {
 
     /// The buffer the next frame is drawn into, and its index in the ring.
     pub fn next_buffer(&mut self) -> (usize, &mut [u8]) {
-        (self.next, &mut self.buffers[self.next])
+        (self.next, self.buffers[self.next].as_mut_slice())
     }
 
     /// Sends the buffer [`Self::next_buffer`] gave, whole, and turns the
@@ -55,7 +60,7 @@ impl SplicedFrames {
     pub fn send(&mut self) -> std::io::Result<()> {
         let i = self.next;
         self.next = (i + 1) % self.buffers.len();
-        let mut rest: &[u8] = &self.buffers[i];
+        let mut rest: &[u8] = self.buffers[i].as_slice();
         if !self.copy {
             match splice_all(&self.pipe, &mut rest) {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
@@ -67,6 +72,67 @@ impl SplicedFrames {
         }
         // What was not spliced, so the stream stays whole either way.
         self.pipe.write_all(rest)
+    }
+}
+
+/// Zeroed, page-aligned memory mapped for one buffer alone, so that no
+/// allocation can be placed on it while the pipe may still hold its pages.
+struct PageBuffer {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone, like a `Vec<u8>`.
+unsafe impl Send for PageBuffer {}
+
+impl PageBuffer {
+    fn new(len: usize) -> PageBuffer {
+        if len == 0 {
+            return PageBuffer {
+                ptr: std::ptr::NonNull::dangling(),
+                len,
+            };
+        }
+        // SAFETY: a fresh private anonymous mapping; no memory is passed in.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(
+            ptr != libc::MAP_FAILED,
+            "cannot map {len} bytes for a frame buffer: {}",
+            std::io::Error::last_os_error()
+        );
+        PageBuffer {
+            ptr: std::ptr::NonNull::new(ptr.cast()).expect("mmap returned null"),
+            len,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `len` bytes mapped readable and writable, owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PageBuffer {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the mapping made in `new`, unmapped once. Pages the
+            // pipe still references live on until the reader takes them.
+            unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
     }
 }
 
@@ -157,6 +223,44 @@ mod tests {
                 .filter(|&(i, &b)| b != k.wrapping_mul(31).wrapping_add(i as u8))
                 .count();
             assert_eq!(bad, 0, "frame {k} changed in the pipe");
+        }
+    }
+
+    /// Frames still in the pipe when the writer is dropped arrive as they
+    /// were sent, although this thread allocates and fills memory of the
+    /// same size straight after (freed heap buffers would be reused here).
+    #[test]
+    fn frames_in_the_pipe_survive_the_writer_being_dropped() {
+        let frame = 16_000;
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 0.3; dd bs=4096 status=none"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            out.read_to_end(&mut all).unwrap();
+            all
+        });
+        let mut frames = SplicedFrames::new(child.stdin.take().unwrap(), frame);
+        let ring = frames.ring();
+        // Fewer bytes than the smallest pipe, so all is spliced before
+        // the reader starts.
+        for k in 0..3u8 {
+            frames.next_buffer().1.fill(k + 1);
+            frames.send().unwrap();
+        }
+        drop(frames);
+        let scribbles: Vec<Vec<u8>> = (0..ring * 2).map(|_| vec![0xee; frame]).collect();
+        let all = reader.join().unwrap();
+        child.wait().unwrap();
+        drop(scribbles);
+        assert_eq!(all.len(), frame * 3);
+        for (k, got) in all.chunks(frame).enumerate() {
+            let bad = got.iter().filter(|&&b| usize::from(b) != k + 1).count();
+            assert_eq!(bad, 0, "frame {k} changed in the pipe after the drop");
         }
     }
 }
