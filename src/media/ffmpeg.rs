@@ -53,31 +53,38 @@ pub(crate) struct RunLog {
 impl Ffmpeg {
     /// Finds FFmpeg: `REELAY_FFMPEG`, else `.tools/bin/ffmpeg` in the nearest
     /// ancestor of the current directory or of the executable's directory,
-    /// else `ffmpeg` on `PATH`. The one chosen must run `-version`.
+    /// else `ffmpeg` on `PATH`. The one chosen must be an executable file.
+    /// It is not run here: starting FFmpeg costs tens of milliseconds, a
+    /// share of every short step; one that cannot start fails its first
+    /// run with [`MediaError::Spawn`], and `reelay doctor` runs it.
     pub fn locate() -> Result<Ffmpeg, MediaError> {
         let var = crate::config::env::FFMPEG;
         if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
-            let ff = Ffmpeg::at(value);
-            return if ff.works() {
+            let ff = Ffmpeg::at(&value);
+            // A bare name is looked up on `PATH`, as `Command` would.
+            let bare = Path::new(&value).components().count() == 1;
+            if bare && let Some(found) = value.to_str().and_then(on_path) {
+                return Ok(Ffmpeg::at(found));
+            }
+            return if ff.executable() {
                 Ok(ff)
             } else {
                 Err(MediaError::NotFound {
-                    tried: format!("{var}={} does not run", ff.path.display()),
+                    tried: format!("{var}={} is not an executable file", ff.path.display()),
                 })
             };
         }
         let mut tried = Vec::new();
         if let Some(local) = super::find_tool("bin/ffmpeg") {
             let ff = Ffmpeg::at(&local);
-            if ff.works() {
+            if ff.executable() {
                 return Ok(ff);
             }
-            tried.push(format!("{} does not run", local.display()));
+            tried.push(format!("{} is not an executable file", local.display()));
         } else {
             tried.push("no .tools/bin/ffmpeg above the current or executable directory".into());
         }
-        let ff = Ffmpeg::at("ffmpeg");
-        if ff.works() {
+        if let Some(ff) = on_path("ffmpeg").map(Ffmpeg::at) {
             return Ok(ff);
         }
         tried.push("no ffmpeg on PATH".into());
@@ -95,16 +102,9 @@ impl Ffmpeg {
         &self.path
     }
 
-    /// Whether `ffmpeg -version` runs and succeeds.
-    fn works(&self) -> bool {
-        Command::new(&self.path)
-            .arg("-version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+    /// Whether the path names an executable file.
+    fn executable(&self) -> bool {
+        is_executable(&self.path)
     }
 
     /// Runs FFmpeg with `args` (a vector, never a shell string), blocking
@@ -571,9 +571,50 @@ fn clean_line(line: &str) -> String {
     s.chars().take(300).collect()
 }
 
+/// The first executable `name` in the directories of `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    let dirs = std::env::var_os("PATH")?;
+    std::env::split_paths(&dirs)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.is_file() && meta.permissions().mode() & 0o111 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        meta.is_file()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a file with an execute bit counts; FFmpeg is not started.
+    #[cfg(unix)]
+    #[test]
+    fn an_executable_file_is_found_without_running_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("ffmpeg");
+        // Would fail if run: `locate` must not run it.
+        std::fs::write(&tool, "#!/bin/sh\nexit 1\n").unwrap();
+        assert!(!is_executable(&tool), "no execute bit yet");
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(is_executable(&tool));
+        assert!(!is_executable(dir.path()), "a directory is not a tool");
+        assert!(!is_executable(&dir.path().join("missing")));
+        assert!(on_path("sh").is_some_and(|p| p.is_absolute() || p.components().count() > 1));
+        assert!(on_path("no-such-tool-reelay").is_none());
+    }
 
     #[test]
     fn clean_line_strips_tags() {
