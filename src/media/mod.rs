@@ -9,6 +9,7 @@ mod error;
 mod ffmpeg;
 pub mod filter;
 mod locate;
+mod mp4_header;
 pub mod pipe;
 mod probe;
 mod profile;

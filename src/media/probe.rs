@@ -1,5 +1,7 @@
 //! Probing with `ffmpeg -i` (there is no ffprobe): the header FFmpeg prints
-//! about its input, parsed by ffmpeg-sidecar's log parser.
+//! about its input, parsed by ffmpeg-sidecar's log parser. A plain MP4 or
+//! MOV is read directly instead ([`super::mp4_header`]), with the same
+//! result.
 
 use std::path::Path;
 
@@ -29,8 +31,6 @@ pub struct VideoInfo {
     pub fps: f64,
     /// Codec name, e.g. `h264`.
     pub codec: String,
-    /// Pixel format, e.g. `yuv420p`.
-    pub pix_fmt: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +101,18 @@ fn probe(ff: &Ffmpeg, path: &Path) -> Result<MediaInfo, MediaError> {
         Ok(m) if m.len() == 0 => return Err(unreadable("the file is empty (0 bytes)".into())),
         Ok(_) => {}
     }
+    match super::mp4_header::read(path) {
+        Some(info) => Ok(info),
+        None => probe_with_ffmpeg(ff, path),
+    }
+}
+
+/// The probe by `ffmpeg -i`, for any file FFmpeg reads.
+pub(super) fn probe_with_ffmpeg(ff: &Ffmpeg, path: &Path) -> Result<MediaInfo, MediaError> {
+    let unreadable = |reason: String| MediaError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
     // `ffmpeg -i X` with no output prints the input header and exits with an
     // error ("At least one output file must be specified"), so the exit
     // status says nothing: the parsed header does.
@@ -131,7 +143,6 @@ fn probe(ff: &Ffmpeg, path: &Path) -> Result<MediaInfo, MediaError> {
                         height: v.height,
                         fps: f64::from(v.fps),
                         codec: s.format.clone(),
-                        pix_fmt: v.pix_fmt.clone(),
                     });
                 } else if let (None, Some(a)) = (&audio, s.audio_data()) {
                     audio = Some(AudioInfo {

@@ -1,0 +1,596 @@
+//! The probe's fast path: what [`super::probe`] needs, read from an MP4 or
+//! MOV file's `moov` box, without starting FFmpeg. Starting it to print a
+//! header costs about 30 ms, a share of every short step.
+//!
+//! Only files whose figures follow from the header alone take this path:
+//! not fragmented, a movie duration, a constant frame rate (one `stts`
+//! entry), and codecs named here. Anything else returns `None` and is
+//! probed by FFmpeg. The figures are produced as FFmpeg prints them and
+//! ffmpeg-sidecar parses them, so both paths agree exactly; the tests hold
+//! them to that on files FFmpeg makes.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use super::probe::{AudioInfo, MediaInfo, VideoInfo};
+
+/// Largest `moov` read into memory; a bigger one goes to FFmpeg.
+const MAX_MOOV: u64 = 64 << 20;
+
+/// Reads `path`'s header, or `None` where FFmpeg must probe it.
+pub(super) fn read(path: &Path) -> Option<MediaInfo> {
+    let moov = find_moov(&mut File::open(path).ok()?)?;
+    let movie = parse_moov(&moov)?;
+    let duration = printed_duration(movie.duration, movie.timescale)?;
+    let mut video = None;
+    let mut audio = None;
+    for track in &movie.tracks {
+        match track {
+            Track::Video(v) if video.is_none() => video = Some(v.clone()),
+            Track::Audio(a) if audio.is_none() => audio = Some(a.clone()),
+            Track::Unknown => return None,
+            _ => {}
+        }
+    }
+    Some(MediaInfo {
+        duration,
+        video,
+        audio,
+    })
+}
+
+/// The `moov` box's body, found by walking the top-level boxes (it may
+/// follow `mdat`). A fragmented file (`moof`) is left to FFmpeg.
+fn find_moov(file: &mut File) -> Option<Vec<u8>> {
+    let len = file.metadata().ok()?.len();
+    let mut pos = 0u64;
+    let mut first = true;
+    while pos + 8 <= len {
+        file.seek(SeekFrom::Start(pos)).ok()?;
+        let mut head = [0u8; 16];
+        file.read_exact(&mut head[..8]).ok()?;
+        let kind: [u8; 4] = head[4..8].try_into().ok()?;
+        let (header, size) = match u32::from_be_bytes(head[..4].try_into().ok()?) {
+            0 => (8, len - pos),
+            1 => {
+                file.read_exact(&mut head[8..16]).ok()?;
+                (16, u64::from_be_bytes(head[8..16].try_into().ok()?))
+            }
+            n => (8, u64::from(n)),
+        };
+        if size < header || pos.checked_add(size)? > len {
+            return None;
+        }
+        if first
+            && !matches!(
+                &kind,
+                b"ftyp" | b"moov" | b"free" | b"skip" | b"wide" | b"mdat"
+            )
+        {
+            return None;
+        }
+        first = false;
+        match &kind {
+            b"moof" => return None,
+            b"moov" if size - header <= MAX_MOOV => {
+                let mut body = vec![0u8; usize::try_from(size - header).ok()?];
+                file.read_exact(&mut body).ok()?;
+                return Some(body);
+            }
+            b"moov" => return None,
+            _ => pos += size,
+        }
+    }
+    None
+}
+
+struct Movie {
+    timescale: u32,
+    duration: u64,
+    tracks: Vec<Track>,
+}
+
+#[derive(Clone)]
+enum Track {
+    Video(VideoInfo),
+    Audio(AudioInfo),
+    /// Neither sound nor picture (text, timecode): FFmpeg ignores it too.
+    Other,
+    /// Sound or picture this reader cannot describe as FFmpeg would.
+    Unknown,
+}
+
+fn parse_moov(moov: &[u8]) -> Option<Movie> {
+    let mut movie = None;
+    let mut tracks = Vec::new();
+    for (kind, body) in boxes(moov) {
+        match kind {
+            b"mvhd" => movie = Some(parse_mvhd(body)?),
+            b"trak" => tracks.push(parse_trak(body)?),
+            b"mvex" => return None,
+            _ => {}
+        }
+    }
+    let (timescale, duration) = movie?;
+    Some(Movie {
+        timescale,
+        duration,
+        tracks,
+    })
+}
+
+/// The movie's time scale and duration; FFmpeg takes the file's duration
+/// from here for an unfragmented file.
+fn parse_mvhd(b: &[u8]) -> Option<(u32, u64)> {
+    match *b.first()? {
+        0 => Some((be32(b, 12)?, u64::from(be32(b, 16)?))),
+        1 => Some((be32(b, 20)?, be64(b, 24)?)),
+        _ => None,
+    }
+}
+
+fn parse_trak(trak: &[u8]) -> Option<Track> {
+    let mdia = child(trak, b"mdia")?;
+    let handler = child(mdia, b"hdlr").and_then(|h| h.get(8..12))?;
+    let stbl = child(child(mdia, b"minf")?, b"stbl")?;
+    let entry = first_sample_entry(child(stbl, b"stsd")?)?;
+    Some(match handler {
+        b"vide" => video_track(mdia, stbl, entry).map_or(Track::Unknown, Track::Video),
+        b"soun" => audio_track(entry).map_or(Track::Unknown, Track::Audio),
+        _ => Track::Other,
+    })
+}
+
+/// A picture track at a constant rate: one `stts` entry, so FFmpeg's
+/// average frame rate is the media time scale over that one duration.
+fn video_track(mdia: &[u8], stbl: &[u8], entry: &[u8]) -> Option<VideoInfo> {
+    let codec = match entry.get(4..8)? {
+        b"avc1" | b"avc3" => "h264",
+        b"hvc1" | b"hev1" => "hevc",
+        b"av01" => "av1",
+        b"vp09" => "vp9",
+        _ => return None,
+    };
+    let (width, height) = (be16(entry, 32)?, be16(entry, 34)?);
+    let stts = child(stbl, b"stts")?;
+    if be32(stts, 4)? != 1 {
+        return None;
+    }
+    let (count, delta) = (be32(stts, 8)?, be32(stts, 12)?);
+    let timescale = match *child(mdia, b"mdhd")?.first()? {
+        0 => be32(child(mdia, b"mdhd")?, 12)?,
+        1 => be32(child(mdia, b"mdhd")?, 20)?,
+        _ => return None,
+    };
+    if width == 0 || height == 0 || count == 0 || delta == 0 || timescale == 0 {
+        return None;
+    }
+    Some(VideoInfo {
+        width: u32::from(width),
+        height: u32::from(height),
+        fps: printed_fps(f64::from(timescale) / f64::from(delta))?,
+        codec: codec.into(),
+    })
+}
+
+/// A sound track as FFmpeg's decoder reports it. The sample entry's rate
+/// and channel count stand, except that AAC's own configuration must
+/// agree with them (it does not for HE-AAC, whose decoder doubles the
+/// rate).
+fn audio_track(entry: &[u8]) -> Option<AudioInfo> {
+    if be16(entry, 16)? > 1 {
+        return None;
+    }
+    let channels = u32::from(be16(entry, 24)?);
+    let rate = be32(entry, 32)? >> 16;
+    let codec = audio_codec(entry)?;
+    if codec == "aac" && aac_config(entry)? != (rate, channels) {
+        return None;
+    }
+    if channels == 0 || rate == 0 {
+        return None;
+    }
+    Some(AudioInfo {
+        rate,
+        channels,
+        codec: codec.into(),
+    })
+}
+
+/// FFmpeg's name for a sound sample entry's codec.
+fn audio_codec(entry: &[u8]) -> Option<&'static str> {
+    Some(match entry.get(4..8)? {
+        b"mp4a" => match decoder_config(entry)?.first()? {
+            0x40 | 0x66..=0x68 => "aac",
+            0x69 | 0x6b => "mp3",
+            _ => return None,
+        },
+        b"ac-3" => "ac3",
+        b"ec-3" => "eac3",
+        b"Opus" => "opus",
+        b"fLaC" => "flac",
+        b"alac" => "alac",
+        _ => return None,
+    })
+}
+
+/// Rate and channels from plain AAC's AudioSpecificConfig; `None` for
+/// the profiles with SBR or PS, and for layouts beyond 5.1.
+fn aac_config(entry: &[u8]) -> Option<(u32, u32)> {
+    const RATES: [u32; 13] = [
+        96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+    ];
+    let config = decoder_config(entry)?;
+    // After the object type, stream type, buffer size and two bit rates.
+    let asc = descriptor(config.get(13..)?, 5)?;
+    let bits = u16::from_be_bytes([*asc.first()?, *asc.get(1)?]);
+    let object = bits >> 11;
+    let rate = *RATES.get(usize::from((bits >> 7) & 0xf))?;
+    let channels = u32::from((bits >> 3) & 0xf);
+    // Low rates may carry implicit SBR, which the decoder doubles.
+    (matches!(object, 1..=4) && (1..=6).contains(&channels) && rate >= 32000)
+        .then_some((rate, channels))
+}
+
+/// The DecoderConfigDescriptor in an `mp4a` entry's `esds` (directly, or
+/// in a QuickTime `wave` box); its first byte is the object type, which
+/// says AAC or MP3.
+fn decoder_config(entry: &[u8]) -> Option<&[u8]> {
+    // The sound description's version adds fields before its children.
+    let children = match be16(entry, 16)? {
+        0 => 36,
+        1 => 52,
+        2 => 72,
+        _ => return None,
+    };
+    let inner = entry.get(children..)?;
+    let esds = child(inner, b"esds").or_else(|| child(child(inner, b"wave")?, b"esds"))?;
+    let mut d = esds.get(4..)?;
+    // ES_Descriptor (tag 3), then its DecoderConfigDescriptor (tag 4).
+    d = descriptor(d, 3)?;
+    let flags = *d.get(2)?;
+    let mut skip = 3;
+    if flags & 0x80 != 0 {
+        skip += 2;
+    }
+    if flags & 0x40 != 0 {
+        skip += 1 + usize::from(*d.get(skip)?);
+    }
+    if flags & 0x20 != 0 {
+        skip += 2;
+    }
+    descriptor(d.get(skip..)?, 4)
+}
+
+/// The body of the descriptor with `tag` at the start of `d`.
+fn descriptor(d: &[u8], tag: u8) -> Option<&[u8]> {
+    if *d.first()? != tag {
+        return None;
+    }
+    let mut len = 0usize;
+    for i in 1..=4 {
+        let b = *d.get(i)?;
+        len = (len << 7) | usize::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            return d.get(i + 1..i + 1 + len);
+        }
+    }
+    None
+}
+
+/// The first entry of an `stsd` box, its size and type included.
+fn first_sample_entry(stsd: &[u8]) -> Option<&[u8]> {
+    if be32(stsd, 4)? == 0 {
+        return None;
+    }
+    let size = usize::try_from(be32(stsd, 8)?).ok()?;
+    stsd.get(8..8usize.checked_add(size)?)
+}
+
+/// The duration as `ffmpeg -i` prints it (to the hundredth, from
+/// microseconds) and ffmpeg-sidecar reads it back.
+fn printed_duration(duration: u64, timescale: u32) -> Option<f64> {
+    if timescale == 0 || duration == 0 || duration == u64::from(u32::MAX) || duration == u64::MAX {
+        return None;
+    }
+    let ts = u128::from(timescale);
+    let micros = (u128::from(duration) * 1_000_000 + ts / 2) / ts + 5_000;
+    let secs = micros / 1_000_000;
+    let hundredths = (micros % 1_000_000) / 10_000;
+    let text = format!(
+        "{:02}:{:02}:{:02}.{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        hundredths
+    );
+    ffmpeg_sidecar::log_parser::parse_time_str(&text)
+}
+
+/// A frame rate as `ffmpeg -i` prints it ("30", "29.97") and
+/// ffmpeg-sidecar reads it back (as `f32`).
+fn printed_fps(rate: f64) -> Option<f64> {
+    // FFmpeg rounds rate × 100 through a float to choose the form.
+    let v = ((rate * 100.0) as f32).round_ties_even() as u64;
+    let text = if v == 0 {
+        format!("{rate:.4}")
+    } else if !v.is_multiple_of(100) {
+        format!("{rate:.2}")
+    } else if !v.is_multiple_of(100_000) {
+        format!("{rate:.0}")
+    } else {
+        return None;
+    };
+    text.parse::<f32>().ok().map(f64::from)
+}
+
+/// The child boxes of a box body: (type, body).
+fn boxes(mut b: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    std::iter::from_fn(move || {
+        let size = usize::try_from(be32(b, 0)?).ok()?;
+        let (header, size) = match size {
+            0 => (8, b.len()),
+            1 => (16, usize::try_from(be64(b, 8)?).ok()?),
+            n => (8, n),
+        };
+        if size < header || size > b.len() {
+            return None;
+        }
+        let item = (&b[4..8], &b[header..size]);
+        b = &b[size..];
+        Some(item)
+    })
+}
+
+fn child<'a>(b: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    boxes(b).find(|(k, _)| *k == kind).map(|(_, body)| body)
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn be64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::Ffmpeg;
+    use crate::media::probe::probe_with_ffmpeg;
+
+    /// Makes a short file with FFmpeg from lavfi sources; `args` go
+    /// between the inputs and the output.
+    fn make(
+        ff: &Ffmpeg,
+        dir: &Path,
+        name: &str,
+        video: &str,
+        audio: bool,
+        args: &[&str],
+    ) -> std::path::PathBuf {
+        let out = dir.join(name);
+        let mut cmd = std::process::Command::new(ff.path());
+        cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i", video]);
+        if audio {
+            cmd.args(["-f", "lavfi", "-i", "sine=f=440:d=1.3", "-shortest"]);
+        }
+        let status = cmd.args(args).arg(&out).status().unwrap();
+        assert!(status.success(), "making {name}");
+        out
+    }
+
+    /// On every file the fast path takes, it says exactly what `ffmpeg -i`
+    /// says; files it cannot describe so (fragmented, variable rate, not
+    /// MP4) are left to FFmpeg.
+    #[test]
+    fn the_header_reader_agrees_with_ffmpeg_or_declines() {
+        let ff = Ffmpeg::locate().expect("ffmpeg (make tools)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src =
+            |size: &str, rate: &str, secs: &str| format!("testsrc2=s={size}:r={rate}:d={secs}");
+        let x264 = [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ];
+        let with = |extra: &[&'static str]| [&x264[..], extra].concat();
+        let taken = [
+            make(
+                &ff,
+                d,
+                "aac30.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+            make(
+                &ff,
+                d,
+                "ntsc.mp4",
+                &src("66x50", "30000/1001", "1.2"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+            make(
+                &ff,
+                d,
+                "pal_silent.mp4",
+                &src("64x48", "25", "0.52"),
+                false,
+                &x264,
+            ),
+            make(
+                &ff,
+                d,
+                "film.mov",
+                &src("64x48", "24000/1001", "1"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+            make(
+                &ff,
+                d,
+                "fast.mp4",
+                &src("64x48", "60", "0.5"),
+                true,
+                &with(&["-c:a", "aac", "-movflags", "+faststart"]),
+            ),
+            make(
+                &ff,
+                d,
+                "mp3.mp4",
+                &src("64x48", "12.5", "1"),
+                true,
+                &with(&["-c:a", "libmp3lame"]),
+            ),
+            make(
+                &ff,
+                d,
+                "opus.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "libopus"]),
+            ),
+            make(
+                &ff,
+                d,
+                "ac3.mov",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "ac3"]),
+            ),
+            make(
+                &ff,
+                d,
+                "hevc.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-preset",
+                    "ultrafast",
+                    "-x265-params",
+                    "log-level=error",
+                    "-tag:v",
+                    "hvc1",
+                    "-c:a",
+                    "aac",
+                ],
+            ),
+            make(
+                &ff,
+                d,
+                "vp9.mp4",
+                &src("64x48", "30", "0.5"),
+                false,
+                &[
+                    "-c:v",
+                    "libvpx-vp9",
+                    "-deadline",
+                    "realtime",
+                    "-cpu-used",
+                    "8",
+                ],
+            ),
+            make(
+                &ff,
+                d,
+                "stereo48.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac", "-ar", "48000", "-ac", "2"]),
+            ),
+        ];
+        for file in &taken {
+            let fast = read(file)
+                .unwrap_or_else(|| panic!("{} should take the fast path", file.display()));
+            let slow = probe_with_ffmpeg(&ff, file).unwrap();
+            assert_eq!(fast, slow, "{}", file.display());
+        }
+        let ntsc = read(&taken[1]).unwrap();
+        assert_eq!(
+            ntsc.video.as_ref().map(|v| (v.width, v.height)),
+            Some((66, 50))
+        );
+        assert!((ntsc.video.unwrap().fps - 29.97).abs() < 1e-4);
+        assert!(read(&taken[2]).unwrap().audio.is_none());
+        assert_eq!(read(&taken[5]).unwrap().audio.unwrap().codec, "mp3");
+        let stereo = read(&taken[10]).unwrap().audio.unwrap();
+        assert_eq!((stereo.rate, stereo.channels), (48000, 2));
+
+        let declined = [
+            // AAC this slow may carry SBR, which only the decoder sees.
+            make(
+                &ff,
+                d,
+                "aac22k.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac", "-ar", "22050"]),
+            ),
+            make(
+                &ff,
+                d,
+                "frag.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac", "-movflags", "frag_keyframe+empty_moov"]),
+            ),
+            make(
+                &ff,
+                d,
+                "vfr.mp4",
+                &src("64x48", "30", "1"),
+                false,
+                &with(&[
+                    "-vf",
+                    "setpts='if(lt(N,10),N,N*2)/30/TB'",
+                    "-fps_mode",
+                    "vfr",
+                ]),
+            ),
+            make(
+                &ff,
+                d,
+                "clip.mkv",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+        ];
+        for file in &declined {
+            assert!(
+                read(file).is_none(),
+                "{} should go to ffmpeg",
+                file.display()
+            );
+            assert!(probe_with_ffmpeg(&ff, file).unwrap().video.is_some());
+        }
+        let text = d.join("notes.mp4");
+        std::fs::write(&text, "not a video at all").unwrap();
+        assert!(read(&text).is_none());
+    }
+
+    #[test]
+    fn durations_and_rates_print_as_ffmpeg_prints_them() {
+        // 10.016 s rounds to 10.02 (FFmpeg adds half a hundredth).
+        assert_eq!(printed_duration(10_016, 1000), Some(10.02));
+        assert_eq!(printed_duration(153_600, 15_360), Some(10.0));
+        assert_eq!(printed_duration(0, 1000), None);
+        assert_eq!(printed_fps(30.0), Some(30.0));
+        assert_eq!(printed_fps(30_000.0 / 1001.0), Some(f64::from(29.97f32)));
+        assert_eq!(printed_fps(12.5), Some(12.5));
+    }
+}
