@@ -8,6 +8,7 @@
 mod error;
 mod ffmpeg;
 pub mod filter;
+mod info;
 mod locate;
 mod mp4_header;
 pub mod pipe;
@@ -20,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 pub use error::MediaError;
 pub use ffmpeg::{Ffmpeg, Pipe, PipedFfmpeg, Progress};
+pub use info::{AudioInfo, MediaInfo, VideoInfo};
 pub use locate::find_tool;
-pub use probe::{AudioInfo, MediaInfo, VideoInfo};
 pub use profile::EncodeProfile;
 
 /// The argument FFmpeg gets for an input or output path.

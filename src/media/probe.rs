@@ -9,48 +9,8 @@ use ffmpeg_sidecar::event::{FfmpegEvent, LogLevel};
 use tokio_util::sync::CancellationToken;
 
 use super::ffmpeg::os_args;
+use super::info::{AudioInfo, MediaInfo, VideoInfo};
 use super::{Ffmpeg, MediaError, path_arg};
-
-/// What a probe found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MediaInfo {
-    /// Container duration in seconds (FFmpeg prints it to 10 ms).
-    pub duration: f64,
-    /// The first video stream, if any.
-    pub video: Option<VideoInfo>,
-    /// The first audio stream, if any.
-    pub audio: Option<AudioInfo>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct VideoInfo {
-    pub width: u32,
-    pub height: u32,
-    /// Frames per second as FFmpeg prints it (`30`, `29.97`); see
-    /// [`super::filter::fps_exact`] for the exact rational.
-    pub fps: f64,
-    /// Codec name, e.g. `h264`.
-    pub codec: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AudioInfo {
-    /// Sample rate in Hz.
-    pub rate: u32,
-    pub channels: u32,
-    /// Codec name, e.g. `aac`.
-    pub codec: String,
-}
-
-impl MediaInfo {
-    /// The video stream, or an error saying the file has none.
-    pub fn require_video(&self, path: &Path) -> Result<&VideoInfo, MediaError> {
-        self.video.as_ref().ok_or_else(|| MediaError::Unsuitable {
-            path: path.to_path_buf(),
-            reason: "has no video stream; give a video file, not audio only or an image".into(),
-        })
-    }
-}
 
 /// Channel count from FFmpeg's layout word (`mono`, `stereo`, `5.1(side)`,
 /// `3 channels`).
@@ -198,6 +158,254 @@ fn explain(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::mp4_header;
+
+    /// Makes a short file with FFmpeg from lavfi sources; `args` go
+    /// between the inputs and the output.
+    fn make(
+        ff: &Ffmpeg,
+        dir: &Path,
+        name: &str,
+        video: &str,
+        audio: bool,
+        args: &[&str],
+    ) -> std::path::PathBuf {
+        let out = dir.join(name);
+        let mut cmd = std::process::Command::new(ff.path());
+        cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i", video]);
+        if audio {
+            cmd.args(["-f", "lavfi", "-i", "sine=f=440:d=1.3", "-shortest"]);
+        }
+        let status = cmd.args(args).arg(&out).status().unwrap();
+        assert!(status.success(), "making {name}");
+        out
+    }
+
+    /// On every file the fast path takes, it says exactly what `ffmpeg -i`
+    /// says; files it cannot describe so (fragmented, variable rate, not
+    /// MP4) are left to FFmpeg.
+    #[test]
+    fn the_header_reader_agrees_with_ffmpeg_or_declines() {
+        let ff = Ffmpeg::locate().expect("ffmpeg (make tools)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src =
+            |size: &str, rate: &str, secs: &str| format!("testsrc2=s={size}:r={rate}:d={secs}");
+        let x264 = [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ];
+        let with = |extra: &[&'static str]| [&x264[..], extra].concat();
+        let taken = [
+            make(
+                &ff,
+                d,
+                "aac30.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+            make(
+                &ff,
+                d,
+                "ntsc.mp4",
+                &src("66x50", "30000/1001", "1.2"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+            make(
+                &ff,
+                d,
+                "pal_silent.mp4",
+                &src("64x48", "25", "0.52"),
+                false,
+                &x264,
+            ),
+            make(
+                &ff,
+                d,
+                "film.mov",
+                &src("64x48", "24000/1001", "1"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+            make(
+                &ff,
+                d,
+                "fast.mp4",
+                &src("64x48", "60", "0.5"),
+                true,
+                &with(&["-c:a", "aac", "-movflags", "+faststart"]),
+            ),
+            make(
+                &ff,
+                d,
+                "mp3.mp4",
+                &src("64x48", "12.5", "1"),
+                true,
+                &with(&["-c:a", "libmp3lame"]),
+            ),
+            make(
+                &ff,
+                d,
+                "opus.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "libopus"]),
+            ),
+            make(
+                &ff,
+                d,
+                "ac3.mov",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "ac3"]),
+            ),
+            make(
+                &ff,
+                d,
+                "hevc.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-preset",
+                    "ultrafast",
+                    "-x265-params",
+                    "log-level=error",
+                    "-tag:v",
+                    "hvc1",
+                    "-c:a",
+                    "aac",
+                ],
+            ),
+            make(
+                &ff,
+                d,
+                "vp9.mp4",
+                &src("64x48", "30", "0.5"),
+                false,
+                &[
+                    "-c:v",
+                    "libvpx-vp9",
+                    "-deadline",
+                    "realtime",
+                    "-cpu-used",
+                    "8",
+                ],
+            ),
+            make(
+                &ff,
+                d,
+                "stereo48.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac", "-ar", "48000", "-ac", "2"]),
+            ),
+        ];
+        for file in &taken {
+            let fast = mp4_header::read(file)
+                .unwrap_or_else(|| panic!("{} should take the fast path", file.display()));
+            let slow = probe_with_ffmpeg(&ff, file).unwrap();
+            assert_eq!(fast, slow, "{}", file.display());
+        }
+        let ntsc = mp4_header::read(&taken[1]).unwrap();
+        assert_eq!(
+            ntsc.video.as_ref().map(|v| (v.width, v.height)),
+            Some((66, 50))
+        );
+        assert!((ntsc.video.unwrap().fps - 29.97).abs() < 1e-4);
+        assert!(mp4_header::read(&taken[2]).unwrap().audio.is_none());
+        assert_eq!(
+            mp4_header::read(&taken[5]).unwrap().audio.unwrap().codec,
+            "mp3"
+        );
+        let stereo = mp4_header::read(&taken[10]).unwrap().audio.unwrap();
+        assert_eq!((stereo.rate, stereo.channels), (48000, 2));
+
+        let declined = [
+            // AAC this slow may carry SBR, which only the decoder sees.
+            make(
+                &ff,
+                d,
+                "aac22k.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac", "-ar", "22050"]),
+            ),
+            make(
+                &ff,
+                d,
+                "frag.mp4",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac", "-movflags", "frag_keyframe+empty_moov"]),
+            ),
+            make(
+                &ff,
+                d,
+                "vfr.mp4",
+                &src("64x48", "30", "1"),
+                false,
+                &with(&[
+                    "-vf",
+                    "setpts='if(lt(N,10),N,N*2)/30/TB'",
+                    "-fps_mode",
+                    "vfr",
+                ]),
+            ),
+            make(
+                &ff,
+                d,
+                "clip.mkv",
+                &src("64x48", "30", "1"),
+                true,
+                &with(&["-c:a", "aac"]),
+            ),
+        ];
+        for file in &declined {
+            assert!(
+                mp4_header::read(file).is_none(),
+                "{} should go to ffmpeg",
+                file.display()
+            );
+            assert!(probe_with_ffmpeg(&ff, file).unwrap().video.is_some());
+        }
+        let text = d.join("notes.mp4");
+        std::fs::write(&text, "not a video at all").unwrap();
+        assert!(mp4_header::read(&text).is_none());
+    }
+
+    /// A cut or scribbled-on file is declined or read, never a panic.
+    #[test]
+    fn damaged_headers_are_declined_without_panicking() {
+        let ff = Ffmpeg::locate().expect("ffmpeg (make tools)");
+        let dir = tempfile::tempdir().unwrap();
+        let src = "testsrc2=s=64x48:r=30:d=0.5";
+        let args = ["-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac"];
+        let args = [&args[..], &["-movflags", "+faststart"][..]].concat();
+        let whole = std::fs::read(make(&ff, dir.path(), "whole.mp4", src, true, &args)).unwrap();
+        let cut = dir.path().join("cut.mp4");
+        let moov_end = whole.len().min(4096);
+        for at in (0..moov_end).step_by(7) {
+            std::fs::write(&cut, &whole[..at]).unwrap();
+            let _ = mp4_header::read(&cut);
+            let mut bad = whole.clone();
+            bad[at] ^= 0xff;
+            std::fs::write(&cut, &bad).unwrap();
+            let _ = mp4_header::read(&cut);
+        }
+        std::fs::write(&cut, &whole).unwrap();
+        assert!(
+            mp4_header::read(&cut).is_some(),
+            "the undamaged file is read"
+        );
+    }
 
     #[test]
     fn channel_words() {
