@@ -183,129 +183,79 @@ mod tests {
 
     /// On every file the fast path takes, it says exactly what `ffmpeg -i`
     /// says; files it cannot describe so (fragmented, variable rate, not
-    /// MP4) are left to FFmpeg.
+    /// MP4, AAC that may carry SBR) are left to FFmpeg.
     #[test]
     fn the_header_reader_agrees_with_ffmpeg_or_declines() {
+        const X264: &str = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p";
         let ff = Ffmpeg::locate().expect("ffmpeg (make tools)");
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let src =
-            |size: &str, rate: &str, secs: &str| format!("testsrc2=s={size}:r={rate}:d={secs}");
-        let x264 = [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ];
-        let with = |extra: &[&'static str]| [&x264[..], extra].concat();
+        // name, size, rate, seconds, with sound, output options
+        let file = |name: &str, size: &str, rate: &str, secs: &str, audio: bool, opts: &str| {
+            let video = format!("testsrc2=s={size}:r={rate}:d={secs}");
+            let opts: Vec<&str> = opts.split_whitespace().collect();
+            make(&ff, dir.path(), name, &video, audio, &opts)
+        };
+        let x264 = |rest: &str| format!("{X264} {rest}");
         let taken = [
-            make(
-                &ff,
-                d,
-                "aac30.mp4",
-                &src("64x48", "30", "1"),
-                true,
-                &with(&["-c:a", "aac"]),
-            ),
-            make(
-                &ff,
-                d,
+            file("aac30.mp4", "64x48", "30", "1", true, &x264("-c:a aac")),
+            file(
                 "ntsc.mp4",
-                &src("66x50", "30000/1001", "1.2"),
+                "66x50",
+                "30000/1001",
+                "1.2",
                 true,
-                &with(&["-c:a", "aac"]),
+                &x264("-c:a aac"),
             ),
-            make(
-                &ff,
-                d,
-                "pal_silent.mp4",
-                &src("64x48", "25", "0.52"),
-                false,
-                &x264,
-            ),
-            make(
-                &ff,
-                d,
+            file("pal_silent.mp4", "64x48", "25", "0.52", false, X264),
+            file(
                 "film.mov",
-                &src("64x48", "24000/1001", "1"),
+                "64x48",
+                "24000/1001",
+                "1",
                 true,
-                &with(&["-c:a", "aac"]),
+                &x264("-c:a aac"),
             ),
-            make(
-                &ff,
-                d,
+            file(
                 "fast.mp4",
-                &src("64x48", "60", "0.5"),
+                "64x48",
+                "60",
+                "0.5",
                 true,
-                &with(&["-c:a", "aac", "-movflags", "+faststart"]),
+                &x264("-c:a aac -movflags +faststart"),
             ),
-            make(
-                &ff,
-                d,
+            file(
                 "mp3.mp4",
-                &src("64x48", "12.5", "1"),
+                "64x48",
+                "12.5",
+                "1",
                 true,
-                &with(&["-c:a", "libmp3lame"]),
+                &x264("-c:a libmp3lame"),
             ),
-            make(
-                &ff,
-                d,
-                "opus.mp4",
-                &src("64x48", "30", "1"),
-                true,
-                &with(&["-c:a", "libopus"]),
-            ),
-            make(
-                &ff,
-                d,
-                "ac3.mov",
-                &src("64x48", "30", "1"),
-                true,
-                &with(&["-c:a", "ac3"]),
-            ),
-            make(
-                &ff,
-                d,
+            file("opus.mp4", "64x48", "30", "1", true, &x264("-c:a libopus")),
+            file("ac3.mov", "64x48", "30", "1", true, &x264("-c:a ac3")),
+            file(
                 "hevc.mp4",
-                &src("64x48", "30", "1"),
+                "64x48",
+                "30",
+                "1",
                 true,
-                &[
-                    "-c:v",
-                    "libx265",
-                    "-preset",
-                    "ultrafast",
-                    "-x265-params",
-                    "log-level=error",
-                    "-tag:v",
-                    "hvc1",
-                    "-c:a",
-                    "aac",
-                ],
+                "-c:v libx265 -preset ultrafast -x265-params log-level=error -tag:v hvc1 -c:a aac",
             ),
-            make(
-                &ff,
-                d,
+            file(
                 "vp9.mp4",
-                &src("64x48", "30", "0.5"),
+                "64x48",
+                "30",
+                "0.5",
                 false,
-                &[
-                    "-c:v",
-                    "libvpx-vp9",
-                    "-deadline",
-                    "realtime",
-                    "-cpu-used",
-                    "8",
-                ],
+                "-c:v libvpx-vp9 -deadline realtime -cpu-used 8",
             ),
-            make(
-                &ff,
-                d,
+            file(
                 "stereo48.mp4",
-                &src("64x48", "30", "1"),
+                "64x48",
+                "30",
+                "1",
                 true,
-                &with(&["-c:a", "aac", "-ar", "48000", "-ac", "2"]),
+                &x264("-c:a aac -ar 48000 -ac 2"),
             ),
         ];
         for file in &taken {
@@ -330,43 +280,31 @@ mod tests {
 
         let declined = [
             // AAC this slow may carry SBR, which only the decoder sees.
-            make(
-                &ff,
-                d,
+            file(
                 "aac22k.mp4",
-                &src("64x48", "30", "1"),
+                "64x48",
+                "30",
+                "1",
                 true,
-                &with(&["-c:a", "aac", "-ar", "22050"]),
+                &x264("-c:a aac -ar 22050"),
             ),
-            make(
-                &ff,
-                d,
+            file(
                 "frag.mp4",
-                &src("64x48", "30", "1"),
+                "64x48",
+                "30",
+                "1",
                 true,
-                &with(&["-c:a", "aac", "-movflags", "frag_keyframe+empty_moov"]),
+                &x264("-c:a aac -movflags frag_keyframe+empty_moov"),
             ),
-            make(
-                &ff,
-                d,
+            file(
                 "vfr.mp4",
-                &src("64x48", "30", "1"),
+                "64x48",
+                "30",
+                "1",
                 false,
-                &with(&[
-                    "-vf",
-                    "setpts='if(lt(N,10),N,N*2)/30/TB'",
-                    "-fps_mode",
-                    "vfr",
-                ]),
+                &x264("-vf setpts='if(lt(N,10),N,N*2)/30/TB' -fps_mode vfr"),
             ),
-            make(
-                &ff,
-                d,
-                "clip.mkv",
-                &src("64x48", "30", "1"),
-                true,
-                &with(&["-c:a", "aac"]),
-            ),
+            file("clip.mkv", "64x48", "30", "1", true, &x264("-c:a aac")),
         ];
         for file in &declined {
             assert!(
@@ -376,7 +314,7 @@ mod tests {
             );
             assert!(probe_with_ffmpeg(&ff, file).unwrap().video.is_some());
         }
-        let text = d.join("notes.mp4");
+        let text = dir.path().join("notes.mp4");
         std::fs::write(&text, "not a video at all").unwrap();
         assert!(mp4_header::read(&text).is_none());
     }

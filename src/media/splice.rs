@@ -182,15 +182,14 @@ fn splice_all(_pipe: &ChildStdin, _data: &mut &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::io::Read;
-    use std::process::{Command, Stdio};
+    use std::process::{Child, Command, Stdio};
+    use std::thread::JoinHandle;
 
-    /// Every frame arrives as it was drawn, although the reader lags and
-    /// the buffers are drawn on again while earlier frames are in the pipe.
-    #[test]
-    fn frames_arrive_intact_through_a_slow_reader() {
-        let frame = 200_003;
+    /// A reader that starts late (`script` runs `sleep` then `dd`), and a
+    /// thread collecting all it reads.
+    fn slow_reader(script: &str) -> (Child, ChildStdin, JoinHandle<Vec<u8>>) {
         let mut child = Command::new("sh")
-            .args(["-c", "sleep 0.2; dd bs=65536 status=none"])
+            .args(["-c", script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -201,7 +200,17 @@ mod tests {
             out.read_to_end(&mut all).unwrap();
             all
         });
-        let mut frames = SplicedFrames::new(child.stdin.take().unwrap(), frame);
+        let stdin = child.stdin.take().unwrap();
+        (child, stdin, reader)
+    }
+
+    /// Every frame arrives as it was drawn, although the reader lags and
+    /// the buffers are drawn on again while earlier frames are in the pipe.
+    #[test]
+    fn frames_arrive_intact_through_a_slow_reader() {
+        let frame = 200_003;
+        let (mut child, stdin, reader) = slow_reader("sleep 0.2; dd bs=65536 status=none");
+        let mut frames = SplicedFrames::new(stdin, frame);
         assert!(frames.ring() >= 3);
         let frames_sent = 40u8;
         for k in 0..frames_sent {
@@ -232,19 +241,8 @@ mod tests {
     #[test]
     fn frames_in_the_pipe_survive_the_writer_being_dropped() {
         let frame = 16_000;
-        let mut child = Command::new("sh")
-            .args(["-c", "sleep 0.3; dd bs=4096 status=none"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            out.read_to_end(&mut all).unwrap();
-            all
-        });
-        let mut frames = SplicedFrames::new(child.stdin.take().unwrap(), frame);
+        let (mut child, stdin, reader) = slow_reader("sleep 0.3; dd bs=4096 status=none");
+        let mut frames = SplicedFrames::new(stdin, frame);
         let ring = frames.ring();
         // Fewer bytes than the smallest pipe, so all is spliced before
         // the reader starts.
