@@ -25,10 +25,10 @@ pub(super) fn read(path: &Path) -> Option<MediaInfo> {
     let duration = printed_duration(movie.duration, movie.timescale)?;
     let mut video = None;
     let mut audio = None;
-    for track in &movie.tracks {
+    for track in movie.tracks {
         match track {
-            Track::Video(v) if video.is_none() => video = Some(v.clone()),
-            Track::Audio(a) if audio.is_none() => audio = Some(a.clone()),
+            Track::Video(v) if video.is_none() => video = Some(v),
+            Track::Audio(a) if audio.is_none() => audio = Some(a),
             Track::Unknown => return None,
             _ => {}
         }
@@ -91,7 +91,6 @@ struct Movie {
     tracks: Vec<Track>,
 }
 
-#[derive(Clone)]
 enum Track {
     Video(VideoInfo),
     Audio(AudioInfo),
@@ -158,9 +157,10 @@ fn video_track(mdia: &[u8], stbl: &[u8], entry: &[u8]) -> Option<VideoInfo> {
         return None;
     }
     let (count, delta) = (be32(stts, 8)?, be32(stts, 12)?);
-    let timescale = match *child(mdia, b"mdhd")?.first()? {
-        0 => be32(child(mdia, b"mdhd")?, 12)?,
-        1 => be32(child(mdia, b"mdhd")?, 20)?,
+    let mdhd = child(mdia, b"mdhd")?;
+    let timescale = match *mdhd.first()? {
+        0 => be32(mdhd, 12)?,
+        1 => be32(mdhd, 20)?,
         _ => return None,
     };
     if width == 0 || height == 0 || count == 0 || delta == 0 || timescale == 0 {
@@ -237,11 +237,11 @@ fn aac_config(entry: &[u8]) -> Option<(u32, u32)> {
 /// in a QuickTime `wave` box); its first byte is the object type, which
 /// says AAC or MP3.
 fn decoder_config(entry: &[u8]) -> Option<&[u8]> {
-    // The sound description's version adds fields before its children.
+    // QuickTime's version 1 sound description adds 16 bytes of fields
+    // before the children (`audio_track` takes no later version).
     let children = match be16(entry, 16)? {
         0 => 36,
         1 => 52,
-        2 => 72,
         _ => return None,
     };
     let inner = entry.get(children..)?;
