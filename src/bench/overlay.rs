@@ -9,7 +9,10 @@
 //! The figure is the median over the pairs of bare seconds / overlay
 //! seconds (target ≥ 0.90): the two runs of a pair share the machine's
 //! state, which on a shared VM moves both by ±10 % from one minute to the
-//! next, so a paired ratio is steadier than a ratio of medians. Each
+//! next, so a paired ratio is steadier than a ratio of medians. Pairs
+//! still swing by about ±10 % on such a machine, so the median comes with
+//! a 95 % interval ([`median_interval`]) and the table says when that
+//! interval spans the target: another run could land on either side. Each
 //! side's CPU time (user + system, reelay and its FFmpeg children) per
 //! frame is reported too, with its paired ratio.
 //!
@@ -18,8 +21,8 @@
 //! overlay piped raw frames out of FFmpeg and back, and a "pipes only"
 //! case measured that; the overlay now draws inside FFmpeg's graph and a
 //! spec that draws nothing is a plain re-encode, so there is no pipe to
-//! measure.) A darkened frame is cheaper for x264 to encode, so the
-//! spotlight can beat the bare command.
+//! measure.) A darkened frame is cheaper for x264 to encode, but the lit
+//! ellipse gives most of that back.
 //!
 //! Blocking and long (about six minutes on two cores): run it off the async
 //! runtime.
@@ -75,6 +78,11 @@ pub struct OverlayCase {
     /// Median over the pairs of bare seconds / overlay seconds: the
     /// figure to report.
     pub ratio: f64,
+    /// A distribution-free interval of about 95 % for that median (see
+    /// [`median_interval`]): on a shared VM one pair can swing by ±10 %,
+    /// so a median is only as good as this says.
+    pub ratio_low: f64,
+    pub ratio_high: f64,
     /// From the best run of each side.
     pub ratio_best: f64,
     /// CPU time (user + system, reelay and its FFmpeg children) per frame,
@@ -94,6 +102,32 @@ pub struct OverlayBenchReport {
     pub profile: EncodeProfile,
     pub cpus: usize,
     pub cases: Vec<OverlayCase>,
+}
+
+/// The order statistics `x(k)` and `x(n + 1 - k)` that bracket the median
+/// of `xs` with at least 95 % confidence whatever the distribution: `k`
+/// is the largest with `P(Binomial(n, 1/2) < k) <= 0.025`. With fewer than
+/// six values no pair reaches 95 %, and the whole range is returned.
+pub fn median_interval(xs: &[f64]) -> (f64, f64) {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    // P(B <= i) for B ~ Binomial(n, 1/2), summed term by term.
+    let (mut term, mut below) = (0.5f64.powi(n as i32), 0.0);
+    let mut k = 1;
+    for i in 0..n {
+        below += term;
+        if below > 0.025 {
+            break;
+        }
+        k = i + 1;
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    let k = k.min(n.div_ceil(2));
+    (v[k - 1], v[n - k])
 }
 
 fn median(xs: &[f64]) -> f64 {
@@ -221,26 +255,25 @@ fn summarise(name: &str, frames: u64, r: Runs, target: f64) -> OverlayCase {
     let (om, bm) = (median(&ours), median(&theirs));
     let (oc, bc) = (median(&ours_cpu), median(&theirs_cpu));
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let paired = |bare: &[f64], ours: &[f64]| {
-        median(
-            &bare
-                .iter()
-                .zip(ours)
-                .map(|(b, o)| b / o)
-                .collect::<Vec<_>>(),
-        )
+    // bare / ours, pair by pair.
+    let paired = |bare: &[f64], ours: &[f64]| -> Vec<f64> {
+        bare.iter().zip(ours).map(|(b, o)| b / o).collect()
     };
-    let ratio = paired(&theirs, &ours);
+    let ratios = paired(&theirs, &ours);
+    let ratio = median(&ratios);
+    let (ratio_low, ratio_high) = median_interval(&ratios);
     OverlayCase {
         name: name.to_string(),
         frames,
         overlay_fps: frames as f64 / om,
         bare_fps: frames as f64 / bm,
         ratio,
+        ratio_low,
+        ratio_high,
         ratio_best: best(&theirs) / best(&ours),
         overlay_cpu_ms: oc * 1000.0 / frames.max(1) as f64,
         bare_cpu_ms: bc * 1000.0 / frames.max(1) as f64,
-        cpu_ratio: paired(&theirs_cpu, &ours_cpu),
+        cpu_ratio: median(&paired(&theirs_cpu, &ours_cpu)),
         overlay_secs: ours,
         bare_secs: theirs,
         target,
@@ -343,7 +376,7 @@ pub fn run_overlay_bench(
 pub fn render(report: &OverlayBenchReport) -> String {
     let o = &report.options;
     let mut out = format!(
-        "bench overlay: {} s {}x{}@{} source, {} repetition(s), {} CPU(s), preset {} crf {}\n{:<26} {:>6} {:>11} {:>9} {:>7} {:>7} {:>13} {:>9}  target\n",
+        "bench overlay: {} s {}x{}@{} source, {} repetition(s), {} CPU(s), preset {} crf {}\n{:<26} {:>6} {:>11} {:>9} {:>7} {:>13} {:>7} {:>13} {:>9}  target\n",
         o.seconds,
         o.width,
         o.height,
@@ -357,25 +390,91 @@ pub fn render(report: &OverlayBenchReport) -> String {
         "overlay fps",
         "bare fps",
         "ratio",
+        "95 % interval",
         "best",
         "CPU ms/frame",
         "CPU ratio",
     );
     for c in &report.cases {
         out.push_str(&format!(
-            "{:<26} {:>6} {:>11.2} {:>9.2} {:>7.3} {:>7.3} {:>6.1}/{:<6.1} {:>9.3}  >= {:.2} {}\n",
+            "{:<26} {:>6} {:>11.2} {:>9.2} {:>7.3} {:>6.3}-{:<6.3} {:>7.3} {:>6.1}/{:<6.1} {:>9.3}  >= {:.2} {}{}\n",
             c.name,
             c.frames,
             c.overlay_fps,
             c.bare_fps,
             c.ratio,
+            c.ratio_low,
+            c.ratio_high,
             c.ratio_best,
             c.overlay_cpu_ms,
             c.bare_cpu_ms,
             c.cpu_ratio,
             c.target,
-            if c.within_target { "ok" } else { "MISSED" }
+            if c.within_target { "ok" } else { "MISSED" },
+            // The median's own interval decides nothing, but says whether
+            // another run could well land on the other side of the target.
+            if c.ratio_low < c.target && c.target <= c.ratio_high {
+                " (the interval spans the target)"
+            } else {
+                ""
+            }
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_takes_the_order_statistics_a_binomial_allows() {
+        let nine: Vec<f64> = [9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0, 5.0].to_vec();
+        // n = 9: P(B <= 1) = 10/512 <= 0.025 < P(B <= 2) = 46/512, so k = 2.
+        assert_eq!(median_interval(&nine), (2.0, 8.0));
+        // n = 20: P(B <= 5) = 0.0207, P(B <= 6) = 0.0577, so k = 6.
+        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(median_interval(&twenty), (6.0, 15.0));
+        // n = 6 is the first to reach 95 % (1/64 each side): the extremes.
+        let six: Vec<f64> = (1..=6).map(f64::from).collect();
+        assert_eq!(median_interval(&six), (1.0, 6.0));
+        // Fewer: no pair reaches 95 %, the range is all there is.
+        assert_eq!(median_interval(&[3.0, 1.0, 2.0]), (1.0, 3.0));
+        assert_eq!(median_interval(&[0.9]), (0.9, 0.9));
+        assert_eq!(median_interval(&[]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn a_case_reports_the_paired_median_and_its_interval() {
+        // Bare is slower by exactly its pair's factor, so the ratios are
+        // known: 0.80, 0.85, ..., 1.20 shuffled across the nine pairs.
+        let factors = [1.0, 0.85, 1.2, 0.8, 0.95, 1.1, 0.9, 1.15, 1.05];
+        let ours: Vec<f64> = (0..9).map(|i| 4.0 + 0.1 * f64::from(i)).collect();
+        let theirs: Vec<f64> = ours.iter().zip(factors).map(|(o, f)| o * f).collect();
+        let runs = Runs {
+            ours: ours.clone(),
+            theirs: theirs.clone(),
+            ours_cpu: ours.iter().map(|o| o * 2.0).collect(),
+            theirs_cpu: theirs.iter().map(|b| b * 2.0).collect(),
+        };
+        let c = summarise("case", 300, runs, 0.9);
+        assert!((c.ratio - 1.0).abs() < 1e-12, "{}", c.ratio);
+        assert!((c.ratio_low - 0.85).abs() < 1e-12, "{}", c.ratio_low);
+        assert!((c.ratio_high - 1.15).abs() < 1e-12, "{}", c.ratio_high);
+        assert!((c.cpu_ratio - 1.0).abs() < 1e-12);
+        assert!(c.within_target);
+        let report = OverlayBenchReport {
+            ffmpeg: "ffmpeg".into(),
+            options: OverlayBenchOptions::default(),
+            profile: EncodeProfile::default(),
+            cpus: 2,
+            cases: vec![c],
+        };
+        let table = render(&report);
+        assert!(table.contains("0.850-1.150"), "{table}");
+        assert!(
+            table.contains("ok (the interval spans the target)"),
+            "{table}"
+        );
+    }
 }
