@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::media::BenchError;
+use super::stats::median;
 use crate::detect::video::{SampleRate, detect_video};
 use crate::detect::{Detector, DetectorConfig};
 use crate::inference::{Frame, LoadOptions};
@@ -118,16 +119,6 @@ fn make_source(ff: &Ffmpeg, path: &Path, o: &DetectBenchOptions) -> Result<(), M
         &mut |_| {},
         &CancellationToken::new(),
     )
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Frames decoded to the detector's working size, in memory: what the

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::inference::{InferenceBenchConfig, InferenceBenchReport, run as model_only};
+use super::stats::median;
 use crate::inference::Device;
 use crate::media::{EncodeProfile, Ffmpeg, path_arg};
 use crate::models::{Manifest, Precision};
@@ -222,8 +223,8 @@ pub fn run(
         ends.push(end);
         models.push(m);
     }
-    let efficiency = median(pairs.iter().map(|(a, b)| b / a).collect());
-    let cpu_efficiency = median(cpu_pairs.iter().map(|(a, b)| a / b).collect());
+    let efficiency = median(&pairs.iter().map(|(a, b)| b / a).collect::<Vec<_>>());
+    let cpu_efficiency = median(&cpu_pairs.iter().map(|(a, b)| a / b).collect::<Vec<_>>());
     let model_cpu = {
         let mut order: Vec<usize> = (0..models.len()).collect();
         order.sort_by(|&x, &y| models[x].fps.total_cmp(&models[y].fps));
@@ -395,15 +396,6 @@ pub fn cpu_seconds() -> f64 {
         tv(u.ru_utime) + tv(u.ru_stime)
     };
     get(libc::RUSAGE_SELF) + get(libc::RUSAGE_CHILDREN)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// The report as a table.

@@ -17,6 +17,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::stats::median;
 use crate::media::filter::escape_path;
 use crate::media::{EncodeProfile, Ffmpeg, MediaError, path_arg, secs};
 use crate::tasks::TaskError;
@@ -359,16 +360,6 @@ fn time_case(
     })
 }
 
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// The command as a person would type it (display only; never executed
 /// through a shell).
 fn shell_words(ff: &Ffmpeg, args: &[OsString]) -> String {
@@ -525,12 +516,6 @@ pub fn bare_compile_args(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_and_even() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 
     #[test]
     fn bare_extract_uses_the_profile() {

@@ -10,3 +10,4 @@ pub mod overlay;
 pub mod placement;
 pub mod router;
 pub mod rss;
+pub mod stats;
