@@ -10,9 +10,9 @@
 //! seconds (target ≥ 0.90): the two runs of a pair share the machine's
 //! state, which on a shared VM moves both by ±10 % from one minute to the
 //! next, so a paired ratio is steadier than a ratio of medians. Pairs
-//! still swing by about ±10 % on such a machine, so the median comes with
-//! a 95 % interval ([`median_interval`]) and the table says when that
-//! interval spans the target: another run could land on either side. Each
+//! still differ, so the median comes with a 95 % interval
+//! ([`median_interval`]) and the table says when that interval spans the
+//! target: another run could land on either side. Each
 //! side's CPU time (user + system, reelay and its FFmpeg children) per
 //! frame is reported too, with its paired ratio.
 //!
