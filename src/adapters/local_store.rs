@@ -2,7 +2,8 @@
 //! it. Metadata lives in a JSON sidecar under `.reelay/meta/`, with the same
 //! field names S3 uses for user metadata. Writes are atomic (temp + rename).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -16,13 +17,17 @@ use crate::ports::store::{
     Metadata, ObjectMeta, ObjectStore, PutCondition, PutOutcome, Skipped, StoreError, StoreResult,
 };
 
-/// The sidecar record; `size` and `mtime_ns` tell whether it still describes
+/// The sidecar record; `size`, `mtime_ns` and `inode` tell whether it still describes
 /// the file (a user may overwrite a file by hand).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Sidecar {
     etag: String,
     size: u64,
     mtime_ns: u128,
+    /// Two files of one size written within one clock tick share an mtime;
+    /// never their inode. Absent in sidecars written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inode: Option<u64>,
     #[serde(default)]
     content_type: Option<String>,
     #[serde(default)]
@@ -149,13 +154,30 @@ impl LocalStore {
     }
 
     fn head_sync(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        Ok(self.open_sync(key)?.map(|(_, meta)| meta))
+    }
+
+    /// Opens `key` and describes the file it opened. What is then read
+    /// from the handle is that version even when a put or a delete lands
+    /// meanwhile, as with an S3 GET: a claim released or an output replaced
+    /// between a head and a read is never an I/O error, and the etag always
+    /// belongs to the bytes.
+    fn open_sync(&self, key: &str) -> StoreResult<Option<(std::fs::File, ObjectMeta)>> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path_for(key)?;
-        let stat = match std::fs::metadata(&path) {
-            Ok(stat) if stat.is_file() => stat,
-            Ok(_) => return Ok(None),
+        let mut file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Self::io(key)(e)),
         };
+        let stat = file.metadata().map_err(Self::io(key))?;
+        if !stat.is_file() {
+            return Ok(None);
+        }
         let mtime = stat.modified().map_err(Self::io(key))?;
         let mtime_ns = mtime
             .duration_since(UNIX_EPOCH)
@@ -165,16 +187,23 @@ impl LocalStore {
         let cached = self
             .read_sidecar(&sidecar_path)
             .or_else(|| self.read_sidecar(&self.legacy_sidecar_path(key)))
-            .filter(|s| s.size == stat.len() && s.mtime_ns == mtime_ns);
+            .filter(|s| {
+                s.size == stat.len()
+                    && s.mtime_ns == mtime_ns
+                    && s.inode.is_none_or(|inode| inode == stat.ino())
+            });
         let sidecar = match cached {
             Some(s) => s,
             None => {
                 // A file dropped by hand (or changed by hand): its etag is its MD5,
                 // as S3 gives for a single-part upload; its old metadata is void.
+                let etag = md5_of(&mut file).map_err(Self::io(key))?;
+                file.seek(SeekFrom::Start(0)).map_err(Self::io(key))?;
                 let sidecar = Sidecar {
-                    etag: md5_file(&path).map_err(Self::io(key))?,
+                    etag,
                     size: stat.len(),
                     mtime_ns,
+                    inode: Some(stat.ino()),
                     content_type: None,
                     metadata: Metadata::new(),
                 };
@@ -191,14 +220,21 @@ impl LocalStore {
                 sidecar
             }
         };
-        Ok(Some(ObjectMeta {
+        let meta = ObjectMeta {
             key: key.to_string(),
             size: sidecar.size,
             etag: sidecar.etag,
             last_modified: (mtime_ns / 1_000_000_000) as i64,
             content_type: sidecar.content_type,
             metadata: sidecar.metadata,
-        }))
+        };
+        Ok(Some((file, meta)))
+    }
+
+    /// The opened version of `key`, or [`StoreError::NotFound`].
+    fn open_existing(&self, key: &str) -> StoreResult<(std::fs::File, ObjectMeta)> {
+        self.open_sync(key)?
+            .ok_or_else(|| StoreError::NotFound { key: key.into() })
     }
 
     fn put_sync(
@@ -244,12 +280,11 @@ impl LocalStore {
         }
         tmp.as_file().sync_all().map_err(Self::io(key))?;
         let etag = hex::encode(hasher.finalize());
-        // The sidecar names the file by size and mtime, which a rename or a
-        // link keeps: it is known before the file is published.
-        let mtime_ns = tmp
-            .as_file()
-            .metadata()
-            .and_then(|m| m.modified())
+        // The sidecar names the file by size, mtime and inode, which a
+        // rename or a link keeps: it is known before the file is published.
+        let stat = tmp.as_file().metadata().map_err(Self::io(key))?;
+        let mtime_ns = stat
+            .modified()
             .map_err(Self::io(key))?
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -258,6 +293,7 @@ impl LocalStore {
             etag: etag.clone(),
             size,
             mtime_ns,
+            inode: Some(stat.ino()),
             content_type: Some(content_type.to_string()),
             metadata: metadata.clone(),
         };
@@ -414,8 +450,7 @@ fn walk(
     Ok(())
 }
 
-fn md5_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
+fn md5_of(f: &mut std::fs::File) -> std::io::Result<String> {
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -441,18 +476,20 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get_to_file(&self, key: &str, dest: &Path) -> StoreResult<ObjectMeta> {
-        let meta = self
-            .head(key)
-            .await?
-            .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
-        let src = self.path_for(key)?;
-        tokio::fs::copy(&src, dest).await.map_err(Self::io(key))?;
-        Ok(meta)
+        let this = self.clone();
+        let (key, dest) = (key.to_string(), dest.to_path_buf());
+        blocking(move || {
+            let (mut file, meta) = this.open_existing(&key)?;
+            let mut out = std::fs::File::create(&dest).map_err(Self::io(&key))?;
+            std::io::copy(&mut file, &mut out).map_err(Self::io(&key))?;
+            Ok(meta)
+        })
+        .await
     }
 
-    /// Compares the etag before and after the copy: a put renames a whole
-    /// new file into place, so equal etags on both sides mean the copy is
-    /// of that version.
+    /// The open handle keeps the version a put renames over; the second
+    /// head catches a file rewritten in place (a copy made by hand), whose
+    /// bytes may have changed under the copy.
     async fn get_version_to_file(
         &self,
         key: &str,
@@ -472,14 +509,15 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)> {
-        let meta = self
-            .head(key)
-            .await?
-            .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
-        let bytes = tokio::fs::read(self.path_for(key)?)
-            .await
-            .map_err(Self::io(key))?;
-        Ok((bytes, meta))
+        let this = self.clone();
+        let key = key.to_string();
+        blocking(move || {
+            let (mut file, meta) = this.open_existing(&key)?;
+            let mut bytes = Vec::with_capacity(meta.size as usize);
+            file.read_to_end(&mut bytes).map_err(Self::io(&key))?;
+            Ok((bytes, meta))
+        })
+        .await
     }
 
     fn local_path(&self, key: &str) -> Option<PathBuf> {
@@ -727,6 +765,118 @@ mod tests {
             }
         }
         assert_eq!(stripped, 0, "puts whose metadata a concurrent head erased");
+    }
+
+    /// A claim released, or an object replaced, while it is read is either
+    /// read whole with its own etag or not found; never an I/O error, which
+    /// would fail the task that read it (a duplicate finding a claim gone).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_racing_a_put_or_a_delete_is_whole_or_not_found() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let key = "_reelay/claims/t.json";
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (store, stop) = (store.clone(), stop.clone());
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let body = "x".repeat(1 + i % 64);
+                    let condition = if i.is_multiple_of(2) {
+                        PutCondition::IfAbsent
+                    } else {
+                        PutCondition::Overwrite
+                    };
+                    store
+                        .put_sync(
+                            key,
+                            Source::Bytes(body.as_bytes()),
+                            "x",
+                            &meta(&[]),
+                            condition,
+                        )
+                        .unwrap();
+                    if i.is_multiple_of(3) {
+                        runtime.block_on(store.delete(key)).unwrap();
+                    }
+                    i += 1;
+                }
+            })
+        };
+        let (mut read, mut missing) = (0, 0);
+        let scratch = tempfile::tempdir().unwrap();
+        let dest = scratch.path().join("copy");
+        for round in 0..3000u32 {
+            let got = if round.is_multiple_of(2) {
+                store.get_bytes(key).await
+            } else {
+                store
+                    .get_to_file(key, &dest)
+                    .await
+                    .map(|m| (std::fs::read(&dest).unwrap(), m))
+            };
+            match got {
+                Ok((bytes, m)) => {
+                    assert_eq!(
+                        hex::encode(Md5::digest(&bytes)),
+                        m.etag,
+                        "etag of other bytes"
+                    );
+                    assert_eq!(bytes.len() as u64, m.size);
+                    read += 1;
+                }
+                Err(e) => {
+                    assert!(e.is_not_found(), "round {round}: {e}");
+                    missing += 1;
+                }
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
+        assert!(
+            read > 0 && missing > 0,
+            "read {read}, missing {missing}: no race was run"
+        );
+    }
+
+    /// A file put by hand over an object, with the same size and within the
+    /// same clock tick, is another file: it gets its own etag, not the
+    /// replaced object's etag and metadata.
+    #[tokio::test]
+    async fn a_same_size_file_with_the_same_mtime_is_not_taken_for_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let put = store
+            .put_bytes(
+                "work/o.bin",
+                b"first",
+                "x",
+                &meta(&[("reelay-task", "t1")]),
+                PutCondition::Overwrite,
+            )
+            .await
+            .unwrap();
+        let PutOutcome::Written(put) = put else {
+            panic!("written")
+        };
+        let path = dir.path().join("work/o.bin");
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let other = dir.path().join("other.bin");
+        std::fs::write(&other, b"other").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&other)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let head = store.head("work/o.bin").await.unwrap().unwrap();
+        assert_eq!(head.etag, hex::encode(Md5::digest(b"other")));
+        assert_ne!(head.etag, put.etag);
+        assert!(head.metadata.is_empty(), "{:?}", head.metadata);
     }
 
     #[tokio::test]
