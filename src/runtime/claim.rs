@@ -62,16 +62,23 @@ impl Claim {
             token: format!("{:032x}", rand::random::<u128>()),
             lease,
         };
-        let outcome = claim.put(PutCondition::IfAbsent).await.map_err(transient)?;
-        if let PutOutcome::Written(_) = outcome {
-            return Ok(Claimed::Ours(claim));
-        }
-        let now = unix_now();
-        let held = match claim.store.get_bytes(&claim.key).await {
-            Ok((bytes, _)) => serde_json::from_slice::<ClaimBody>(&bytes).ok(),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(transient(e)),
+        // A claim released between our put and our read is gone, not
+        // expired: put again, so two duplicates never both take it over.
+        let mut released = 0;
+        let held = loop {
+            let outcome = claim.put(PutCondition::IfAbsent).await.map_err(transient)?;
+            if let PutOutcome::Written(_) = outcome {
+                return Ok(Claimed::Ours(claim));
+            }
+            match claim.store.get_bytes(&claim.key).await {
+                Ok((bytes, _)) => break serde_json::from_slice::<ClaimBody>(&bytes).ok(),
+                Err(e) if e.is_not_found() && released < 3 => released += 1,
+                // Others keep claiming and releasing it: wait, never take over.
+                Err(e) if e.is_not_found() => return Ok(Claimed::Busy(Duration::from_secs(1))),
+                Err(e) => return Err(transient(e)),
+            }
         };
+        let now = unix_now();
         match held {
             // Our own put, retried after its answer was lost: ours.
             Some(c) if c.token == claim.token => Ok(Claimed::Ours(claim)),
@@ -144,4 +151,110 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::local_store::LocalStore;
+    use crate::pipeline::task::StepKind;
+    use crate::ports::store::{ObjectMeta, StoreResult};
+    use std::sync::Mutex;
+
+    /// A bucket where the claim's holder releases it the moment another
+    /// worker's conditional put has found it, and which notes every put.
+    struct ReleasedJustThen {
+        inner: LocalStore,
+        puts: Mutex<Vec<PutCondition>>,
+    }
+
+    #[async_trait]
+    impl ObjectStore for ReleasedJustThen {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+            self.inner.head(key).await
+        }
+        async fn get_to_file(&self, key: &str, dest: &std::path::Path) -> StoreResult<ObjectMeta> {
+            self.inner.get_to_file(key, dest).await
+        }
+        async fn get_bytes(&self, key: &str) -> StoreResult<(Vec<u8>, ObjectMeta)> {
+            self.inner.get_bytes(key).await
+        }
+        async fn put_file(
+            &self,
+            key: &str,
+            src: &std::path::Path,
+            ct: &str,
+            md: &Metadata,
+        ) -> StoreResult<ObjectMeta> {
+            self.inner.put_file(key, src, ct, md).await
+        }
+        async fn put_bytes(
+            &self,
+            key: &str,
+            bytes: &[u8],
+            ct: &str,
+            md: &Metadata,
+            condition: PutCondition,
+        ) -> StoreResult<PutOutcome> {
+            self.puts.lock().unwrap().push(condition);
+            let outcome = self.inner.put_bytes(key, bytes, ct, md, condition).await?;
+            if matches!(outcome, PutOutcome::AlreadyExists) {
+                self.inner.delete(key).await?;
+            }
+            Ok(outcome)
+        }
+        async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> StoreResult<()> {
+            self.inner.delete(key).await
+        }
+    }
+
+    /// A duplicate that finds the claim released between its put and its
+    /// read puts again, conditionally: it gets the claim, and never by
+    /// overwriting one (a third worker may have taken it meanwhile).
+    #[tokio::test]
+    async fn a_claim_released_while_it_is_read_is_claimed_again_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ReleasedJustThen {
+            inner: LocalStore::open(dir.path()).unwrap(),
+            puts: Mutex::new(Vec::new()),
+        });
+        let task = Task::new(
+            StepKind::Extract,
+            "extract-0",
+            None,
+            vec![],
+            serde_json::json!({}),
+            |id| format!("work/{id}.mp4"),
+        );
+        let lease = Duration::from_secs(30);
+        let Claimed::Ours(holder) = Claim::take(store.clone(), &task, "a", lease).await.unwrap()
+        else {
+            panic!("the first claim is taken");
+        };
+        let Claimed::Ours(ours) = Claim::take(store.clone(), &task, "b", lease).await.unwrap()
+        else {
+            panic!("a released claim is free");
+        };
+        assert_eq!(
+            *store.puts.lock().unwrap(),
+            [
+                PutCondition::IfAbsent,
+                PutCondition::IfAbsent,
+                PutCondition::IfAbsent
+            ]
+        );
+        let (bytes, _) = store.get_bytes(&ours.key).await.unwrap();
+        let body: ClaimBody = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            (body.worker.as_str(), body.token.as_str()),
+            ("b", ours.token.as_str())
+        );
+        drop(holder);
+    }
 }
