@@ -577,6 +577,12 @@ async fn a_manifest_edited_while_its_compile_runs_leaves_the_newer_export() {
         .clone()
         .expect("a compile ran");
     let entries = journal(&root);
+    if std::env::var_os("DUMPJ").is_some() {
+        eprintln!(
+            "{}",
+            std::fs::read_to_string(root.join(".reelay/journal.jsonl")).unwrap()
+        );
+    }
     let of_old: Vec<&str> = entries
         .iter()
         .filter(|e| e.task == old_compile)
@@ -603,9 +609,13 @@ async fn a_manifest_edited_while_its_compile_runs_leaves_the_newer_export() {
         Some(&old_compile),
         "the old compile's export was left"
     );
+    let failures: Vec<String> = walk(&root.join("_reelay/failures"))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
     assert!(
-        walk(&root.join("_reelay/failures")).is_empty(),
-        "giving way is not a failure"
+        failures.is_empty(),
+        "giving way is not a failure: {failures:?}"
     );
 }
 
