@@ -524,7 +524,9 @@ impl SoftEdge {
 
     #[inline(always)]
     fn fill_any(&self, row: &mut [u8], dx0: f32) {
-        for (i, px) in row.iter_mut().enumerate() {
+        // An `i32` index converts to `f32` in SIMD lanes (a `usize` one
+        // is converted lane by lane); below 2^24 both are exact.
+        for (px, i) in row.iter_mut().zip(0i32..) {
             let dx = dx0 + i as f32;
             let d2 = dx * dx;
             let r_in = (d2 * self.in_x + self.in_y).sqrt();
@@ -570,8 +572,9 @@ impl RingRow {
 
     #[inline(always)]
     fn fill_any(&self, row: &mut [u8], dx0: f32, first: usize) {
-        for (i, px) in row.iter_mut().enumerate() {
-            let dx = dx0 + (first + i) as f32;
+        // As in [`SoftEdge::fill_any`]: an `i32` index, exact below 2^24.
+        for (px, i) in row.iter_mut().zip(first as i32..) {
+            let dx = dx0 + i as f32;
             let r2 = dx * dx * self.irx2 + self.ay;
             let r = r2.sqrt().max(1e-9);
             let grad = (dx * dx * self.irx4 + self.gy).sqrt() / r;
