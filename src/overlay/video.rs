@@ -27,7 +27,8 @@ const MP4_AUDIO: &[&str] = &["aac", "mp3", "ac3", "eac3", "opus", "alac", "flac"
 /// moving layer) goes through a file (`-/filter_complex`, FFmpeg 7 and
 /// later), as one argument may not exceed 128 KiB on Linux.
 const INLINE_GRAPH: usize = 96 * 1024;
-/// Atlas packets FFmpeg's demuxer may queue ahead of the graph.
+/// Atlas packets FFmpeg's demuxer may queue ahead of the graph: a deeper
+/// queue only holds more fresh frame-sized packets in memory.
 const ATLAS_QUEUE: &str = "2";
 
 /// Timings of one render, for benchmarks.
@@ -74,8 +75,6 @@ pub fn graph_args(
         .map(OsString::from)
         .collect();
     a.push(path_arg(input));
-    // The atlas is read at most two frames ahead of the graph: a deeper
-    // queue only holds more fresh frame-sized packets in memory.
     a.extend(
         [
             "-thread_queue_size",
