@@ -51,7 +51,8 @@ pub fn fps_rational(fps: f64) -> (u64, u64) {
     (n / g, d / g)
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
+/// Greatest common divisor.
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 

@@ -25,6 +25,10 @@ pub struct VideoInfo {
     pub fps: f64,
     /// Codec name, e.g. `h264`.
     pub codec: String,
+    /// The header shows that every frame lasts exactly one frame at the
+    /// exact rational of `fps`, so the overlay's graph needs no `fps` filter
+    /// to put frames on its grid. False whenever FFmpeg probed the file.
+    pub constant_rate: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+use super::filter::{fps_rational, gcd};
 use super::info::{AudioInfo, MediaInfo, VideoInfo};
 
 /// Largest `moov` read into memory; a bigger one goes to FFmpeg.
@@ -166,12 +167,22 @@ fn video_track(mdia: &[u8], stbl: &[u8], entry: &[u8]) -> Option<VideoInfo> {
     if width == 0 || height == 0 || count == 0 || delta == 0 || timescale == 0 {
         return None;
     }
+    let fps = printed_fps(f64::from(timescale) / f64::from(delta))?;
     Some(VideoInfo {
         width: u32::from(width),
         height: u32::from(height),
-        fps: printed_fps(f64::from(timescale) / f64::from(delta))?,
+        fps,
         codec: codec.into(),
+        constant_rate: is_exact_rate(timescale, delta, fps),
     })
+}
+
+/// Whether `timescale / delta` is exactly the rational FFmpeg is given for
+/// `fps` ([`fps_rational`]); 2997/100 prints as 29.97 but is not 30000/1001.
+fn is_exact_rate(timescale: u32, delta: u32, fps: f64) -> bool {
+    let (n, d) = (u64::from(timescale), u64::from(delta));
+    let g = gcd(n, d);
+    (n / g, d / g) == fps_rational(fps)
 }
 
 /// A sound track as FFmpeg's decoder reports it. The sample entry's rate
@@ -372,5 +383,15 @@ mod tests {
         assert_eq!(printed_fps(30.0), Some(30.0));
         assert_eq!(printed_fps(30_000.0 / 1001.0), Some(f64::from(29.97f32)));
         assert_eq!(printed_fps(12.5), Some(12.5));
+    }
+
+    #[test]
+    fn only_the_exact_rational_is_a_constant_rate() {
+        let fps = |t: u32, d: u32| printed_fps(f64::from(t) / f64::from(d)).unwrap();
+        assert!(is_exact_rate(15_360, 512, fps(15_360, 512)));
+        assert!(is_exact_rate(30_000, 1001, fps(30_000, 1001)));
+        assert!(is_exact_rate(12_800, 1024, fps(12_800, 1024)));
+        // Prints as 29.97, but drifts from 30000/1001 by a frame in 9 hours.
+        assert!(!is_exact_rate(2997, 100, fps(2997, 100)));
     }
 }

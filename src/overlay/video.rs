@@ -150,6 +150,11 @@ pub fn render(
             total_secs: started.elapsed().as_secs_f64(),
         });
     };
+    let plan = if video.constant_rate {
+        plan.for_constant_rate()
+    } else {
+        plan
+    };
     let graph = plan.filter(scene);
     // Kept until FFmpeg has read it.
     let mut script = None;
