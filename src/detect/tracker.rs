@@ -12,12 +12,18 @@
 //!    (buffered IoU, as in C-BIoU: at a few samples a second a small player
 //!    moves more than its own width, and plain IoU of consecutive boxes is
 //!    then 0). Then tentative tracks against the high-score boxes left.
+//!    A high-score box more than 10 % off the track's size is a partial
+//!    (or merged) view, typically a player going behind another: it steers
+//!    only the position, through its edge nearer the prediction, and not
+//!    the size, unless three such boxes in a row agree on a new size.
 //! 3. **Associate, stage 2:** confirmed tracks seen on the previous frame
 //!    and still unmatched, against the low-score boxes (`low <= score <
 //!    high`): a partly hidden player scores low and is kept on its track
 //!    instead of being lost. Such a box is only the visible part of the
 //!    player, so it is recorded on the track but does not steer the filter:
-//!    the prediction carries on at the player's last clean velocity.
+//!    the prediction carries on at the player's last clean velocity, and
+//!    at its last size (a track missed or held by a low box stops growing
+//!    or shrinking).
 //!    A track missed for `k` frames is matched with its buffer grown by `k`
 //!    times `buffer`, up to twice it, since its prediction grows less sure.
 //! 4. **Birth and death:** a high-score box left over starts a tentative
@@ -133,7 +139,45 @@ struct Track {
     missed: usize,
     /// `(frame index, detection index)` of each box it took.
     boxes: Vec<(usize, usize)>,
+    /// The last high-score box whose size was off the track's, and how many
+    /// such boxes in a row have kept about that size.
+    off_size: Option<(f64, f64, usize)>,
 }
+
+/// How a box a track takes corrects its filter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Steer {
+    /// Position and size: a high-score box of the player's size.
+    Whole,
+    /// Position only, from the box's edges that agree with the prediction:
+    /// a high-score box of another size, a partial (or merged) view.
+    Edges,
+    /// Not at all: a low-score box, only the visible part of a player.
+    No,
+}
+
+/// The centre along one axis of a box of the predicted length `p_len`
+/// whose one edge is the seen box's edge nearer the prediction: of a player
+/// partly hidden on one side, the other side is still where it is.
+fn anchored_centre(start: f64, len: f64, p_start: f64, p_len: f64) -> f64 {
+    if ((len / p_len) - 1.0).abs() <= OFF_SIZE {
+        return start + len / 2.0;
+    }
+    let (end, p_end) = (start + len, p_start + p_len);
+    if (start - p_start).abs() <= (end - p_end).abs() {
+        start + p_len / 2.0
+    } else {
+        end - p_len / 2.0
+    }
+}
+
+/// A box narrower, shorter, wider or taller than the track's size by more
+/// than this fraction is a partial (or merged) view of the player.
+const OFF_SIZE: f64 = 0.1;
+/// Boxes off the track's size that agree with each other this many times in
+/// a row are the player's new size (a detector's box can change its extent
+/// for good), not a passing occlusion, whose boxes keep changing.
+const OFF_SIZE_SETTLED: usize = 3;
 
 impl Track {
     fn new(b: &BBox, t: f64, class: u32, at: (usize, usize)) -> Track {
@@ -153,6 +197,7 @@ impl Track {
             seen_last_frame: true,
             missed: 0,
             boxes: vec![at],
+            off_size: None,
         }
     }
 
@@ -175,21 +220,68 @@ impl Track {
         self.t = t;
     }
 
-    /// Takes box `b`; `steer`: let it correct the filter (a high-score
-    /// box), or only record it (a low-score, likely partly hidden one).
-    fn update(&mut self, b: &BBox, t: f64, at: (usize, usize), steer: bool) {
-        if steer {
-            let (cx, cy) = b.center();
-            let s = b.h.max(1.0);
-            for (a, z) in self.axes.iter_mut().zip([cx, cy, b.w, b.h]) {
-                a.update(z, s);
+    /// How a high-score box `b` may correct the filter. A player walking
+    /// behind another still scores high on its visible part for a frame or
+    /// two, and that part shrinks and its centre lags: taken whole, it
+    /// would halve the track's speed and shrink its box, and the player
+    /// would come out the far side as a new track, or swap boxes with the
+    /// one in front. So a box whose size is off the prediction steers only
+    /// the position, through its edges that agree with the prediction
+    /// ([`Steer::Edges`]), until such boxes settle on one size.
+    fn steer_for(&mut self, b: &BBox) -> Steer {
+        let p = self.predicted();
+        let off = |got: f64, want: f64| (got / want - 1.0).abs() > OFF_SIZE;
+        if !off(b.w, p.w) && !off(b.h, p.h) {
+            self.off_size = None;
+            return Steer::Whole;
+        }
+        let run = match self.off_size {
+            Some((w, h, n)) if !off(b.w, w) && !off(b.h, h) => n + 1,
+            _ => 1,
+        };
+        self.off_size = (run < OFF_SIZE_SETTLED).then_some((b.w, b.h, run));
+        if run >= OFF_SIZE_SETTLED {
+            Steer::Whole
+        } else {
+            Steer::Edges
+        }
+    }
+
+    /// Takes box `b`, correcting the filter as `steer` says.
+    fn update(&mut self, b: &BBox, t: f64, at: (usize, usize), steer: Steer) {
+        let s = b.h.max(1.0);
+        match steer {
+            Steer::Whole => {
+                let (cx, cy) = b.center();
+                for (a, z) in self.axes.iter_mut().zip([cx, cy, b.w, b.h]) {
+                    a.update(z, s);
+                }
             }
+            Steer::Edges => {
+                let p = self.predicted();
+                let cx = anchored_centre(b.x, b.w, p.x, p.w);
+                let cy = anchored_centre(b.y, b.h, p.y, p.h);
+                self.axes[0].update(cx, s);
+                self.axes[1].update(cy, s);
+                self.hold_size();
+            }
+            Steer::No => self.hold_size(),
         }
         self.missed = 0;
         self.hits += 1;
         self.last_seen = t;
         self.seen_last_frame = true;
         self.boxes.push(at);
+    }
+
+    /// Stops the box growing or shrinking while the player is hidden: a
+    /// size velocity is learnt from the last clean boxes, and those shrink
+    /// as the player walks behind another, so carried on for a second of
+    /// occlusion it would shrink the predicted box to nothing (as ByteTrack
+    /// does for the height of a lost track).
+    fn hold_size(&mut self) {
+        self.axes[2].x[1] = 0.0;
+        self.axes[3].x[1] = 0.0;
     }
 
     fn confirmed(&self) -> bool {
@@ -276,7 +368,12 @@ pub fn track(
                     matched_d: &mut Vec<bool>| {
             for (ti, di) in pairs {
                 let d = &frame.detections[di];
-                tracks[ti].update(&d.bbox, t, (fi, di), d.score >= cfg.high);
+                let steer = if d.score >= cfg.high {
+                    tracks[ti].steer_for(&d.bbox)
+                } else {
+                    Steer::No
+                };
+                tracks[ti].update(&d.bbox, t, (fi, di), steer);
                 matched_t[ti] = true;
                 matched_d[di] = true;
             }
@@ -303,6 +400,7 @@ pub fn track(
             tr.seen_last_frame = *hit;
             if !hit {
                 tr.missed += 1;
+                tr.hold_size();
             }
             if !hit && (!tr.confirmed() || t - tr.last_seen > cfg.max_lost) {
                 if tr.confirmed() {
@@ -419,6 +517,77 @@ mod tests {
         }
         assert_eq!(summary[0].label.as_deref(), Some("person"));
         assert_eq!(summary[0].first, 0.0);
+    }
+
+    /// As in the demo's second crossing: A (100×200) walks right at
+    /// 100 px/s behind B (180 wide, standing). Going in, A's box is only its
+    /// visible left part, shrinking while it still scores high; then low
+    /// slivers, a second unseen, and it comes out as its right part.
+    #[test]
+    fn a_player_hidden_for_a_second_behind_a_wider_one_keeps_its_id() {
+        let (b_left, b_right) = (1560.0, 1740.0);
+        let mut frames: Vec<FrameDetections> = (0..40)
+            .map(|k| {
+                let t = k as f64 * 0.2;
+                let a_left = 1000.0 + 100.0 * t;
+                let mut d = vec![Detection {
+                    bbox: BBox {
+                        x: b_left,
+                        y: 600.0,
+                        w: b_right - b_left,
+                        h: 260.0,
+                    },
+                    ..det(0.0, 0.0, 0.8)
+                }];
+                // A's visible part: left of B or right of it.
+                let left = (b_left.min(a_left + 100.0) - a_left).max(0.0);
+                let right = (a_left + 100.0 - b_right.max(a_left)).max(0.0);
+                let (x, w) = if left >= right {
+                    (a_left, left)
+                } else {
+                    (a_left + 100.0 - right, right)
+                };
+                let score = match w / 100.0 {
+                    f if f >= 0.6 => 0.56,
+                    f if f >= 0.2 => 0.25,
+                    _ => 0.0,
+                };
+                if score > 0.0 {
+                    d.push(Detection {
+                        bbox: BBox {
+                            x,
+                            y: 620.0,
+                            w,
+                            h: 200.0,
+                        },
+                        ..det(0.0, 0.0, score)
+                    });
+                }
+                FrameDetections { t, detections: d }
+            })
+            .collect();
+        let summary = track(&mut frames, &TrackerConfig::default(), &|_| None);
+        let a_ids: Vec<Option<u64>> = frames
+            .iter()
+            .filter_map(|f| f.detections.iter().find(|d| d.bbox.y == 620.0))
+            .map(|d| d.track)
+            .collect();
+        let first = a_ids[0].expect("A tracked from the start");
+        assert!(
+            a_ids.iter().all(|id| *id == Some(first) || id.is_none()),
+            "A's ids: {a_ids:?}"
+        );
+        assert_eq!(*a_ids.last().unwrap(), Some(first), "A after: {a_ids:?}");
+        assert_eq!(summary.len(), 2, "{summary:?}");
+    }
+
+    #[test]
+    fn a_partial_box_places_the_player_by_the_edge_that_agrees() {
+        // Predicted 100 wide at 500: the left 60 px seen, then the right 40.
+        assert_eq!(anchored_centre(500.0, 60.0, 502.0, 100.0), 550.0);
+        assert_eq!(anchored_centre(560.0, 40.0, 498.0, 100.0), 550.0);
+        // A box of about the predicted size is taken as it is.
+        assert_eq!(anchored_centre(510.0, 95.0, 500.0, 100.0), 557.5);
     }
 
     #[test]
