@@ -160,7 +160,7 @@ enum Steer {
 /// whose one edge is the seen box's edge nearer the prediction: of a player
 /// partly hidden on one side, the other side is still where it is.
 fn anchored_centre(start: f64, len: f64, p_start: f64, p_len: f64) -> f64 {
-    if ((len / p_len) - 1.0).abs() <= OFF_SIZE {
+    if !off_size(len, p_len) {
         return start + len / 2.0;
     }
     let (end, p_end) = (start + len, p_start + p_len);
@@ -174,6 +174,10 @@ fn anchored_centre(start: f64, len: f64, p_start: f64, p_len: f64) -> f64 {
 /// A box narrower, shorter, wider or taller than the track's size by more
 /// than this fraction is a partial (or merged) view of the player.
 const OFF_SIZE: f64 = 0.1;
+
+fn off_size(got: f64, want: f64) -> bool {
+    (got / want - 1.0).abs() > OFF_SIZE
+}
 /// Boxes off the track's size that agree with each other this many times in
 /// a row are the player's new size (a detector's box can change its extent
 /// for good), not a passing occlusion, whose boxes keep changing.
@@ -230,13 +234,12 @@ impl Track {
     /// ([`Steer::Edges`]), until such boxes settle on one size.
     fn steer_for(&mut self, b: &BBox) -> Steer {
         let p = self.predicted();
-        let off = |got: f64, want: f64| (got / want - 1.0).abs() > OFF_SIZE;
-        if !off(b.w, p.w) && !off(b.h, p.h) {
+        if !off_size(b.w, p.w) && !off_size(b.h, p.h) {
             self.off_size = None;
             return Steer::Whole;
         }
         let run = match self.off_size {
-            Some((w, h, n)) if !off(b.w, w) && !off(b.h, h) => n + 1,
+            Some((w, h, n)) if !off_size(b.w, w) && !off_size(b.h, h) => n + 1,
             _ => 1,
         };
         self.off_size = (run < OFF_SIZE_SETTLED).then_some((b.w, b.h, run));
