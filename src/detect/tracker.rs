@@ -141,7 +141,7 @@ struct Track {
     boxes: Vec<(usize, usize)>,
     /// The last high-score box whose size was off the track's, and how many
     /// such boxes in a row have kept about that size.
-    off_size: Option<(f64, f64, usize)>,
+    off_size_run: Option<(f64, f64, usize)>,
 }
 
 /// How a box a track takes corrects its filter.
@@ -201,7 +201,7 @@ impl Track {
             seen_last_frame: true,
             missed: 0,
             boxes: vec![at],
-            off_size: None,
+            off_size_run: None,
         }
     }
 
@@ -235,14 +235,14 @@ impl Track {
     fn steer_for(&mut self, b: &BBox) -> Steer {
         let p = self.predicted();
         if !off_size(b.w, p.w) && !off_size(b.h, p.h) {
-            self.off_size = None;
+            self.off_size_run = None;
             return Steer::Whole;
         }
-        let run = match self.off_size {
+        let run = match self.off_size_run {
             Some((w, h, n)) if !off_size(b.w, w) && !off_size(b.h, h) => n + 1,
             _ => 1,
         };
-        self.off_size = (run < OFF_SIZE_SETTLED).then_some((b.w, b.h, run));
+        self.off_size_run = (run < OFF_SIZE_SETTLED).then_some((b.w, b.h, run));
         if run >= OFF_SIZE_SETTLED {
             Steer::Whole
         } else {
